@@ -1,0 +1,125 @@
+//! Errors of statement execution, each with its PostgreSQL SQLSTATE.
+
+use serde::{Deserialize, Serialize};
+
+/// Every error a client can see. Serializable because errors raised on a
+/// shard leader travel back to the gateway node.
+#[derive(Clone, Debug, PartialEq, thiserror::Error, Serialize, Deserialize)]
+pub enum ExecError {
+    #[error("syntax error: {0}")]
+    Syntax(String),
+    #[error("{0}")]
+    FeatureNotSupported(String),
+    #[error("relation \"{0}\" does not exist")]
+    UndefinedTable(String),
+    #[error("relation \"{0}\" already exists")]
+    DuplicateTable(String),
+    #[error("column \"{0}\" does not exist")]
+    UndefinedColumn(String),
+    #[error("type \"{0}\" does not exist")]
+    UndefinedType(String),
+    #[error("{0}")]
+    InvalidTableDefinition(String),
+    #[error("{0}")]
+    DuplicateColumn(String),
+    #[error("{0}")]
+    DatatypeMismatch(String),
+    #[error("{0}")]
+    InvalidTextRepresentation(String),
+    #[error("{0}")]
+    NumericValueOutOfRange(String),
+    #[error("{0}")]
+    StringDataRightTruncation(String),
+    #[error("{0}")]
+    NotNullViolation(String),
+    #[error("duplicate key value violates unique constraint \"{0}_pkey\"")]
+    UniqueViolation(String),
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("{0}")]
+    DivisionByZero(String),
+    #[error("{0}")]
+    ProgramLimitExceeded(String),
+    /// Retryable: no leader known yet, or the leader changed under us.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Retryable: a bounded queue is full.
+    #[error("{0}")]
+    Overloaded(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ExecError {
+    /// The SQLSTATE code PostgreSQL would use for this error.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            ExecError::Syntax(_) => "42601",
+            ExecError::FeatureNotSupported(_) => "0A000",
+            ExecError::UndefinedTable(_) => "42P01",
+            ExecError::DuplicateTable(_) => "42P07",
+            ExecError::UndefinedColumn(_) => "42703",
+            ExecError::UndefinedType(_) => "42704",
+            ExecError::InvalidTableDefinition(_) => "42P16",
+            ExecError::DuplicateColumn(_) => "42701",
+            ExecError::DatatypeMismatch(_) => "42804",
+            ExecError::InvalidTextRepresentation(_) => "22P02",
+            ExecError::NumericValueOutOfRange(_) => "22003",
+            ExecError::StringDataRightTruncation(_) => "22001",
+            ExecError::NotNullViolation(_) => "23502",
+            ExecError::UniqueViolation(_) => "23505",
+            ExecError::InvalidParameter(_) => "22023",
+            ExecError::DivisionByZero(_) => "22012",
+            ExecError::ProgramLimitExceeded(_) => "54000",
+            ExecError::Unavailable(_) => "57P03",
+            ExecError::Overloaded(_) => "53300",
+            ExecError::Internal(_) => "XX000",
+        }
+    }
+
+    /// Whether a client may simply retry the statement.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ExecError::Unavailable(_) | ExecError::Overloaded(_))
+    }
+}
+
+pub type ExecResult<T> = Result<T, ExecError>;
+
+/// Maps a DataFusion error (planning or execution of a query) to SQLSTATE.
+pub fn from_datafusion(e: datafusion::error::DataFusionError) -> ExecError {
+    use datafusion::error::DataFusionError as D;
+    match e {
+        D::SQL(e, _) => ExecError::Syntax(e.to_string()),
+        D::Plan(m) => {
+            if m.contains("not found") || m.contains("No field named") {
+                if m.contains("table") {
+                    ExecError::UndefinedTable(m)
+                } else {
+                    ExecError::UndefinedColumn(m)
+                }
+            } else {
+                ExecError::DatatypeMismatch(m)
+            }
+        }
+        D::SchemaError(e, _) => ExecError::UndefinedColumn(e.to_string()),
+        D::NotImplemented(m) => ExecError::FeatureNotSupported(m),
+        D::ArrowError(e, _) => {
+            let m = e.to_string();
+            if m.contains("Divide by zero") {
+                ExecError::DivisionByZero(m)
+            } else if m.contains("Cast error") || m.contains("parse") {
+                ExecError::InvalidTextRepresentation(m)
+            } else if m.contains("overflow") {
+                ExecError::NumericValueOutOfRange(m)
+            } else {
+                ExecError::Internal(m)
+            }
+        }
+        D::Context(_, inner) => from_datafusion(*inner),
+        D::External(e) => match e.downcast::<ExecError>() {
+            Ok(inner) => *inner,
+            Err(e) => ExecError::Internal(e.to_string()),
+        },
+        other => ExecError::Internal(other.to_string()),
+    }
+}

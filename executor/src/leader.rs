@@ -1,0 +1,231 @@
+//! Runs [`ShardRequest`]s on the leader of their group.
+//!
+//! Reads wait for a read barrier (every write committed before the request
+//! is applied here), so they are linearizable. Writes take the vShard's FIFO
+//! lock, pass the barrier, read the rows they need, compute the write set and
+//! propose it: each write sees every earlier write to its vShard, and a write
+//! computed by a deposed leader cannot commit (its term is over).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::catalog::MemTable;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use ordo_meta::catalog::TableDef;
+use ordo_meta::datum::{decode_row, encode_row, Datum};
+use ordo_meta::logic::{decode_result, encode_command};
+use ordo_scheduler::ShardLocks;
+use ordo_vshard::raft::{Consensus, ConsensusError};
+use ordo_vshard::routing::group_vshard;
+use ordo_vshard::shard::{row_key, table_prefix, RowWrite, ShardCommand, ShardReader};
+use ordo_vshard::GroupId;
+
+use crate::arrow::{input_at, param_scalar, rows_to_batch, table_schema};
+use crate::coerce::coerce;
+use crate::error::ExecError;
+use crate::request::{DmlRequest, ShardRequest, ShardResponse};
+
+/// Most rows one UPDATE/DELETE may change in one vShard.
+const DML_ROWS_PER_SHARD_MAX: usize = 100_000;
+const ROW_INDEX_COLUMN: &str = "__ordo_row";
+
+enum Fail {
+    NotLeader(Option<u64>),
+    Exec(ExecError),
+}
+
+impl From<ExecError> for Fail {
+    fn from(e: ExecError) -> Fail {
+        Fail::Exec(e)
+    }
+}
+
+impl From<ConsensusError> for Fail {
+    fn from(e: ConsensusError) -> Fail {
+        match e {
+            ConsensusError::NotLeader { leader, .. } => Fail::NotLeader(leader),
+            ConsensusError::Unavailable { reason, .. } => Fail::Exec(ExecError::Unavailable(reason)),
+        }
+    }
+}
+
+fn storage(e: impl std::fmt::Display) -> Fail {
+    Fail::Exec(ExecError::Internal(format!("storage: {e}")))
+}
+
+pub struct LeaderExecutor {
+    groups: BTreeMap<GroupId, Arc<dyn Consensus>>,
+    reader: ShardReader,
+    locks: ShardLocks,
+}
+
+impl LeaderExecutor {
+    pub fn new(groups: BTreeMap<GroupId, Arc<dyn Consensus>>, reader: ShardReader, vshards: u32) -> LeaderExecutor {
+        LeaderExecutor { groups, reader, locks: ShardLocks::new(vshards) }
+    }
+
+    pub fn group(&self, gid: GroupId) -> Option<&Arc<dyn Consensus>> {
+        self.groups.get(&gid)
+    }
+
+    pub async fn handle(&self, gid: GroupId, req: ShardRequest) -> ShardResponse {
+        let Some(group) = self.groups.get(&gid) else {
+            return ShardResponse::NotLeader { leader: None };
+        };
+        if !group.is_leader() {
+            return ShardResponse::NotLeader { leader: group.leader() };
+        }
+        match self.run(gid, group.as_ref(), req).await {
+            Ok(r) => r,
+            Err(Fail::NotLeader(leader)) => ShardResponse::NotLeader { leader },
+            Err(Fail::Exec(e)) => ShardResponse::Error(e),
+        }
+    }
+
+    async fn run(&self, gid: GroupId, group: &dyn Consensus, req: ShardRequest) -> Result<ShardResponse, Fail> {
+        match req {
+            ShardRequest::ReadIndex => {
+                group.read_barrier().await?;
+                Ok(ShardResponse::Count(group.status().applied_index.unwrap_or(0)))
+            }
+            ShardRequest::Meta(cmd) => {
+                let reply = group.propose(encode_command(&cmd)).await?;
+                let result = decode_result(&reply).map_err(ExecError::Internal)?;
+                Ok(ShardResponse::Meta(result))
+            }
+            ShardRequest::Get { table, pks } => {
+                group.read_barrier().await?;
+                let mut rows = Vec::with_capacity(pks.len());
+                for pk in pks {
+                    if let Some(v) = self.reader.get(gid, &row_key(table.id, &pk)).map_err(storage)? {
+                        rows.push(v);
+                    }
+                }
+                Ok(ShardResponse::Rows(rows))
+            }
+            ShardRequest::Scan { table } => {
+                group.read_barrier().await?;
+                let rows = self.reader.scan_prefix(gid, &table_prefix(table.id)).map_err(ExecError::ProgramLimitExceeded)?;
+                Ok(ShardResponse::Rows(rows.into_iter().map(|(_, v)| v).collect()))
+            }
+            ShardRequest::Insert { table, rows } => {
+                let _turn = self.locks.lock(vshard_of_group(gid)?).await;
+                group.read_barrier().await?;
+                let mut seen = BTreeSet::new();
+                let mut writes = Vec::with_capacity(rows.len());
+                for (pk, row) in rows {
+                    let key = row_key(table.id, &pk);
+                    if !seen.insert(key.clone()) || self.reader.get(gid, &key).map_err(storage)?.is_some() {
+                        return Err(ExecError::UniqueViolation(table.name.clone()).into());
+                    }
+                    writes.push(RowWrite { key, value: Some(row) });
+                }
+                let n = writes.len() as u64;
+                group.propose(ShardCommand::Write(writes).encode()).await?;
+                Ok(ShardResponse::Count(n))
+            }
+            ShardRequest::Dml(dml) => {
+                let _turn = self.locks.lock(vshard_of_group(gid)?).await;
+                group.read_barrier().await?;
+                let writes = self.dml_writes(gid, &dml).await?;
+                let n = writes.len() as u64;
+                if n > 0 {
+                    group.propose(ShardCommand::Write(writes).encode()).await?;
+                }
+                Ok(ShardResponse::Count(n))
+            }
+            ShardRequest::DropTable { table_id } => {
+                let _turn = self.locks.lock(vshard_of_group(gid)?).await;
+                group.propose(ShardCommand::DropTable { table_id }.encode()).await?;
+                Ok(ShardResponse::Done)
+            }
+        }
+    }
+
+    /// The write set of an UPDATE/DELETE on this vShard: the matching rows
+    /// are found and the new values computed by DataFusion over the shard's
+    /// current rows of the table.
+    async fn dml_writes(&self, gid: GroupId, dml: &DmlRequest) -> Result<Vec<RowWrite>, Fail> {
+        let table = &dml.table;
+        let stored: Vec<(Vec<u8>, Vec<u8>)> = match &dml.point {
+            Some(pk) => {
+                let key = row_key(table.id, pk);
+                self.reader.get(gid, &key).map_err(storage)?.map(|v| (key, v)).into_iter().collect()
+            }
+            None => self
+                .reader
+                .scan_prefix(gid, &table_prefix(table.id))
+                .map_err(ExecError::ProgramLimitExceeded)?
+                .into_iter()
+                .map(|(k, v)| {
+                    let mut key = Vec::with_capacity(k.len());
+                    key.extend_from_slice(&k);
+                    (key, v)
+                })
+                .collect(),
+        };
+        if stored.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<Vec<Datum>> =
+            stored.iter().map(|(_, v)| decode_row(v)).collect::<Result<_, _>>().map_err(|e| ExecError::Internal(e.to_string()))?;
+        let batch = rows_with_index(table, &rows)?;
+        let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+        let mem = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(|e| ExecError::Internal(e.to_string()))?;
+        ctx.register_table(table.name.as_str(), Arc::new(mem)).map_err(|e| ExecError::Internal(e.to_string()))?;
+        let mut select = format!("SELECT \"{ROW_INDEX_COLUMN}\"");
+        for (_, expr) in &dml.assignments {
+            select.push_str(&format!(", ({expr})"));
+        }
+        select.push_str(&format!(" FROM \"{}\"", table.name));
+        if let Some(sel) = &dml.selection {
+            select.push_str(&format!(" WHERE ({sel})"));
+        }
+        let params: Vec<_> = dml.params.iter().map(param_scalar).collect();
+        let df = ctx.sql(&select).await.map_err(crate::error::from_datafusion)?;
+        let df = df.with_param_values(params).map_err(crate::error::from_datafusion)?;
+        let out = df.collect().await.map_err(crate::error::from_datafusion)?;
+        let mut writes = Vec::new();
+        for b in &out {
+            let idx = b.column(0).as_any().downcast_ref::<Int64Array>().ok_or_else(|| ExecError::Internal("row index".into()))?;
+            for r in 0..b.num_rows() {
+                let i = idx.value(r) as usize;
+                let key = stored[i].0.clone();
+                if dml.delete {
+                    writes.push(RowWrite { key, value: None });
+                    continue;
+                }
+                let mut row = rows[i].clone();
+                for (j, (ci, _)) in dml.assignments.iter().enumerate() {
+                    let input = input_at(b.column(j + 1).as_ref(), r)?;
+                    row[*ci] = coerce(input, &table.columns[*ci])?;
+                }
+                writes.push(RowWrite { key, value: Some(encode_row(&row)) });
+                if writes.len() > DML_ROWS_PER_SHARD_MAX {
+                    return Err(ExecError::ProgramLimitExceeded(format!(
+                        "one statement may change at most {DML_ROWS_PER_SHARD_MAX} rows per vShard"
+                    ))
+                    .into());
+                }
+            }
+        }
+        Ok(writes)
+    }
+}
+
+fn vshard_of_group(gid: GroupId) -> Result<u32, Fail> {
+    group_vshard(gid).ok_or_else(|| Fail::Exec(ExecError::Internal(format!("group {gid} is not a vShard"))))
+}
+
+/// The table's rows plus a trailing row-index column.
+fn rows_with_index(table: &TableDef, rows: &[Vec<Datum>]) -> Result<RecordBatch, ExecError> {
+    let schema = table_schema(table);
+    let base = rows_to_batch(table, &schema, rows)?;
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(ROW_INDEX_COLUMN, DataType::Int64, false));
+    let mut cols: Vec<ArrayRef> = base.columns().to_vec();
+    cols.push(Arc::new(Int64Array::from_iter_values(0..rows.len() as i64)));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(|e| ExecError::Internal(e.to_string()))
+}

@@ -1,0 +1,19 @@
+//! Execution of statements on the vShards that own their rows.
+//!
+//! - [`request`]: what a gateway asks a group's leader to do ([`ShardRequest`])
+//!   and the answer; these travel in forwarded gRPC calls.
+//! - [`leader`]: runs a request on the leader of its group: reads after a
+//!   read barrier, computes the write set under the vShard's lock, proposes it.
+//! - [`router`]: finds a group's leader from any node and follows leader hints.
+//! - [`arrow`]: rows <-> Arrow record batches; [`coerce`]: values -> column types.
+//!
+//! [`ShardRequest`]: request::ShardRequest
+
+pub mod arrow;
+pub mod coerce;
+pub mod error;
+pub mod leader;
+pub mod request;
+pub mod router;
+
+pub use error::{ExecError, ExecResult};

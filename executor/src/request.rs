@@ -1,0 +1,83 @@
+//! Requests a gateway sends to the leader of a group, and their answers.
+
+use ordo_meta::catalog::TableDef;
+use ordo_meta::command::{MetaCommand, MetaResult};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ExecError;
+
+/// A statement parameter as the client sent it (a JSON scalar).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Param {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl Param {
+    pub fn from_json(v: &serde_json::Value) -> Result<Param, ExecError> {
+        Ok(match v {
+            serde_json::Value::Null => Param::Null,
+            serde_json::Value::Bool(b) => Param::Bool(*b),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => Param::Int(i),
+                None => Param::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            serde_json::Value::String(s) => Param::Text(s.clone()),
+            other => return Err(ExecError::InvalidParameter(format!("parameter must be a scalar, got {other}"))),
+        })
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ShardRequest {
+    /// Read barrier on the leader; answers `Count(applied index)`.
+    ReadIndex,
+    /// Catalog change, for the meta group's leader.
+    Meta(MetaCommand),
+    /// Rows with these encoded primary keys.
+    Get { table: TableDef, pks: Vec<Vec<u8>> },
+    /// Every row of the table in this vShard.
+    Scan { table: TableDef },
+    /// Insert rows (encoded pk, encoded row); fails on an existing key.
+    Insert { table: TableDef, rows: Vec<(Vec<u8>, Vec<u8>)> },
+    /// UPDATE or DELETE of the rows of this vShard matching `selection`.
+    Dml(DmlRequest),
+    /// Delete every row of a dropped table.
+    DropTable { table_id: u64 },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DmlRequest {
+    pub table: TableDef,
+    /// `(column index, SQL expression)` for UPDATE; empty for DELETE.
+    pub assignments: Vec<(usize, String)>,
+    pub delete: bool,
+    /// The WHERE clause as SQL text, if any.
+    pub selection: Option<String>,
+    /// When the statement names one row by its full primary key.
+    pub point: Option<Vec<u8>>,
+    pub params: Vec<Param>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ShardResponse {
+    Rows(Vec<Vec<u8>>),
+    Count(u64),
+    Meta(MetaResult),
+    Done,
+    NotLeader { leader: Option<u64> },
+    Error(ExecError),
+}
+
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(v, bincode::config::standard()).expect("requests always encode")
+}
+
+pub fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, ExecError> {
+    bincode::serde::decode_from_slice(b, bincode::config::standard())
+        .map(|(v, _)| v)
+        .map_err(|e| ExecError::Internal(format!("undecodable message: {e}")))
+}

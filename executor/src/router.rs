@@ -1,0 +1,113 @@
+//! Sends a [`ShardRequest`] to the leader of its group from any node:
+//! locally when this node leads it, otherwise forwarded over the node's
+//! transport, following `NotLeader` hints until a leader answers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ordo_meta::placement::Placement;
+use ordo_vshard::raft::Transport;
+use ordo_vshard::GroupId;
+
+use crate::error::{ExecError, ExecResult};
+use crate::leader::LeaderExecutor;
+use crate::request::{decode, encode, ShardRequest, ShardResponse};
+
+/// How long one request keeps looking for a leader before giving up.
+const LEADER_SEARCH_MS: u64 = 15_000;
+/// Upper bound of one forwarded call.
+const FORWARD_TIMEOUT_MS: u64 = 20_000;
+const RETRY_BACKOFF_MS_MAX: u64 = 200;
+
+pub struct Router {
+    node_id: u64,
+    transport: Arc<Transport>,
+    local: Arc<LeaderExecutor>,
+    placement: Placement,
+}
+
+impl Router {
+    pub fn new(node_id: u64, transport: Arc<Transport>, local: Arc<LeaderExecutor>, placement: Placement) -> Router {
+        Router { node_id, transport, local, placement }
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    pub fn local(&self) -> &Arc<LeaderExecutor> {
+        &self.local
+    }
+
+    fn guess_leader(&self, gid: GroupId) -> u64 {
+        self.local.group(gid).and_then(|g| g.leader()).unwrap_or_else(|| self.placement.preferred_leader(gid))
+    }
+
+    /// Runs `req` on the leader of `gid`. `NotLeader` and unreachable nodes
+    /// are retried against the next candidate until a leader answers.
+    pub async fn call(&self, gid: GroupId, req: &ShardRequest) -> ExecResult<ShardResponse> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(LEADER_SEARCH_MS);
+        let replicas = self.placement.replicas(gid);
+        let mut target = self.guess_leader(gid);
+        let mut attempt: u32 = 0;
+        let mut last_problem = String::from("no leader elected yet");
+        loop {
+            let resp = if target == self.node_id {
+                self.local.handle(gid, req.clone()).await
+            } else {
+                match self.transport.peer(target) {
+                    Some(peer) => {
+                        match peer.forward(gid, encode(req), Duration::from_millis(FORWARD_TIMEOUT_MS)).await {
+                            Ok(bytes) => decode::<ShardResponse>(&bytes)?,
+                            Err(e) => {
+                                last_problem = e;
+                                ShardResponse::NotLeader { leader: None }
+                            }
+                        }
+                    }
+                    None => ShardResponse::NotLeader { leader: None },
+                }
+            };
+            match resp {
+                ShardResponse::NotLeader { leader } => {
+                    target = match leader {
+                        Some(l) if l != target => l,
+                        _ => {
+                            // Unknown or self-referential hint: try the next replica.
+                            let pos = replicas.iter().position(|&r| r == target).unwrap_or(0);
+                            replicas[(pos + 1) % replicas.len()]
+                        }
+                    };
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(ExecError::Unavailable(format!("group {gid} has no reachable leader: {last_problem}")));
+                    }
+                    attempt += 1;
+                    let backoff = (5u64 << attempt.min(6)).min(RETRY_BACKOFF_MS_MAX);
+                    tokio::time::sleep(Duration::from_millis(backoff)).await;
+                }
+                ShardResponse::Error(e) => return Err(e),
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// Returns once this node's replica of `gid` has applied everything the
+    /// leader had committed when this call started (a linearizable view).
+    pub async fn catch_up(&self, gid: GroupId) -> ExecResult<()> {
+        let index = match self.call(gid, &ShardRequest::ReadIndex).await? {
+            ShardResponse::Count(i) => i,
+            other => return Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
+        };
+        match self.local.group(gid) {
+            Some(g) => g
+                .wait_applied(index, Duration::from_millis(LEADER_SEARCH_MS))
+                .await
+                .map_err(|e| ExecError::Unavailable(e.to_string())),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The meta group's state machine logic: applies [`MetaCommand`]s to the
+//! catalog, keeps the catalog in memory for every reader on the node and
+//! persists it with each apply.
+
+use std::sync::Arc;
+
+use ordo_vshard::raft::{ApplyContext, GroupLogic};
+use ordo_vshard::GroupId;
+use parking_lot::RwLock;
+
+use crate::catalog::Catalog;
+use crate::command::{MetaCommand, MetaResult};
+
+const CATALOG_KEY: &[u8] = b"catalog";
+
+fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(v, bincode::config::standard()).expect("catalog encodes")
+}
+
+fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, String> {
+    bincode::serde::decode_from_slice(b, bincode::config::standard()).map(|(v, _)| v).map_err(|e| e.to_string())
+}
+
+pub fn encode_command(cmd: &MetaCommand) -> Vec<u8> {
+    encode(cmd)
+}
+
+pub fn decode_result(bytes: &[u8]) -> Result<MetaResult, String> {
+    decode(bytes)
+}
+
+/// The node's replica of the catalog, shared with every reader on the node.
+#[derive(Default)]
+pub struct MetaLogic {
+    catalog: RwLock<Arc<Catalog>>,
+}
+
+impl MetaLogic {
+    /// The catalog as of the last applied meta entry (cheap: an `Arc`).
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().clone()
+    }
+}
+
+impl GroupLogic for MetaLogic {
+    fn apply(&self, ctx: &mut ApplyContext<'_>, command: &[u8]) -> Vec<u8> {
+        let cmd: MetaCommand = match decode(command) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("undecodable meta command: {e}");
+                return Vec::new();
+            }
+        };
+        let mut next = (**self.catalog.read()).clone();
+        let result = next.apply(cmd);
+        ctx.put(CATALOG_KEY, &encode(&next));
+        *self.catalog.write() = Arc::new(next);
+        encode(&result)
+    }
+
+    fn reload(&self, gid: GroupId, db: &rocksdb::DB) {
+        let key = ordo_vshard::keys::key(gid, ordo_vshard::keys::Section::Data, CATALOG_KEY);
+        let catalog = match db.get(key) {
+            Ok(Some(bytes)) => decode(&bytes).unwrap_or_else(|e| panic!("corrupt catalog in RocksDB: {e}")),
+            Ok(None) => Catalog::default(),
+            Err(e) => panic!("cannot read the catalog: {e}"),
+        };
+        *self.catalog.write() = Arc::new(catalog);
+    }
+}

@@ -1,0 +1,93 @@
+//! Command-line interface.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "ordo", version, about = "OrdoDB: a deterministic distributed SQL database")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start one node of a cluster.
+    Start(StartArgs),
+    /// Start a local cluster of several nodes as child processes (Ctrl-C stops it).
+    Dev(DevArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StartArgs {
+    /// This node's id; must appear in --peers.
+    #[arg(long)]
+    pub id: u64,
+    /// Directory for this node's RocksDB (created if missing).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Address for node-to-node gRPC (Raft and forwarded requests).
+    #[arg(long)]
+    pub rpc: SocketAddr,
+    /// Address for the HTTP SQL API (`POST /v1/sql`, `GET /v1/cluster`, `GET /health`).
+    #[arg(long)]
+    pub http: SocketAddr,
+    /// Every node's RPC address, this one included: `1=HOST:PORT,2=HOST:PORT,3=HOST:PORT`.
+    #[arg(long, value_parser = parse_peers)]
+    pub peers: BTreeMap<u64, String>,
+    /// Number of vShards (data Raft groups). Must be the same on every node.
+    #[arg(long, default_value_t = 64)]
+    pub vshards: u32,
+    /// Replicas per Raft group (capped at the number of nodes).
+    #[arg(long, default_value_t = 3)]
+    pub replication: usize,
+    /// Raft heartbeat interval of each group, in milliseconds.
+    #[arg(long, default_value_t = 300)]
+    pub heartbeat_ms: u64,
+    /// Raft entries after which a group snapshots and purges its log.
+    #[arg(long, default_value_t = 5000)]
+    pub snapshot_logs: u64,
+    /// Largest accepted HTTP request body, in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub http_body_bytes_max: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DevArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u64,
+    /// Parent directory; node N keeps its data in DIR/nodeN.
+    #[arg(long, default_value = "./ordo-data")]
+    pub data_dir: PathBuf,
+    /// HTTP port of node 1; node N listens on HTTP_PORT + N - 1.
+    #[arg(long, default_value_t = 8080)]
+    pub http_port: u16,
+    /// RPC port of node 1; node N listens on RPC_PORT + N - 1.
+    #[arg(long, default_value_t = 7080)]
+    pub rpc_port: u16,
+    /// Number of vShards.
+    #[arg(long, default_value_t = 64)]
+    pub vshards: u32,
+}
+
+fn parse_peers(s: &str) -> Result<BTreeMap<u64, String>, String> {
+    let mut peers = BTreeMap::new();
+    for part in s.split(',').filter(|p| !p.is_empty()) {
+        let (id, addr) = part.split_once('=').ok_or_else(|| format!("expected ID=HOST:PORT, got {part:?}"))?;
+        let id: u64 = id.trim().parse().map_err(|_| format!("bad node id {id:?}"))?;
+        if id == 0 {
+            return Err("node ids start at 1".into());
+        }
+        if peers.insert(id, addr.trim().to_string()).is_some() {
+            return Err(format!("node {id} listed twice"));
+        }
+    }
+    if peers.is_empty() {
+        return Err("no peers given".into());
+    }
+    Ok(peers)
+}

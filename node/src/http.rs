@@ -1,0 +1,132 @@
+//! The HTTP API: `POST /v1/sql`, `GET /v1/cluster`, `GET /health`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Json;
+use ordo_executor::request::Param;
+use ordo_executor::ExecError;
+use ordo_vshard::routing::{group_vshard, META_GROUP, SEQUENCER_GROUP};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::node::NodeState;
+
+pub fn router(state: Arc<NodeState>, body_bytes_max: usize) -> axum::Router {
+    axum::Router::new()
+        .route("/v1/sql", post(sql))
+        .route("/v1/cluster", get(cluster))
+        .route("/health", get(health))
+        .layer(DefaultBodyLimit::max(body_bytes_max))
+        .with_state(state)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlRequest {
+    sql: String,
+    #[serde(default)]
+    params: Vec<serde_json::Value>,
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": {"code": code, "message": message.into()}}))).into_response()
+}
+
+fn exec_error(e: &ExecError) -> Response {
+    let code = e.sqlstate();
+    let status = match &code[..2] {
+        "57" | "53" => StatusCode::SERVICE_UNAVAILABLE,
+        "XX" => StatusCode::INTERNAL_SERVER_ERROR,
+        "54" => StatusCode::PAYLOAD_TOO_LARGE,
+        "23" => StatusCode::CONFLICT,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    error(status, code, e.to_string())
+}
+
+async fn sql(State(state): State<Arc<NodeState>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "54000", "request body is too large")
+        }
+        Err(rej) => return error(StatusCode::BAD_REQUEST, "08P01", rej.body_text()),
+    };
+    let req: SqlRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "08P01", format!("malformed request JSON: {e}")),
+    };
+    let params: Vec<Param> = match req.params.iter().map(Param::from_json).collect() {
+        Ok(p) => p,
+        Err(e) => return exec_error(&e),
+    };
+    let Ok(_slot) = state.sql_slots.try_acquire() else {
+        return exec_error(&ExecError::Overloaded("too many concurrent requests; retry".into()));
+    };
+    match state.sql.execute(&req.sql, &params).await {
+        Ok(results) => Json(json!({ "results": results })).into_response(),
+        Err(e) => exec_error(&e),
+    }
+}
+
+fn kind(gid: u64) -> &'static str {
+    match gid {
+        META_GROUP => "meta",
+        SEQUENCER_GROUP => "sequencer",
+        _ => "vshard",
+    }
+}
+
+async fn cluster(State(state): State<Arc<NodeState>>) -> Response {
+    let nodes: Vec<_> = state
+        .placement
+        .nodes
+        .iter()
+        .map(|(id, addr)| json!({"id": id, "rpc": addr, "self": *id == state.node_id}))
+        .collect();
+    let groups: Vec<_> = state
+        .groups
+        .values()
+        .map(|g| {
+            let s = g.status();
+            json!({
+                "group_id": s.group_id,
+                "kind": kind(s.group_id),
+                "vshard": group_vshard(s.group_id).filter(|_| s.group_id > SEQUENCER_GROUP),
+                "replicas": state.placement.replicas(s.group_id),
+                "state": s.state,
+                "leader": s.leader,
+                "term": s.term,
+                "last_log_index": s.last_log_index,
+                "commit_index": s.commit_index,
+                "applied_index": s.applied_index,
+                "snapshot_index": s.snapshot_index,
+                "purged_index": s.purged_index,
+            })
+        })
+        .collect();
+    Json(json!({"node_id": state.node_id, "vshards": state.placement.vshards, "nodes": nodes, "groups": groups}))
+        .into_response()
+}
+
+/// 200 once every group this node hosts has a leader and the catalog
+/// replica is serving (so SQL can run); 503 with what is missing otherwise.
+async fn health(State(state): State<Arc<NodeState>>) -> Response {
+    let leaderless: Vec<u64> = state.groups.values().filter(|g| g.leader().is_none()).map(|g| g.group_id()).collect();
+    let meta_ready = state.groups.get(&META_GROUP).is_none_or(|g| g.status().applied_index.is_some());
+    if leaderless.is_empty() && meta_ready {
+        Json(json!({"status": "ok", "node_id": state.node_id})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "starting", "node_id": state.node_id, "groups_without_leader": leaderless})),
+        )
+            .into_response()
+    }
+}

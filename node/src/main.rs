@@ -1,0 +1,24 @@
+//! `ordo`: the OrdoDB server binary and CLI.
+
+mod cli;
+mod dev;
+mod grpc;
+mod http;
+mod node;
+
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ORDO_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        cli::Command::Start(args) => node::run(args),
+        cli::Command::Dev(args) => dev::run(args),
+    }
+}

@@ -1,0 +1,148 @@
+//! `ordo start`: one node — its RocksDB, its replicas of every group it
+//! hosts, the gRPC server for peers and the HTTP API for clients.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ordo_executor::leader::LeaderExecutor;
+use ordo_executor::router::Router;
+use ordo_meta::logic::MetaLogic;
+use ordo_meta::placement::Placement;
+use ordo_sequencer::SequencerLogic;
+use ordo_sql::SqlEngine;
+use ordo_vshard::engine::Engine;
+use ordo_vshard::raft::{Consensus, GroupConfig, GroupLogic, RaftGroup, Transport};
+use ordo_vshard::routing::{META_GROUP, SEQUENCER_GROUP};
+use ordo_vshard::shard::{ShardLogic, ShardReader};
+use ordo_vshard::GroupId;
+
+use crate::cli::StartArgs;
+
+/// Everything the HTTP handlers need.
+pub struct NodeState {
+    pub node_id: u64,
+    pub placement: Placement,
+    pub groups: BTreeMap<GroupId, Arc<dyn Consensus>>,
+    pub sql: SqlEngine,
+    pub sql_slots: tokio::sync::Semaphore,
+}
+
+/// SQL requests one node runs at once; more get a retryable 53300.
+const SQL_REQUESTS_INFLIGHT_MAX: usize = 512;
+
+pub fn run(args: StartArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("ordo").build()?;
+    rt.block_on(serve(args))
+}
+
+async fn serve(args: StartArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.peers.contains_key(&args.id), "--id {} is not in --peers", args.id);
+    anyhow::ensure!(args.vshards >= 1 && args.vshards <= 4096, "--vshards must be between 1 and 4096");
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let engine = Engine::open(&args.data_dir.join("db")).context("opening RocksDB")?;
+    let placement = Placement { nodes: args.peers.clone(), vshards: args.vshards, replication: args.replication };
+    let transport = Transport::new(args.id, &args.peers).map_err(anyhow::Error::msg)?;
+    let meta = Arc::new(MetaLogic::default());
+    let config = GroupConfig { heartbeat_ms: args.heartbeat_ms, snapshot_logs: args.snapshot_logs };
+
+    let mut groups: BTreeMap<GroupId, Arc<dyn Consensus>> = BTreeMap::new();
+    for gid in placement.groups() {
+        if !placement.replicas(gid).contains(&args.id) {
+            continue;
+        }
+        let logic: Arc<dyn GroupLogic> = match gid {
+            META_GROUP => meta.clone(),
+            SEQUENCER_GROUP => Arc::new(SequencerLogic),
+            _ => Arc::new(ShardLogic),
+        };
+        let bootstrap = placement.preferred_leader(gid) == args.id;
+        let group = RaftGroup::open(
+            gid,
+            args.id,
+            &placement.members(gid),
+            bootstrap,
+            engine.clone(),
+            logic,
+            transport.clone(),
+            &config,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("opening group {gid}: {e}"))?;
+        groups.insert(gid, group);
+    }
+
+    let executor = Arc::new(LeaderExecutor::new(groups.clone(), ShardReader::new(engine.clone()), args.vshards));
+    let router = Arc::new(Router::new(args.id, transport.clone(), executor.clone(), placement.clone()));
+    let sql = SqlEngine::new(router, meta, args.vshards).map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let grpc = {
+        let svc = crate::grpc::NodeService { groups: groups.clone(), executor };
+        let server = ordo_proto::NodeServer::new(svc)
+            .max_decoding_message_size(ordo_vshard::raft::GRPC_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(ordo_vshard::raft::GRPC_MESSAGE_BYTES_MAX);
+        let mut stop = stop_rx.clone();
+        let listener = tokio::net::TcpListener::bind(args.rpc).await.with_context(|| format!("binding --rpc {}", args.rpc))?;
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(server)
+                .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), async move {
+                    let _ = stop.changed().await;
+                }),
+        )
+    };
+    spawn_heartbeats(groups.values().cloned().collect(), Duration::from_millis(args.heartbeat_ms.max(10)));
+
+    let state = Arc::new(NodeState {
+        node_id: args.id,
+        placement,
+        groups: groups.clone(),
+        sql,
+        sql_slots: tokio::sync::Semaphore::new(SQL_REQUESTS_INFLIGHT_MAX),
+    });
+    let listener = tokio::net::TcpListener::bind(args.http).await.with_context(|| format!("binding --http {}", args.http))?;
+    tracing::info!(node = args.id, http = %args.http, rpc = %args.rpc, groups = groups.len(), "node started");
+    let app = crate::http::router(state, args.http_body_bytes_max);
+    let mut stop = stop_rx.clone();
+    let http = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            })
+            .await
+    });
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!(node = args.id, "shutting down");
+    let _ = stop_tx.send(true);
+    for g in groups.values() {
+        g.shutdown().await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), grpc).await;
+    engine.sync().await.ok();
+    Ok(())
+}
+
+/// One ticker for the whole node: every interval it asks each group this
+/// node leads to heartbeat, so all of them go out together and the
+/// transport carries them to each peer in one message.
+fn spawn_heartbeats(groups: Vec<Arc<dyn Consensus>>, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            for g in &groups {
+                g.heartbeat().await;
+            }
+        }
+    });
+}

@@ -1,0 +1,307 @@
+//! Cluster tests: three real `ordo` processes on loopback.
+
+use std::time::{Duration, Instant};
+
+use ordo_tests::Cluster;
+use serde_json::{json, Value};
+
+const ORDO: &str = env!("CARGO_BIN_EXE_ordo");
+const HEALTHY_WITHIN: Duration = Duration::from_secs(60);
+const RETRY_FOR: Duration = Duration::from_secs(60);
+
+async fn three_nodes(extra: &[&str]) -> Cluster {
+    let c = Cluster::start(ORDO, 3, extra);
+    c.wait_healthy(HEALTHY_WITHIN).await;
+    c
+}
+
+fn as_i64(v: &Value) -> i64 {
+    v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_forms_with_spread_leaders_and_shared_catalog() {
+    let c = three_nodes(&[]).await;
+    let status = c.cluster_status(1).await;
+    let groups = status["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 66, "meta + sequencer + 64 vShards");
+    let mut led = [0usize; 4];
+    for g in groups {
+        let leader = g["leader"].as_u64().unwrap_or_else(|| panic!("group without leader: {g}"));
+        led[leader as usize] += 1;
+        assert!(g["commit_index"].as_u64().is_some());
+    }
+    for n in 1..=3 {
+        assert!(led[n] >= 10, "leaders not spread: {led:?}");
+    }
+    let kinds: Vec<&str> = groups.iter().map(|g| g["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "meta").count(), 1);
+    assert_eq!(kinds.iter().filter(|k| **k == "sequencer").count(), 1);
+
+    c.sql(1, "CREATE TABLE kv (k BIGINT PRIMARY KEY, v TEXT)", json!([])).await.unwrap();
+    for n in [2, 3] {
+        let r = c.sql(n, "SELECT count(*) FROM kv", json!([])).await.unwrap();
+        assert_eq!(as_i64(&r[0]["rows"][0][0]), 0, "table visible on node {n}");
+    }
+    c.sql(2, "INSERT INTO kv VALUES (1, 'one'), (2, 'two')", json!([])).await.unwrap();
+    let r = c.sql(3, "SELECT v FROM kv WHERE k = $1", json!([2])).await.unwrap();
+    assert_eq!(r[0]["rows"], json!([["two"]]));
+    assert_eq!(r[0]["columns"], json!([{"name": "v", "type": "text"}]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sql_types_joins_aggregates_and_dml() {
+    let c = three_nodes(&[]).await;
+    c.sql(
+        1,
+        "CREATE TABLE item (w INT, id BIGINT, qty SMALLINT NOT NULL, price NUMERIC(10,2), ratio DOUBLE PRECISION, \
+         name VARCHAR(8), active BOOLEAN, created TIMESTAMP, day DATE, PRIMARY KEY (w, id)) PARTITION BY (w)",
+        json!([]),
+    )
+    .await
+    .unwrap();
+    c.sql(1, "CREATE TABLE wh (w INT PRIMARY KEY, city TEXT)", json!([])).await.unwrap();
+    c.sql(2, "INSERT INTO wh VALUES (1, 'Oslo'), (2, 'Lima')", json!([])).await.unwrap();
+    let r = c
+        .sql(
+            3,
+            "INSERT INTO item VALUES (1, 1, 5, 9.99, 0.5, 'apple', true, '2024-01-02 03:04:05', '2024-01-02'), \
+             (1, 2, 7, 1.50, 1.5, 'pear', false, '2024-02-01 00:00:00', '2024-02-01'), \
+             ($1, $2, $3, $4, 2.0, $5, NULL, NULL, NULL)",
+            json!([2, 1, 3, "100.005", "plum"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r[0]["rows_affected"], 3);
+
+    let r = c.sql(1, "SELECT price, created, day, active FROM item WHERE w = 1 AND id = 1", json!([])).await.unwrap();
+    assert_eq!(r[0]["rows"], json!([["9.99", "2024-01-02 03:04:05", "2024-01-02", true]]));
+    let types: Vec<&str> = r[0]["columns"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["numeric", "timestamp", "date", "bool"]);
+    let r = c.sql(2, "SELECT price FROM item WHERE w = 2", json!([])).await.unwrap();
+    assert_eq!(r[0]["rows"], json!([["100.01"]]), "NUMERIC(10,2) rounds half away from zero");
+
+    let r = c
+        .sql(
+            2,
+            "SELECT wh.city, sum(item.qty) AS q, count(*) AS n FROM item JOIN wh ON item.w = wh.w \
+             GROUP BY wh.city ORDER BY q DESC LIMIT 5",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r[0]["rows"], json!([["Oslo", 12, 2], ["Lima", 3, 1]]));
+
+    let r = c.sql(3, "UPDATE item SET qty = qty + 10, name = 'APPLE' WHERE w = 1 AND id = 1", json!([])).await.unwrap();
+    assert_eq!(r[0]["rows_affected"], 1);
+    let r = c.sql(1, "UPDATE item SET ratio = ratio * 2 WHERE qty < 10", json!([])).await.unwrap();
+    assert_eq!(r[0]["rows_affected"], 2, "non-key predicate across vShards");
+    let r = c.sql(1, "SELECT id, qty, name, ratio FROM item ORDER BY w, id", json!([])).await.unwrap();
+    assert_eq!(r[0]["rows"], json!([[1, 15, "APPLE", 0.5], [2, 7, "pear", 3.0], [1, 3, "plum", 4.0]]));
+    let r = c.sql(2, "DELETE FROM item WHERE active = false OR active IS NULL", json!([])).await.unwrap();
+    assert_eq!(r[0]["rows_affected"], 2);
+    let r = c.sql(3, "SELECT count(*) FROM item; SELECT count(*) FROM wh", json!([])).await.unwrap();
+    assert_eq!(as_i64(&r[0]["rows"][0][0]), 1);
+    assert_eq!(as_i64(&r[1]["rows"][0][0]), 2);
+
+    c.sql(1, "DROP TABLE item", json!([])).await.unwrap();
+    let e = c.sql(2, "SELECT * FROM item", json!([])).await.unwrap_err();
+    assert_eq!(e.code, "42P01");
+    c.sql(3, "CREATE TABLE item (id INT PRIMARY KEY)", json!([])).await.unwrap();
+    let r = c.sql(1, "SELECT count(*) FROM item", json!([])).await.unwrap();
+    assert_eq!(as_i64(&r[0]["rows"][0][0]), 0, "a re-created table starts empty");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_gets_sqlstate_and_node_stays_healthy() {
+    let c = three_nodes(&["--http-body-bytes-max", "1048576"]).await;
+    c.sql(1, "CREATE TABLE t (id INT PRIMARY KEY, n SMALLINT, s VARCHAR(3))", json!([])).await.unwrap();
+    c.sql(1, "INSERT INTO t VALUES (1, 1, 'a')", json!([])).await.unwrap();
+
+    let cases: Vec<(Result<Vec<Value>, ordo_tests::SqlError>, &str)> = vec![
+        (c.post_raw(1, b"{not json".to_vec()).await, "08P01"),
+        (c.post_raw(2, br#"{"sql": 5}"#.to_vec()).await, "08P01"),
+        (c.sql(1, "SELEC 1", json!([])).await, "42601"),
+        (c.sql(2, "SELECT * FROM nope", json!([])).await, "42P01"),
+        (c.sql(3, "INSERT INTO nope VALUES (1)", json!([])).await, "42P01"),
+        (c.sql(1, "INSERT INTO t (id, zzz) VALUES (2, 1)", json!([])).await, "42703"),
+        (c.sql(1, "INSERT INTO t VALUES ('abc', 1, 'a')", json!([])).await, "22P02"),
+        (c.sql(1, "INSERT INTO t VALUES (2, true, 'a')", json!([])).await, "42804"),
+        (c.sql(1, "INSERT INTO t VALUES (2, 70000, 'a')", json!([])).await, "22003"),
+        (c.sql(1, "INSERT INTO t VALUES (2, 1, 'abcd')", json!([])).await, "22001"),
+        (c.sql(2, "INSERT INTO t VALUES (1, 2, 'b')", json!([])).await, "23505"),
+        (c.sql(3, "INSERT INTO t VALUES (3, 1, 'a'), (3, 2, 'b')", json!([])).await, "23505"),
+        (c.sql(1, "INSERT INTO t VALUES (NULL, 1, 'a')", json!([])).await, "23502"),
+        (c.sql(1, "CREATE TABLE nokey (a INT, b TEXT)", json!([])).await, "42P16"),
+        (c.sql(1, "CREATE TABLE t (id INT PRIMARY KEY)", json!([])).await, "42P07"),
+        (c.sql(1, "CREATE TABLE bad (id INT PRIMARY KEY, x GEOMETRY)", json!([])).await, "42704"),
+        (c.sql(1, "CREATE TABLE p (a INT, b INT, PRIMARY KEY (a, b)) PARTITION BY (b)", json!([])).await, "42P16"),
+        (c.sql(1, "SELECT $1 + 1", json!([{"a": 1}])).await, "22023"),
+        (c.sql(1, "UPDATE t SET id = 5 WHERE id = 1", json!([])).await, "0A000"),
+        (c.post_raw(1, format!(r#"{{"sql": "SELECT '{}'"}}"#, "x".repeat(2 << 20)).into_bytes()).await, "54000"),
+    ];
+    for (i, (result, code)) in cases.into_iter().enumerate() {
+        let e = result.expect_err(&format!("case {i} should fail with {code}"));
+        assert_eq!(e.code, code, "case {i}: {e:?}");
+        assert!(!e.message.is_empty());
+    }
+    c.wait_healthy(Duration::from_secs(5)).await;
+    let r = c.sql(2, "SELECT id, n, s FROM t", json!([])).await.unwrap();
+    assert_eq!(r[0]["rows"], json!([[1, 1, "a"]]), "failed statements left no trace");
+}
+
+/// Inserts rows `from..to` of `bulk` in batches, spread over `nodes`, with
+/// `clients` concurrent writers; retries retryable errors. Returns the
+/// number of rows acknowledged.
+async fn load(c: &Cluster, from: i64, to: i64, nodes: &[u64], clients: usize) -> i64 {
+    const BATCH: i64 = 100;
+    let batches: Vec<i64> = (from..to).step_by(BATCH as usize).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let acked = std::sync::atomic::AtomicI64::new(0);
+    let work = (0..clients).map(|w| {
+        let (next, acked, batches) = (&next, &acked, &batches);
+        async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&start) = batches.get(i) else { break };
+                let end = (start + BATCH).min(to);
+                let values: Vec<String> = (start..end).map(|k| format!("({k}, {}, 'row {k}')", k * 2)).collect();
+                let sql = format!("INSERT INTO bulk VALUES {}", values.join(", "));
+                let node = nodes[(i + w) % nodes.len()];
+                match c.sql_retry(node, &sql, json!([]), RETRY_FOR).await {
+                    Ok(_) => {
+                        acked.fetch_add(end - start, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    // A retried INSERT whose first attempt did commit.
+                    Err(e) if e.code == "23505" => {
+                        acked.fetch_add(end - start, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(e) => panic!("insert failed: {e:?}"),
+                }
+            }
+        }
+    });
+    futures::future::join_all(work).await;
+    acked.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+async fn check_rows(c: &Cluster, node: u64, expected: i64) {
+    let r = c
+        .sql_retry(node, "SELECT count(*), sum(v), count(DISTINCT k) FROM bulk", json!([]), RETRY_FOR)
+        .await
+        .unwrap();
+    let row = &r[0]["rows"][0];
+    assert_eq!(as_i64(&row[0]), expected, "row count seen from node {node}");
+    assert_eq!(as_i64(&row[2]), expected);
+    assert_eq!(as_i64(&row[1]), (0..expected).map(|k| k * 2).sum::<i64>(), "sum seen from node {node}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_thousand_rows_through_all_nodes_are_readable_from_each() {
+    let c = three_nodes(&[]).await;
+    c.sql(1, "CREATE TABLE bulk (k BIGINT PRIMARY KEY, v BIGINT, note TEXT)", json!([])).await.unwrap();
+    let started = Instant::now();
+    let acked = load(&c, 0, 10_000, &[1, 2, 3], 8).await;
+    let secs = started.elapsed().as_secs_f64();
+    println!("inserted {acked} rows in {secs:.2}s: {:.0} rows/s (100-row INSERTs, 8 clients)", acked as f64 / secs);
+    assert_eq!(acked, 10_000);
+    for n in 1..=3 {
+        check_rows(&c, n, 10_000).await;
+    }
+    let r = c.sql(2, "SELECT note FROM bulk WHERE k = 4321", json!([])).await.unwrap();
+    assert_eq!(r[0]["rows"], json!([["row 4321"]]));
+}
+
+/// The node leading the most vShard groups (as node 1 sees it).
+async fn busiest_leader(c: &Cluster, asking: u64) -> u64 {
+    let s = c.cluster_status(asking).await;
+    let mut led = [0usize; 4];
+    for g in s["groups"].as_array().unwrap() {
+        if let Some(l) = g["leader"].as_u64() {
+            led[l as usize] += 1;
+        }
+    }
+    (1..=3).max_by_key(|&n| led[n]).unwrap() as u64
+}
+
+/// Waits until `node`'s replica of every group has applied what the
+/// group's leader has committed.
+async fn wait_caught_up(c: &Cluster, node: u64) {
+    let deadline = Instant::now() + RETRY_FOR;
+    loop {
+        let mine = c.cluster_status(node).await;
+        let mut behind = Vec::new();
+        for g in mine["groups"].as_array().unwrap() {
+            let Some(leader) = g["leader"].as_u64() else {
+                behind.push(g["group_id"].clone());
+                continue;
+            };
+            let theirs = c.cluster_status(leader).await;
+            let lg = theirs["groups"].as_array().unwrap().iter().find(|x| x["group_id"] == g["group_id"]).unwrap().clone();
+            if g["applied_index"].as_u64() < lg["commit_index"].as_u64() {
+                behind.push(g["group_id"].clone());
+            }
+        }
+        if behind.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "node {node} still behind on groups {behind:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_of_a_leader_keeps_serving_and_the_node_catches_up() {
+    // Small snapshot threshold so the test also exercises log compaction
+    // and catch-up through snapshots.
+    let mut c = three_nodes(&["--snapshot-logs", "50"]).await;
+    c.sql(1, "CREATE TABLE bulk (k BIGINT PRIMARY KEY, v BIGINT, note TEXT)", json!([])).await.unwrap();
+    assert_eq!(load(&c, 0, 3_000, &[1, 2, 3], 4).await, 3_000);
+
+    let victim = busiest_leader(&c, 1).await;
+    let others: Vec<u64> = (1..=3).filter(|&n| n != victim).collect();
+    c.kill(victim);
+    // Writes and reads keep working through the two survivors.
+    assert_eq!(load(&c, 3_000, 6_000, &others, 4).await, 3_000);
+    for &n in &others {
+        check_rows(&c, n, 6_000).await;
+    }
+
+    c.restart(victim);
+    c.wait_healthy(HEALTHY_WITHIN).await;
+    wait_caught_up(&c, victim).await;
+    check_rows(&c, victim, 6_000).await;
+
+    // Logs were compacted: some group purged its log after a snapshot.
+    let s = c.cluster_status(victim).await;
+    let purged = s["groups"].as_array().unwrap().iter().filter(|g| g["purged_index"].as_u64().unwrap_or(0) > 0).count();
+    assert!(purged > 0, "no group compacted its log: {s}");
+
+    // Kill another node, which may have become a leader meanwhile.
+    let second = others[0];
+    c.kill(second);
+    assert_eq!(load(&c, 6_000, 7_000, &[(1..=3).find(|&n| n != second && c.is_running(n)).unwrap()], 2).await, 1_000);
+    c.restart(second);
+    c.wait_healthy(HEALTHY_WITHIN).await;
+    wait_caught_up(&c, second).await;
+    for n in 1..=3 {
+        check_rows(&c, n, 7_000).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_restart_loses_nothing_acknowledged() {
+    let mut c = three_nodes(&[]).await;
+    c.sql(1, "CREATE TABLE bulk (k BIGINT PRIMARY KEY, v BIGINT, note TEXT)", json!([])).await.unwrap();
+    assert_eq!(load(&c, 0, 2_000, &[1, 2, 3], 4).await, 2_000);
+    for n in 1..=3 {
+        c.kill(n);
+    }
+    for n in 1..=3 {
+        c.restart(n);
+    }
+    c.wait_healthy(HEALTHY_WITHIN).await;
+    for n in 1..=3 {
+        check_rows(&c, n, 2_000).await;
+    }
+}

@@ -1,0 +1,13 @@
+//! Wire types for everything that crosses nodes: coalesced Raft messages
+//! (tagged with their group id) and forwarded client requests.
+//!
+//! Generated from `proto/ordo.proto` by tonic-prost-build + protox at build time.
+
+#[allow(clippy::all)]
+pub mod v1 {
+    tonic::include_proto!("ordo.v1");
+}
+
+pub use v1::node_client::NodeClient;
+pub use v1::node_server::{Node, NodeServer};
+pub use v1::*;

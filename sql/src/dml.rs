@@ -1,0 +1,227 @@
+//! INSERT, UPDATE and DELETE: resolved against the catalog on the gateway
+//! and sent to the leaders of the vShards that own the rows.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use datafusion::sql::sqlparser::ast::{
+    AssignmentTarget, BinaryOperator, Delete, Expr, FromTable, Insert, SetExpr, TableFactor, TableObject, Update,
+};
+use futures::{StreamExt, TryStreamExt};
+use ordo_executor::coerce::{coerce, Input};
+use ordo_executor::request::{DmlRequest, Param, ShardRequest, ShardResponse};
+use ordo_executor::{ExecError, ExecResult};
+use ordo_meta::catalog::TableDef;
+use ordo_meta::datum::{encode_key, encode_row, Datum};
+use ordo_vshard::routing::vshard_group;
+
+use crate::engine::{ident, object_name, SqlEngine};
+use crate::literal::eval_const;
+use crate::result::StatementResult;
+
+/// Most rows one INSERT may carry.
+const INSERT_ROWS_MAX: usize = 100_000;
+/// vShards one statement writes at once.
+const WRITE_FANOUT_MAX: usize = 16;
+
+fn count(resp: ShardResponse) -> ExecResult<u64> {
+    match resp {
+        ShardResponse::Count(n) => Ok(n),
+        other => Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
+    }
+}
+
+/// Sends one request per vShard (in parallel, bounded) and sums the counts.
+async fn fan_out(engine: &SqlEngine, reqs: Vec<(u32, ShardRequest)>) -> ExecResult<u64> {
+    let router = &engine.shared().router;
+    let counts: Vec<u64> = futures::stream::iter(reqs)
+        .map(|(v, req)| async move { count(router.call(vshard_group(v), &req).await?) })
+        .buffer_unordered(WRITE_FANOUT_MAX)
+        .try_collect()
+        .await?;
+    Ok(counts.into_iter().sum())
+}
+
+pub async fn insert(engine: &SqlEngine, ins: &Insert, params: &[Param]) -> ExecResult<StatementResult> {
+    if ins.returning.is_some() || ins.on.is_some() {
+        return Err(ExecError::FeatureNotSupported("INSERT ... RETURNING / ON CONFLICT are not supported yet".into()));
+    }
+    let TableObject::TableName(name) = &ins.table else {
+        return Err(ExecError::FeatureNotSupported("INSERT into a table function".into()));
+    };
+    let table = engine.shared().table(&object_name(name)?).await?;
+    let targets: Vec<usize> = if ins.columns.is_empty() {
+        (0..table.columns.len()).collect()
+    } else {
+        let mut seen = BTreeSet::new();
+        let mut t = Vec::with_capacity(ins.columns.len());
+        for c in &ins.columns {
+            let cname = object_name(c)?;
+            let idx = table.column_index(&cname).ok_or_else(|| ExecError::UndefinedColumn(cname.clone()))?;
+            if !seen.insert(idx) {
+                return Err(ExecError::DuplicateColumn(format!("column \"{cname}\" specified more than once")));
+            }
+            t.push(idx);
+        }
+        t
+    };
+    let source = ins.source.as_ref().ok_or_else(|| ExecError::FeatureNotSupported("INSERT without VALUES".into()))?;
+    let SetExpr::Values(values) = source.body.as_ref() else {
+        return Err(ExecError::FeatureNotSupported("INSERT ... SELECT is not supported yet".into()));
+    };
+    if values.rows.len() > INSERT_ROWS_MAX {
+        return Err(ExecError::ProgramLimitExceeded(format!("at most {INSERT_ROWS_MAX} rows per INSERT")));
+    }
+    let mut by_shard: BTreeMap<u32, Vec<(Vec<u8>, Vec<u8>)>> = BTreeMap::new();
+    for row_exprs in &values.rows {
+        if row_exprs.len() != targets.len() {
+            return Err(ExecError::Syntax(format!(
+                "INSERT has {} expressions but {} target columns",
+                row_exprs.len(),
+                targets.len()
+            )));
+        }
+        let mut inputs: Vec<Input> = vec![Input::Null; table.columns.len()];
+        for (expr, &ci) in row_exprs.iter().zip(&targets) {
+            inputs[ci] = eval_const(expr, params)?;
+        }
+        let mut row = Vec::with_capacity(table.columns.len());
+        for (input, col) in inputs.into_iter().zip(&table.columns) {
+            row.push(coerce(input, col)?);
+        }
+        let pk: Vec<Datum> = table.primary_key.iter().map(|&i| row[i].clone()).collect();
+        let vshard = engine.shared().vshard_of_key(&table, &pk);
+        let key = encode_key(&pk.iter().collect::<Vec<_>>());
+        by_shard.entry(vshard).or_default().push((key, encode_row(&row)));
+    }
+    let reqs = by_shard
+        .into_iter()
+        .map(|(v, rows)| (v, ShardRequest::Insert { table: table.clone(), rows }))
+        .collect();
+    Ok(StatementResult::affected(fan_out(engine, reqs).await?))
+}
+
+fn table_of(relation: &TableFactor) -> ExecResult<String> {
+    match relation {
+        TableFactor::Table { name, alias: None, .. } => object_name(name),
+        TableFactor::Table { alias: Some(_), .. } => {
+            Err(ExecError::FeatureNotSupported("table aliases in UPDATE/DELETE are not supported yet".into()))
+        }
+        other => Err(ExecError::FeatureNotSupported(format!("cannot modify {other}"))),
+    }
+}
+
+/// `column = constant` conjuncts of a WHERE clause, by column index.
+fn key_equalities(table: &TableDef, e: &Expr, params: &[Param], out: &mut BTreeMap<usize, Input>) {
+    match e {
+        Expr::Nested(inner) => key_equalities(table, inner, params, out),
+        Expr::BinaryOp { left, op: BinaryOperator::And, right } => {
+            key_equalities(table, left, params, out);
+            key_equalities(table, right, params, out);
+        }
+        Expr::BinaryOp { left, op: BinaryOperator::Eq, right } => {
+            let (col, val) = match (left.as_ref(), right.as_ref()) {
+                (Expr::Identifier(c), v) | (v, Expr::Identifier(c)) => (ident(c), v),
+                (Expr::CompoundIdentifier(p), v) | (v, Expr::CompoundIdentifier(p)) if p.len() == 2 => (ident(&p[1]), v),
+                _ => return,
+            };
+            if let (Some(ci), Ok(input)) = (table.column_index(&col), eval_const(val, params)) {
+                out.insert(ci, input);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Where an UPDATE/DELETE must run: one row, one vShard, or all of them.
+enum Target {
+    Point { vshard: u32, pk: Vec<u8> },
+    Shard(u32),
+    All,
+}
+
+fn target(engine: &SqlEngine, table: &TableDef, selection: Option<&Expr>, params: &[Param]) -> Target {
+    let Some(sel) = selection else { return Target::All };
+    let mut eq = BTreeMap::new();
+    key_equalities(table, sel, params, &mut eq);
+    let bind = |n: usize| -> Option<Vec<Datum>> {
+        table.primary_key[..n]
+            .iter()
+            .map(|&ci| {
+                let d = coerce(eq.get(&ci)?.clone(), &table.columns[ci]).ok()?;
+                (!d.is_null()).then_some(d)
+            })
+            .collect()
+    };
+    if let Some(pk) = bind(table.primary_key.len()) {
+        let vshard = engine.shared().vshard_of_key(table, &pk);
+        return Target::Point { vshard, pk: encode_key(&pk.iter().collect::<Vec<_>>()) };
+    }
+    if let Some(part) = bind(table.partition_len) {
+        return Target::Shard(engine.shared().vshard_of_key(table, &part));
+    }
+    Target::All
+}
+
+async fn run_dml(
+    engine: &SqlEngine,
+    table: TableDef,
+    assignments: Vec<(usize, String)>,
+    delete: bool,
+    selection: Option<&Expr>,
+    params: &[Param],
+) -> ExecResult<StatementResult> {
+    let base = DmlRequest {
+        table: table.clone(),
+        assignments,
+        delete,
+        selection: selection.map(|s| s.to_string()),
+        point: None,
+        params: params.to_vec(),
+    };
+    let reqs: Vec<(u32, ShardRequest)> = match target(engine, &table, selection, params) {
+        Target::Point { vshard, pk } => vec![(vshard, ShardRequest::Dml(DmlRequest { point: Some(pk), ..base }))],
+        Target::Shard(v) => vec![(v, ShardRequest::Dml(base))],
+        Target::All => (0..engine.shared().vshards).map(|v| (v, ShardRequest::Dml(base.clone()))).collect(),
+    };
+    Ok(StatementResult::affected(fan_out(engine, reqs).await?))
+}
+
+pub async fn update(engine: &SqlEngine, up: &Update, params: &[Param]) -> ExecResult<StatementResult> {
+    if up.returning.is_some() || up.from.is_some() || !up.table.joins.is_empty() {
+        return Err(ExecError::FeatureNotSupported("UPDATE ... FROM / RETURNING is not supported yet".into()));
+    }
+    let table = engine.shared().table(&table_of(&up.table.relation)?).await?;
+    let mut assignments = Vec::with_capacity(up.assignments.len());
+    for a in &up.assignments {
+        let AssignmentTarget::ColumnName(c) = &a.target else {
+            return Err(ExecError::FeatureNotSupported("tuple assignments are not supported".into()));
+        };
+        let cname = object_name(c)?;
+        let ci = table.column_index(&cname).ok_or_else(|| ExecError::UndefinedColumn(cname.clone()))?;
+        if table.is_pk_column(ci) {
+            return Err(ExecError::FeatureNotSupported(format!("updating primary key column \"{cname}\" is not supported")));
+        }
+        if assignments.iter().any(|(i, _)| *i == ci) {
+            return Err(ExecError::DuplicateColumn(format!("multiple assignments to same column \"{cname}\"")));
+        }
+        assignments.push((ci, a.value.to_string()));
+    }
+    run_dml(engine, table, assignments, false, up.selection.as_ref(), params).await
+}
+
+pub async fn delete(engine: &SqlEngine, del: &Delete, params: &[Param]) -> ExecResult<StatementResult> {
+    if del.returning.is_some() || del.using.is_some() || !del.tables.is_empty() {
+        return Err(ExecError::FeatureNotSupported("DELETE ... USING / RETURNING is not supported yet".into()));
+    }
+    let from = match &del.from {
+        FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
+    };
+    let [twj] = from.as_slice() else {
+        return Err(ExecError::FeatureNotSupported("DELETE from several tables".into()));
+    };
+    if !twj.joins.is_empty() {
+        return Err(ExecError::FeatureNotSupported("DELETE with joins".into()));
+    }
+    let table = engine.shared().table(&table_of(&twj.relation)?).await?;
+    run_dml(engine, table, Vec::new(), true, del.selection.as_ref(), params).await
+}

@@ -1,0 +1,156 @@
+//! [`SqlEngine`]: runs the statements of one request.
+
+use std::sync::Arc;
+
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{Ident, ObjectName, ObjectType, Statement};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use ordo_executor::error::from_datafusion;
+use ordo_executor::request::{Param, ShardRequest, ShardResponse};
+use ordo_executor::router::Router;
+use ordo_executor::{ExecError, ExecResult};
+use ordo_meta::command::{MetaCommand, MetaResult};
+use ordo_meta::logic::MetaLogic;
+use ordo_vshard::routing::{vshard_group, META_GROUP};
+
+use crate::provider::{OrdoSchema, Shared};
+use crate::result::StatementResult;
+
+/// Most statements in one request.
+const STATEMENTS_PER_REQUEST_MAX: usize = 1024;
+
+pub struct SqlEngine {
+    shared: Arc<Shared>,
+    ctx: SessionContext,
+}
+
+/// An identifier as PostgreSQL folds it: lowercased unless quoted.
+pub fn ident(i: &Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_lowercase()
+    }
+}
+
+/// A table name; `public.t` and `t` are the same table.
+pub fn object_name(n: &ObjectName) -> ExecResult<String> {
+    let parts: Vec<String> = n.0.iter().map(|p| p.as_ident().map(ident).unwrap_or_else(|| p.to_string())).collect();
+    match parts.as_slice() {
+        [t] => Ok(t.clone()),
+        [s, t] if s == "public" => Ok(t.clone()),
+        _ => Err(ExecError::FeatureNotSupported(format!("schema-qualified name {n} is not supported"))),
+    }
+}
+
+impl SqlEngine {
+    pub fn new(router: Arc<Router>, meta: Arc<MetaLogic>, vshards: u32) -> ExecResult<SqlEngine> {
+        let shared = Arc::new(Shared { router, meta, vshards });
+        let mut cfg = SessionConfig::new().with_target_partitions(2).with_information_schema(false);
+        cfg.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+        let ctx = SessionContext::new_with_config(cfg);
+        ctx.catalog("datafusion")
+            .ok_or_else(|| ExecError::Internal("no default catalog".into()))?
+            .register_schema("public", Arc::new(OrdoSchema::new(shared.clone())))
+            .map_err(from_datafusion)?;
+        Ok(SqlEngine { shared, ctx })
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Parses `sql` (one or more `;`-separated statements) and runs each as
+    /// its own auto-committed statement, stopping at the first error.
+    pub async fn execute(&self, sql: &str, params: &[Param]) -> ExecResult<Vec<StatementResult>> {
+        let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| ExecError::Syntax(e.to_string()))?;
+        if statements.is_empty() {
+            return Err(ExecError::Syntax("empty query".into()));
+        }
+        if statements.len() > STATEMENTS_PER_REQUEST_MAX {
+            return Err(ExecError::ProgramLimitExceeded(format!(
+                "at most {STATEMENTS_PER_REQUEST_MAX} statements per request"
+            )));
+        }
+        let mut results = Vec::with_capacity(statements.len());
+        for st in statements {
+            results.push(self.statement(st, params).await?);
+        }
+        Ok(results)
+    }
+
+    async fn statement(&self, st: Statement, params: &[Param]) -> ExecResult<StatementResult> {
+        match st {
+            Statement::CreateTable(ct) => self.create_table(&ct).await,
+            Statement::Drop { object_type: ObjectType::Table, if_exists, names, .. } => {
+                for n in &names {
+                    self.drop_table(&object_name(n)?, if_exists).await?;
+                }
+                Ok(StatementResult::affected(0))
+            }
+            Statement::Insert(ins) => crate::dml::insert(self, &ins, params).await,
+            Statement::Update(up) => crate::dml::update(self, &up, params).await,
+            Statement::Delete(del) => crate::dml::delete(self, &del, params).await,
+            Statement::Query(_) => self.query(st, params).await,
+            Statement::StartTransaction { .. } | Statement::Commit { .. } | Statement::Rollback { .. } => {
+                Err(ExecError::FeatureNotSupported(
+                    "multi-statement transactions are not supported yet; each statement commits on its own".into(),
+                ))
+            }
+            other => Err(ExecError::FeatureNotSupported(format!("statement not supported: {}", first_words(&other.to_string())))),
+        }
+    }
+
+    async fn create_table(&self, ct: &datafusion::sql::sqlparser::ast::CreateTable) -> ExecResult<StatementResult> {
+        let def = crate::ddl::table_def(ct)?;
+        let name = def.name.clone();
+        let cmd = MetaCommand::CreateTable { table: def, if_not_exists: ct.if_not_exists };
+        match self.shared.router.call(META_GROUP, &ShardRequest::Meta(cmd)).await? {
+            ShardResponse::Meta(MetaResult::Created { .. }) => Ok(StatementResult::affected(0)),
+            ShardResponse::Meta(MetaResult::AlreadyExists) if ct.if_not_exists => Ok(StatementResult::affected(0)),
+            ShardResponse::Meta(MetaResult::AlreadyExists) => Err(ExecError::DuplicateTable(name)),
+            other => Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    async fn drop_table(&self, name: &str, if_exists: bool) -> ExecResult<()> {
+        let cmd = MetaCommand::DropTable { name: name.to_string(), if_exists };
+        let table = match self.shared.router.call(META_GROUP, &ShardRequest::Meta(cmd)).await? {
+            ShardResponse::Meta(MetaResult::Dropped { table }) => table,
+            ShardResponse::Meta(MetaResult::UndefinedTable) => return Err(ExecError::UndefinedTable(name.to_string())),
+            other => return Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
+        };
+        if let Some(t) = table {
+            // The table is gone from the catalog (ids are never reused), so
+            // its rows are unreachable already; this reclaims their space.
+            let req = ShardRequest::DropTable { table_id: t.id };
+            for v in 0..self.shared.vshards {
+                if let Err(e) = self.shared.router.call(vshard_group(v), &req).await {
+                    tracing::warn!(table = t.id, vshard = v, "rows of dropped table not reclaimed: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn query(&self, st: Statement, params: &[Param]) -> ExecResult<StatementResult> {
+        let state = self.ctx.state();
+        let plan = state.statement_to_plan(DfStatement::Statement(Box::new(st))).await.map_err(from_datafusion)?;
+        let plan = if params.is_empty() {
+            plan
+        } else {
+            let values: Vec<_> = params.iter().map(ordo_executor::arrow::param_scalar).collect();
+            plan.with_param_values(values).map_err(from_datafusion)?
+        };
+        let df = DataFrame::new(state, plan);
+        let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await.map_err(from_datafusion)?;
+        StatementResult::from_batches(&schema, &batches)
+    }
+}
+
+fn first_words(s: &str) -> String {
+    s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,232 @@
+//! DataFusion's view of OrdoDB tables: a [`SchemaProvider`] over the
+//! replicated catalog and a [`TableProvider`] per table whose scan reads
+//! every vShard (one partition each) — or only the vShard a primary-key or
+//! partition-key equality names.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{SchemaProvider, Session, TableProvider};
+use datafusion::common::{DataFusionError, ScalarValue};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::ExecutionPlan;
+use futures::{StreamExt, TryStreamExt};
+use ordo_executor::arrow::{rows_to_batch, table_schema};
+use ordo_executor::coerce::{coerce_type, Input};
+use ordo_executor::request::{ShardRequest, ShardResponse};
+use ordo_executor::router::Router;
+use ordo_executor::{ExecError, ExecResult};
+use ordo_meta::catalog::TableDef;
+use ordo_meta::datum::{decode_row, encode_key, Datum};
+use ordo_meta::logic::MetaLogic;
+use ordo_vshard::routing::{vshard_group, vshard_of, META_GROUP};
+
+/// vShards scanned at once by one query.
+const SCAN_FANOUT_MAX: usize = 16;
+
+/// The catalog as DataFusion (and the DML planner) sees it.
+#[derive(Debug)]
+pub struct OrdoSchema {
+    inner: Arc<Shared>,
+}
+
+pub struct Shared {
+    pub router: Arc<Router>,
+    pub meta: Arc<MetaLogic>,
+    pub vshards: u32,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Shared(vshards={})", self.vshards)
+    }
+}
+
+impl Shared {
+    /// Looks a table up in this node's catalog replica; on a miss, catches
+    /// the replica up with the meta leader first (the table may be new).
+    pub async fn table(&self, name: &str) -> ExecResult<TableDef> {
+        if let Some(t) = self.meta.catalog().table(name) {
+            return Ok(t.clone());
+        }
+        self.router.catch_up(META_GROUP).await?;
+        self.meta.catalog().table(name).cloned().ok_or_else(|| ExecError::UndefinedTable(name.to_string()))
+    }
+
+    /// The vShard of a row given its primary key values.
+    pub fn vshard_of_key(&self, table: &TableDef, pk: &[Datum]) -> u32 {
+        let part: Vec<&Datum> = pk[..table.partition_len].iter().collect();
+        vshard_of(&encode_key(&part), self.vshards)
+    }
+
+    async fn rows(&self, vshard: u32, req: ShardRequest) -> ExecResult<Vec<Vec<u8>>> {
+        match self.router.call(vshard_group(vshard), &req).await? {
+            ShardResponse::Rows(rows) => Ok(rows),
+            other => Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
+        }
+    }
+}
+
+impl OrdoSchema {
+    pub fn new(inner: Arc<Shared>) -> OrdoSchema {
+        OrdoSchema { inner }
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for OrdoSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.inner.meta.catalog().tables.keys().cloned().collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        match self.inner.table(name).await {
+            Ok(def) => Ok(Some(Arc::new(OrdoTable { schema: table_schema(&def), def, shared: self.inner.clone() }))),
+            Err(ExecError::UndefinedTable(_)) => Ok(None),
+            Err(e) => Err(DataFusionError::External(Box::new(e))),
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.inner.meta.catalog().table(name).is_some()
+    }
+}
+
+#[derive(Debug)]
+pub struct OrdoTable {
+    def: TableDef,
+    schema: SchemaRef,
+    shared: Arc<Shared>,
+}
+
+/// `column = literal` conjuncts of pushed-down filters, by column index.
+fn equalities(def: &TableDef, filters: &[Expr]) -> BTreeMap<usize, ScalarValue> {
+    fn walk(def: &TableDef, e: &Expr, out: &mut BTreeMap<usize, ScalarValue>) {
+        if let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e {
+            match op {
+                Operator::And => {
+                    walk(def, left, out);
+                    walk(def, right, out);
+                }
+                Operator::Eq => {
+                    let pair = match (left.as_ref(), right.as_ref()) {
+                        (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) => Some((c, v)),
+                        _ => None,
+                    };
+                    if let Some((c, v)) = pair {
+                        if let Some(i) = def.column_index(&c.name) {
+                            out.insert(i, v.clone());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for f in filters {
+        walk(def, f, &mut out);
+    }
+    out
+}
+
+fn scalar_input(v: &ScalarValue) -> Option<Input> {
+    Some(match v {
+        ScalarValue::Int8(Some(i)) => Input::Int(*i as i64),
+        ScalarValue::Int16(Some(i)) => Input::Int(*i as i64),
+        ScalarValue::Int32(Some(i)) => Input::Int(*i as i64),
+        ScalarValue::Int64(Some(i)) => Input::Int(*i),
+        ScalarValue::UInt8(Some(i)) => Input::Int(*i as i64),
+        ScalarValue::UInt16(Some(i)) => Input::Int(*i as i64),
+        ScalarValue::UInt32(Some(i)) => Input::Int(*i as i64),
+        ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => Input::Text(s.clone()),
+        ScalarValue::Boolean(Some(b)) => Input::Bool(*b),
+        ScalarValue::Date32(Some(d)) => Input::Datum(Datum::Date(*d)),
+        ScalarValue::TimestampMicrosecond(Some(t), None) => Input::Datum(Datum::Timestamp(*t)),
+        _ => return None,
+    })
+}
+
+impl OrdoTable {
+    /// Key datums for the first `n` primary key columns if the filters bind
+    /// each to a value of its exact type (so the lookup cannot miss a row
+    /// that a looser comparison would match).
+    fn bound_key(&self, eq: &BTreeMap<usize, ScalarValue>, n: usize) -> Option<Vec<Datum>> {
+        let mut out = Vec::with_capacity(n);
+        for &ci in &self.def.primary_key[..n] {
+            let col = &self.def.columns[ci];
+            let input = scalar_input(eq.get(&ci)?)?;
+            let d = coerce_type(input.clone(), &col.ty, &col.name).ok()?;
+            // Only exact matches: '1.5' into an integer column must not
+            // become a lookup of 2.
+            let back_ok = match (&input, &d) {
+                (Input::Int(a), Datum::Int(b)) => a == b,
+                (Input::Text(a), Datum::Text(b)) => a == b,
+                (Input::Bool(_), _) | (Input::Datum(_), _) => true,
+                _ => false,
+            };
+            if !back_ok || d.is_null() {
+                return None;
+            }
+            out.push(d);
+        }
+        Some(out)
+    }
+}
+
+#[async_trait]
+impl TableProvider for OrdoTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>, DataFusionError> {
+        // Inexact: we use key equalities to pick vShards and rows, and
+        // DataFusion still applies every filter to what we return.
+        Ok(filters.iter().map(|_| TableProviderFilterPushDown::Inexact).collect())
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+        let ext = |e: ExecError| DataFusionError::External(Box::new(e));
+        let eq = equalities(&self.def, filters);
+        let pk_len = self.def.primary_key.len();
+        let parts: Vec<Vec<Vec<u8>>> = if let Some(pk) = self.bound_key(&eq, pk_len) {
+            let vshard = self.shared.vshard_of_key(&self.def, &pk);
+            let key = encode_key(&pk.iter().collect::<Vec<_>>());
+            vec![self.shared.rows(vshard, ShardRequest::Get { table: self.def.clone(), pks: vec![key] }).await.map_err(ext)?]
+        } else if let Some(part) = self.bound_key(&eq, self.def.partition_len) {
+            let vshard = self.shared.vshard_of_key(&self.def, &part);
+            vec![self.shared.rows(vshard, ShardRequest::Scan { table: self.def.clone() }).await.map_err(ext)?]
+        } else {
+            futures::stream::iter(0..self.shared.vshards)
+                .map(|v| self.shared.rows(v, ShardRequest::Scan { table: self.def.clone() }))
+                .buffered(SCAN_FANOUT_MAX)
+                .try_collect()
+                .await
+                .map_err(ext)?
+        };
+        let mut partitions = Vec::with_capacity(parts.len());
+        for raw in parts {
+            let rows: Vec<Vec<Datum>> = raw
+                .iter()
+                .map(|r| decode_row(r))
+                .collect::<Result<_, _>>()
+                .map_err(|e| ext(ExecError::Internal(e.to_string())))?;
+            partitions.push(vec![rows_to_batch(&self.def, &self.schema, &rows).map_err(ext)?]);
+        }
+        Ok(MemorySourceConfig::try_new_exec(&partitions, self.schema.clone(), projection.cloned())?)
+    }
+}

@@ -1,0 +1,225 @@
+//! Test harness: a cluster of real `ordo start` processes on loopback, each
+//! with its own RocksDB directory, driven over the HTTP API.
+//!
+//! Clusters of one test binary run one at a time (a process-wide lock), so
+//! tests on a small machine do not starve each other's Raft timers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+static CLUSTER_LOCK: Mutex<()> = Mutex::new(());
+
+/// An error answer of `POST /v1/sql`.
+#[derive(Debug, Clone)]
+pub struct SqlError {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+pub struct NodeProc {
+    pub id: u64,
+    pub http_port: u16,
+    pub rpc_port: u16,
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct Cluster {
+    bin: PathBuf,
+    root: PathBuf,
+    peers: String,
+    extra_args: Vec<String>,
+    pub nodes: Vec<NodeProc>,
+    client: reqwest::Client,
+    _guard: MutexGuard<'static, ()>,
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+impl Cluster {
+    /// Starts `n` nodes running `bin` (the `ordo` binary under test) with
+    /// `extra_args` added to every `ordo start`.
+    pub fn start(bin: &str, n: u64, extra_args: &[&str]) -> Cluster {
+        let guard = CLUSTER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let root = std::env::temp_dir().join(format!("ordo-test-{}-{}", std::process::id(), free_port()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).expect("create test dir");
+        let nodes: Vec<NodeProc> = (1..=n)
+            .map(|id| NodeProc {
+                id,
+                http_port: free_port(),
+                rpc_port: free_port(),
+                data_dir: root.join(format!("node{id}")),
+                child: None,
+            })
+            .collect();
+        let peers = nodes.iter().map(|p| format!("{}=127.0.0.1:{}", p.id, p.rpc_port)).collect::<Vec<_>>().join(",");
+        let mut c = Cluster {
+            bin: PathBuf::from(bin),
+            root,
+            peers,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            nodes,
+            client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client"),
+            _guard: guard,
+        };
+        for id in 1..=n {
+            c.spawn(id);
+        }
+        c
+    }
+
+    fn node(&self, id: u64) -> &NodeProc {
+        &self.nodes[(id - 1) as usize]
+    }
+
+    fn spawn(&mut self, id: u64) {
+        let (bin, peers, extra) = (self.bin.clone(), self.peers.clone(), self.extra_args.clone());
+        let node = &mut self.nodes[(id - 1) as usize];
+        std::fs::create_dir_all(&node.data_dir).expect("node dir");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.data_dir.join("node.log"))
+            .expect("log file");
+        let child = Command::new(bin)
+            .arg("start")
+            .args(["--id", &id.to_string()])
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .args(["--rpc", &format!("127.0.0.1:{}", node.rpc_port)])
+            .args(["--http", &format!("127.0.0.1:{}", node.http_port)])
+            .args(["--peers", &peers])
+            .args(&extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn ordo");
+        node.child = Some(child);
+    }
+
+    pub fn url(&self, id: u64) -> String {
+        format!("http://127.0.0.1:{}", self.node(id).http_port)
+    }
+
+    pub fn data_dir(&self, id: u64) -> &Path {
+        &self.node(id).data_dir
+    }
+
+    /// SIGKILL: no shutdown, no flush — what a crash looks like.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut c) = self.nodes[(id - 1) as usize].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self, id: u64) {
+        self.kill(id);
+        self.spawn(id);
+    }
+
+    pub fn is_running(&self, id: u64) -> bool {
+        self.node(id).child.is_some()
+    }
+
+    /// Waits until every running node answers `/health` with 200.
+    pub async fn wait_healthy(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        for n in &self.nodes {
+            if n.child.is_none() {
+                continue;
+            }
+            loop {
+                let ok = matches!(self.client.get(format!("{}/health", self.url(n.id))).send().await, Ok(r) if r.status().is_success());
+                if ok {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "node {} not healthy within {timeout:?}; log: {}", n.id, self.log_tail(n.id));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    pub fn log_tail(&self, id: u64) -> String {
+        let text = std::fs::read_to_string(self.node(id).data_dir.join("node.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Runs `sql` on node `id`; the `results` array, or the error.
+    pub async fn sql(&self, id: u64, sql: &str, params: Value) -> Result<Vec<Value>, SqlError> {
+        self.post_raw(id, json!({"sql": sql, "params": params}).to_string().into_bytes()).await
+    }
+
+    /// Posts a raw body to `/v1/sql` of node `id`.
+    pub async fn post_raw(&self, id: u64, body: Vec<u8>) -> Result<Vec<Value>, SqlError> {
+        let resp = self
+            .client
+            .post(format!("{}/v1/sql", self.url(id)))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| SqlError { status: 0, code: "transport".into(), message: e.to_string() })?;
+        let status = resp.status().as_u16();
+        let v: Value = resp.json().await.map_err(|e| SqlError { status, code: "body".into(), message: e.to_string() })?;
+        if (200..300).contains(&status) {
+            Ok(v["results"].as_array().cloned().unwrap_or_default())
+        } else {
+            Err(SqlError {
+                status,
+                code: v["error"]["code"].as_str().unwrap_or("").to_string(),
+                message: v["error"]["message"].as_str().unwrap_or("").to_string(),
+            })
+        }
+    }
+
+    /// Like [`Cluster::sql`] but retries retryable errors (leader changes,
+    /// unreachable nodes) until `timeout`; other errors are returned.
+    pub async fn sql_retry(&self, id: u64, sql: &str, params: Value, timeout: Duration) -> Result<Vec<Value>, SqlError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.sql(id, sql, params.clone()).await {
+                Err(e) if (e.status == 0 || e.status == 503) && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// A single-value query's answer.
+    pub async fn scalar(&self, id: u64, sql: &str) -> Value {
+        let r = self.sql_retry(id, sql, json!([]), Duration::from_secs(30)).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        r[0]["rows"][0][0].clone()
+    }
+
+    pub async fn cluster_status(&self, id: u64) -> Value {
+        self.client.get(format!("{}/v1/cluster", self.url(id))).send().await.expect("cluster").json().await.expect("json")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        } else {
+            eprintln!("cluster data and logs kept in {}", self.root.display());
+        }
+    }
+}

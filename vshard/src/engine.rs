@@ -1,0 +1,107 @@
+//! The node's storage engine: one RocksDB holding every group's log, vote,
+//! state and rows (see [`crate::keys`]), plus a WAL syncer that gives all
+//! groups one group commit.
+//!
+//! Writes go to RocksDB unsynced (so they are readable at once), and callers
+//! that need durability queue a waiter on the syncer thread. The syncer drains
+//! every waiter queued so far, runs one `flush_wal(sync = true)` and wakes them
+//! all: appends of many Raft groups arriving together cost one fsync.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use rocksdb::{Options, WriteBatch, DB};
+
+/// Most waiters one fsync wakes; bounds the work of one syncer round.
+const SYNC_WAITERS_PER_ROUND_MAX: usize = 4096;
+/// Bound of the syncer queue; a full queue makes writers wait (backpressure).
+const SYNC_QUEUE_MAX: usize = 16 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("the WAL syncer has stopped")]
+    SyncerStopped,
+}
+
+/// Called once the WAL holding every earlier write is on disk.
+pub type SyncWaiter = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+pub struct Engine {
+    db: Arc<DB>,
+    sync_tx: mpsc::SyncSender<SyncWaiter>,
+}
+
+impl Engine {
+    pub fn open(path: &Path) -> Result<Arc<Engine>, EngineError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.set_max_background_jobs(2);
+        // Keep memory modest: many small groups share one memtable set.
+        opts.set_write_buffer_size(32 << 20);
+        opts.set_max_write_buffer_number(3);
+        let db = Arc::new(DB::open(&opts, path)?);
+        let (sync_tx, sync_rx) = mpsc::sync_channel::<SyncWaiter>(SYNC_QUEUE_MAX);
+        let syncer_db = db.clone();
+        std::thread::Builder::new()
+            .name("wal-syncer".into())
+            .spawn(move || run_syncer(syncer_db, sync_rx))
+            .expect("spawn wal syncer");
+        Ok(Arc::new(Engine { db, sync_tx }))
+    }
+
+    pub fn db(&self) -> &DB {
+        &self.db
+    }
+
+    /// Writes `batch` atomically; readable at once, durable after the next sync.
+    pub fn write(&self, batch: WriteBatch) -> Result<(), EngineError> {
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    /// Calls `waiter` once everything written so far is fsynced.
+    pub fn sync_then(&self, waiter: SyncWaiter) {
+        if let Err(mpsc::SendError(waiter)) = self.sync_tx.send(waiter) {
+            waiter(Err("the WAL syncer has stopped".into()));
+        }
+    }
+
+    /// Writes `batch` and returns once it is fsynced (shares the fsync with
+    /// every other write waiting at the same time).
+    pub async fn write_durable(&self, batch: WriteBatch) -> Result<(), EngineError> {
+        self.write(batch)?;
+        self.sync().await
+    }
+
+    /// Returns once everything written so far is fsynced.
+    pub async fn sync(&self) -> Result<(), EngineError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.sync_then(Box::new(move |r| {
+            let _ = tx.send(r);
+        }));
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) | Err(_) => Err(EngineError::SyncerStopped),
+        }
+    }
+}
+
+fn run_syncer(db: Arc<DB>, rx: mpsc::Receiver<SyncWaiter>) {
+    let mut waiters: Vec<SyncWaiter> = Vec::with_capacity(64);
+    while let Ok(first) = rx.recv() {
+        waiters.push(first);
+        while waiters.len() < SYNC_WAITERS_PER_ROUND_MAX {
+            match rx.try_recv() {
+                Ok(w) => waiters.push(w),
+                Err(_) => break,
+            }
+        }
+        let result = db.flush_wal(true).map_err(|e| e.to_string());
+        for w in waiters.drain(..) {
+            w(result.clone());
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! vShards and the Raft plumbing every group shares.
+//!
+//! - [`engine`]: the node's one RocksDB and its group-commit WAL syncer.
+//! - [`keys`]: the key layout (every key prefixed by its group).
+//! - [`raft`]: openraft behind our [`raft::Consensus`] trait — log storage,
+//!   state machine storage, the per-node transport that multiplexes every
+//!   group over one connection per peer.
+//! - [`routing`]: partition key -> vShard, vShard -> group id.
+//! - [`shard`]: what a vShard's commands do (row writes) and its local reads.
+
+pub mod engine;
+pub mod keys;
+pub mod raft;
+pub mod routing;
+pub mod shard;
+
+pub use keys::GroupId;

@@ -1,0 +1,239 @@
+//! [`Consensus`]: the small interface the rest of OrdoDB uses for a Raft
+//! group, and [`RaftGroup`], its openraft implementation.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::{BasicNode, Config, ReadPolicy, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+
+use super::codec::{decode, encode};
+use super::log_store::LogStore;
+use super::network::{GroupNetworkFactory, Transport};
+use super::state_machine::{GroupLogic, StateMachineStore};
+use super::types::{Command, Raft, RaftKind, Snapshot, SnapshotData, SnapshotMeta, Vote};
+use crate::engine::Engine;
+use crate::keys::GroupId;
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error, Serialize, Deserialize)]
+pub enum ConsensusError {
+    /// This replica is not the leader; `leader` is its best guess.
+    #[error("node is not the leader of group {group} (leader: {leader:?})")]
+    NotLeader { group: GroupId, leader: Option<u64> },
+    #[error("group {group} cannot serve: {reason}")]
+    Unavailable { group: GroupId, reason: String },
+}
+
+/// One group's state as `GET /v1/cluster` reports it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GroupStatus {
+    pub group_id: GroupId,
+    pub state: String,
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub commit_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+    pub voters: Vec<u64>,
+}
+
+/// What the layers above need from a replicated group.
+#[async_trait::async_trait]
+pub trait Consensus: Send + Sync {
+    fn group_id(&self) -> GroupId;
+    fn status(&self) -> GroupStatus;
+    /// The leader this replica knows of, if any.
+    fn leader(&self) -> Option<u64>;
+    fn is_leader(&self) -> bool;
+    /// Replicates `command`, waits until it is applied here, returns its reply.
+    async fn propose(&self, command: Vec<u8>) -> Result<Vec<u8>, ConsensusError>;
+    /// On the leader: returns once every write committed before the call is
+    /// applied locally, so local reads are linearizable.
+    async fn read_barrier(&self) -> Result<(), ConsensusError>;
+    /// Waits until this replica has applied `index` (or `timeout` passes).
+    async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), ConsensusError>;
+    /// Handles a Raft message from a peer (encoded by the peer's transport).
+    async fn handle_message(&self, kind: RaftKind, payload: &[u8]) -> Result<Vec<u8>, String>;
+    /// Sends heartbeats now if this replica leads the group.
+    async fn heartbeat(&self);
+    async fn shutdown(&self);
+}
+
+/// Timing and retention knobs shared by all groups of a node.
+#[derive(Clone, Debug)]
+pub struct GroupConfig {
+    pub heartbeat_ms: u64,
+    pub snapshot_logs: u64,
+}
+
+impl GroupConfig {
+    fn raft_config(&self) -> Result<Config, String> {
+        let hb = self.heartbeat_ms.max(10);
+        Config {
+            cluster_name: "ordo".into(),
+            heartbeat_interval: hb,
+            election_timeout_min: hb * 5,
+            election_timeout_max: hb * 10,
+            // The node drives heartbeats of all its groups from one ticker
+            // (see `heartbeat`), so they reach each peer in one message.
+            enable_heartbeat: false,
+            enable_pre_vote: Some(true),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_logs),
+            max_in_snapshot_log_to_keep: 500,
+            purge_batch_size: 256,
+            max_payload_entries: 256,
+            // Bounded per-group queues: many groups per node.
+            api_channel_size: Some(1024),
+            state_machine_channel_size: Some(256),
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| e.to_string())
+    }
+}
+
+pub struct RaftGroup {
+    gid: GroupId,
+    raft: Raft,
+}
+
+fn forward_or_unavailable<E: std::fmt::Display>(
+    gid: GroupId,
+    e: &openraft::errors::RaftError<super::types::TypeConfig, E>,
+) -> ConsensusError {
+    match e.forward_to_leader() {
+        Some(f) => ConsensusError::NotLeader { group: gid, leader: f.leader_id },
+        None => ConsensusError::Unavailable { group: gid, reason: e.to_string() },
+    }
+}
+
+impl RaftGroup {
+    /// Opens (or creates) this node's replica of group `gid`. `members` maps
+    /// every voter's node id to its RPC address. When `bootstrap` is set and
+    /// the replica has no Raft state yet, it initialises the group.
+    pub async fn open(
+        gid: GroupId,
+        node_id: u64,
+        members: &BTreeMap<u64, String>,
+        bootstrap: bool,
+        engine: Arc<Engine>,
+        logic: Arc<dyn GroupLogic>,
+        transport: Arc<Transport>,
+        config: &GroupConfig,
+    ) -> Result<Arc<RaftGroup>, String> {
+        let log = LogStore::new(gid, engine.clone());
+        let initialized = log.is_initialized().map_err(|e| e.to_string())?;
+        let sm = StateMachineStore::open(gid, engine, logic).map_err(|e| e.to_string())?;
+        let net = GroupNetworkFactory { gid, transport };
+        let cfg = Arc::new(config.raft_config()?);
+        let raft = Raft::new(node_id, cfg, net, log, sm).await.map_err(|e| e.to_string())?;
+        if bootstrap && !initialized {
+            let nodes: BTreeMap<u64, BasicNode> = members.iter().map(|(&id, a)| (id, BasicNode::new(a))).collect();
+            if let Err(e) = raft.initialize(nodes).await {
+                tracing::debug!(group = gid, "initialize: {e}");
+            }
+        }
+        Ok(Arc::new(RaftGroup { gid, raft }))
+    }
+}
+
+#[async_trait::async_trait]
+impl Consensus for RaftGroup {
+    fn group_id(&self) -> GroupId {
+        self.gid
+    }
+
+    fn status(&self) -> GroupStatus {
+        let m = self.raft.metrics().borrow_watched().clone();
+        GroupStatus {
+            group_id: self.gid,
+            state: format!("{:?}", m.state),
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            commit_index: m.local_committed.map(|l| l.index),
+            applied_index: m.last_applied.map(|l| l.index),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
+            voters: m.membership_config.voter_ids().collect(),
+        }
+    }
+
+    fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow_watched().current_leader
+    }
+
+    fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow_watched().state == ServerState::Leader
+    }
+
+    async fn propose(&self, command: Vec<u8>) -> Result<Vec<u8>, ConsensusError> {
+        match self.raft.client_write(Command(command)).await {
+            Ok(resp) => Ok(resp.data.0),
+            Err(e) => Err(forward_or_unavailable(self.gid, &e)),
+        }
+    }
+
+    async fn read_barrier(&self) -> Result<(), ConsensusError> {
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(forward_or_unavailable(self.gid, &e)),
+        }
+    }
+
+    async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), ConsensusError> {
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "wait_applied")
+            .await
+            .map(|_| ())
+            .map_err(|e| ConsensusError::Unavailable { group: self.gid, reason: e.to_string() })
+    }
+
+    async fn handle_message(&self, kind: RaftKind, payload: &[u8]) -> Result<Vec<u8>, String> {
+        let err = |e: std::io::Error| e.to_string();
+        Ok(match kind {
+            RaftKind::Append => {
+                let req = decode(payload).map_err(err)?;
+                encode(&self.raft.append_entries(req).await.map_err(|e| e.to_string()))
+            }
+            RaftKind::Vote => {
+                let req = decode(payload).map_err(err)?;
+                encode(&self.raft.vote(req).await.map_err(|e| e.to_string()))
+            }
+            RaftKind::Snapshot => {
+                let (vote, meta, data): (Vote, SnapshotMeta, Vec<u8>) = decode(payload).map_err(err)?;
+                let snapshot = Snapshot { meta, snapshot: SnapshotData::new(data) };
+                encode(&self.raft.install_full_snapshot(vote, snapshot).await.map_err(|e| e.to_string()))
+            }
+        })
+    }
+
+    async fn heartbeat(&self) {
+        if self.is_leader() {
+            let _ = self.raft.trigger().heartbeat().await;
+        }
+    }
+
+    async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+}
+
+/// Waits (up to `timeout`) until some node leads `group`.
+pub async fn wait_for_leader(group: &dyn Consensus, timeout: Duration) -> Option<u64> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(l) = group.leader() {
+            return Some(l);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,15 @@
+//! The one module that knows openraft. Everything above it talks to Raft
+//! groups through [`Consensus`] (see `group.rs`), so an openraft upgrade
+//! touches only this directory.
+
+mod codec;
+mod group;
+mod log_store;
+mod network;
+mod state_machine;
+mod types;
+
+pub use group::{wait_for_leader, Consensus, ConsensusError, GroupConfig, GroupStatus, RaftGroup};
+pub use network::{PeerTransport, Transport, GRPC_MESSAGE_BYTES_MAX};
+pub use state_machine::{ApplyContext, GroupLogic};
+pub use types::RaftKind;

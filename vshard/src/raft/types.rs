@@ -1,0 +1,57 @@
+//! The openraft type configuration shared by every group of every node.
+//!
+//! One configuration for all groups lets a single transport carry them all.
+//! Commands and replies are opaque bytes: each group's [`GroupLogic`]
+//! (meta, sequencer, vShard) encodes its own.
+//!
+//! [`GroupLogic`]: super::GroupLogic
+
+use std::fmt;
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+/// A command replicated through a group's log.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command(pub Vec<u8>);
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Command({} bytes)", self.0.len())
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// What applying a [`Command`] returned.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply(pub Vec<u8>);
+
+openraft::declare_raft_types!(
+    pub TypeConfig:
+        D = Command,
+        R = Reply,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+);
+
+pub type SnapshotData = Cursor<Vec<u8>>;
+pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
+pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
+pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
+pub type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotData>;
+pub type Raft = openraft::Raft<TypeConfig, super::state_machine::StateMachineStore>;
+
+/// Which Raft RPC a message carries on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RaftKind {
+    Append,
+    Vote,
+    Snapshot,
+}
