@@ -44,8 +44,9 @@ pub struct StartArgs {
     /// Replicas per Raft group (capped at the number of nodes).
     #[arg(long, default_value_t = 3)]
     pub replication: usize,
-    /// Raft heartbeat interval of each group, in milliseconds.
-    #[arg(long, default_value_t = 300)]
+    /// Interval of the node-wide Raft heartbeat, in milliseconds; elections
+    /// start after 6 to 12 missed intervals.
+    #[arg(long, default_value_t = 500)]
     pub heartbeat_ms: u64,
     /// Raft entries after which a group snapshots and purges its log.
     #[arg(long, default_value_t = 5000)]

@@ -89,7 +89,7 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
             tonic::transport::Server::builder()
                 .tcp_nodelay(true)
                 .add_service(server)
-                .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), async move {
+                .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), async move {
                     let _ = stop.changed().await;
                 }),
         )

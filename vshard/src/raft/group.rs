@@ -75,9 +75,13 @@ impl GroupConfig {
         let hb = self.heartbeat_ms.max(10);
         Config {
             cluster_name: "ordo".into(),
-            heartbeat_interval: hb,
-            election_timeout_min: hb * 5,
-            election_timeout_max: hb * 10,
+            // openraft's heartbeat timer is off (see below), but its tick
+            // period is derived from `heartbeat_interval` (about a fifth of
+            // it) and every tick of every group costs a pass through its
+            // RaftCore. A tick of election_timeout/10 is precise enough.
+            heartbeat_interval: hb * 3,
+            election_timeout_min: hb * 6,
+            election_timeout_max: hb * 12,
             // The node drives heartbeats of all its groups from one ticker
             // (see `heartbeat`), so they reach each peer in one message.
             enable_heartbeat: false,
@@ -101,10 +105,13 @@ pub struct RaftGroup {
     raft: Raft,
 }
 
-fn forward_or_unavailable<E: std::fmt::Display>(
+fn forward_or_unavailable<E>(
     gid: GroupId,
     e: &openraft::errors::RaftError<super::types::TypeConfig, E>,
-) -> ConsensusError {
+) -> ConsensusError
+where
+    E: std::fmt::Debug + std::fmt::Display + openraft::TryAsRef<openraft::errors::ForwardToLeader<super::types::TypeConfig>>,
+{
     match e.forward_to_leader() {
         Some(f) => ConsensusError::NotLeader { group: gid, leader: f.leader_id },
         None => ConsensusError::Unavailable { group: gid, reason: e.to_string() },
