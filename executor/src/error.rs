@@ -88,21 +88,25 @@ pub type ExecResult<T> = Result<T, ExecError>;
 /// Maps a DataFusion error (planning or execution of a query) to SQLSTATE.
 pub fn from_datafusion(e: datafusion::error::DataFusionError) -> ExecError {
     use datafusion::error::DataFusionError as D;
-    match e {
+    // Errors raised by our own providers travel inside DataFusion's.
+    if let D::External(inner) = e.find_root() {
+        if let Some(ours) = inner.downcast_ref::<ExecError>() {
+            return ours.clone();
+        }
+    }
+    match e.find_root() {
         D::SQL(e, _) => ExecError::Syntax(e.to_string()),
         D::Plan(m) => {
-            if m.contains("not found") || m.contains("No field named") {
-                if m.contains("table") {
-                    ExecError::UndefinedTable(m)
-                } else {
-                    ExecError::UndefinedColumn(m)
-                }
+            if m.contains("table") && m.contains("not found") {
+                ExecError::UndefinedTable(m.clone())
+            } else if m.contains("No field named") || m.contains("not found") {
+                ExecError::UndefinedColumn(m.clone())
             } else {
-                ExecError::DatatypeMismatch(m)
+                ExecError::DatatypeMismatch(m.clone())
             }
         }
         D::SchemaError(e, _) => ExecError::UndefinedColumn(e.to_string()),
-        D::NotImplemented(m) => ExecError::FeatureNotSupported(m),
+        D::NotImplemented(m) => ExecError::FeatureNotSupported(m.clone()),
         D::ArrowError(e, _) => {
             let m = e.to_string();
             if m.contains("Divide by zero") {
@@ -115,11 +119,8 @@ pub fn from_datafusion(e: datafusion::error::DataFusionError) -> ExecError {
                 ExecError::Internal(m)
             }
         }
-        D::Context(_, inner) => from_datafusion(*inner),
-        D::External(e) => match e.downcast::<ExecError>() {
-            Ok(inner) => *inner,
-            Err(e) => ExecError::Internal(e.to_string()),
-        },
+        D::Execution(m) if m.contains("Divide by zero") => ExecError::DivisionByZero(m.clone()),
+        D::ResourcesExhausted(m) => ExecError::ProgramLimitExceeded(m.clone()),
         other => ExecError::Internal(other.to_string()),
     }
 }

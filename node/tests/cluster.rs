@@ -29,7 +29,9 @@ async fn cluster_forms_with_spread_leaders_and_shared_catalog() {
     for g in groups {
         let leader = g["leader"].as_u64().unwrap_or_else(|| panic!("group without leader: {g}"));
         led[leader as usize] += 1;
-        assert!(g["commit_index"].as_u64().is_some());
+        for field in ["term", "commit_index", "applied_index", "kind"] {
+            assert!(g.get(field).is_some(), "{field} missing in {g}");
+        }
     }
     for n in 1..=3 {
         assert!(led[n] >= 10, "leaders not spread: {led:?}");

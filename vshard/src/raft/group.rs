@@ -87,8 +87,10 @@ impl GroupConfig {
             enable_heartbeat: false,
             enable_pre_vote: Some(true),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_logs),
-            max_in_snapshot_log_to_keep: 500,
-            purge_batch_size: 256,
+            // Keep some log behind a snapshot so briefly lagging followers catch
+            // up from the log rather than a full snapshot.
+            max_in_snapshot_log_to_keep: (self.snapshot_logs / 2).min(500),
+            purge_batch_size: (self.snapshot_logs / 4).clamp(1, 256),
             max_payload_entries: 256,
             // Bounded per-group queues: many groups per node.
             api_channel_size: Some(1024),
