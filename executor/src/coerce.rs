@@ -84,7 +84,8 @@ pub fn coerce_type(input: Input, ty: &SqlType, col: &str) -> ExecResult<Datum> {
         (Input::Int(v), SmallInt | Int | BigInt) => int_in_range(v, ty),
         (Input::Int(v), Double) => Ok(Datum::Float(v as f64)),
         (Input::Int(v), Numeric { precision, scale }) => decimal_from_str(&v.to_string(), *precision, *scale),
-        (Input::Float(f), Double) => Ok(Datum::Float(f)),
+        (Input::Float(f), Double) if f.is_finite() => Ok(Datum::Float(f)),
+        (Input::Float(_), Double) => Err(ExecError::NumericValueOutOfRange("double precision value out of range".into())),
         (Input::Float(f), Numeric { precision, scale }) => decimal_from_str(&f.to_string(), *precision, *scale),
         (Input::Float(f), SmallInt | Int | BigInt) => {
             if !f.is_finite() || f.round() < i64::MIN as f64 || f.round() > i64::MAX as f64 {
@@ -96,7 +97,10 @@ pub fn coerce_type(input: Input, ty: &SqlType, col: &str) -> ExecResult<Datum> {
             Ok(f) if s.contains(['.', 'e', 'E']) => coerce_type(Input::Float(f), ty, col),
             _ => Err(ExecError::NumericValueOutOfRange(format!("{} out of range", ty.pg_name()))),
         },
-        (Input::Number(s), Double) => s.parse::<f64>().map(Datum::Float).map_err(|_| bad_text("double precision", &s)),
+        (Input::Number(s), Double) => match s.parse::<f64>() {
+            Ok(f) => coerce_type(Input::Float(f), ty, col),
+            Err(_) => Err(bad_text("double precision", &s)),
+        },
         (Input::Number(s), Numeric { precision, scale }) => decimal_from_str(&s, *precision, *scale),
         (Input::Text(s), Text) => Ok(Datum::Text(s)),
         (Input::Text(s), Varchar(n)) => {

@@ -140,6 +140,9 @@ async fn bad_input_gets_sqlstate_and_node_stays_healthy() {
         (c.sql(1, "CREATE TABLE p (a INT, b INT, PRIMARY KEY (a, b)) PARTITION BY (b)", json!([])).await, "42P16"),
         (c.sql(1, "SELECT $1 + 1", json!([{"a": 1}])).await, "22023"),
         (c.sql(1, "UPDATE t SET id = 5 WHERE id = 1", json!([])).await, "0A000"),
+        (c.sql(1, "DELETE FROM t WHERE id IN (SELECT id FROM t)", json!([])).await, "0A000"),
+        (c.sql(1, "INSERT INTO t VALUES (9, 1, 'a', 'extra')", json!([])).await, "42601"),
+        (c.sql(1, "SELECT 1/0", json!([])).await, "22012"),
         (c.post_raw(1, format!(r#"{{"sql": "SELECT '{}'"}}"#, "x".repeat(2 << 20)).into_bytes()).await, "54000"),
     ];
     for (i, (result, code)) in cases.into_iter().enumerate() {
@@ -150,6 +153,10 @@ async fn bad_input_gets_sqlstate_and_node_stays_healthy() {
     c.wait_healthy(Duration::from_secs(5)).await;
     let r = c.sql(2, "SELECT id, n, s FROM t", json!([])).await.unwrap();
     assert_eq!(r[0]["rows"], json!([[1, 1, "a"]]), "failed statements left no trace");
+    // Without a column list, missing trailing values are NULL.
+    c.sql(3, "INSERT INTO t VALUES (2)", json!([])).await.unwrap();
+    let r = c.sql(1, "SELECT n, s FROM t WHERE id = 2", json!([])).await.unwrap();
+    assert_eq!(r[0]["rows"], json!([[null, null]]));
 }
 
 /// Inserts rows `from..to` of `bulk` in batches, spread over `nodes`, with

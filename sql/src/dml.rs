@@ -73,7 +73,10 @@ pub async fn insert(engine: &SqlEngine, ins: &Insert, params: &[Param]) -> ExecR
     }
     let mut by_shard: BTreeMap<u32, Vec<(Vec<u8>, Vec<u8>)>> = BTreeMap::new();
     for row_exprs in &values.rows {
-        if row_exprs.len() != targets.len() {
+        // Without a column list a row may give fewer values than the table
+        // has columns; the rest are NULL (PostgreSQL's defaults).
+        let short_ok = ins.columns.is_empty() && row_exprs.len() <= targets.len();
+        if row_exprs.len() != targets.len() && !short_ok {
             return Err(ExecError::Syntax(format!(
                 "INSERT has {} expressions but {} target columns",
                 row_exprs.len(),
@@ -162,6 +165,19 @@ fn target(engine: &SqlEngine, table: &TableDef, selection: Option<&Expr>, params
     Target::All
 }
 
+/// UPDATE/DELETE expressions run on each vShard over that vShard's rows
+/// only, so a subquery there would see a fraction of its table: refuse it.
+fn refuse_subqueries(e: &Expr) -> ExecResult<()> {
+    let found = datafusion::sql::sqlparser::ast::visit_expressions(e, |x| match x {
+        Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. } => std::ops::ControlFlow::Break(()),
+        _ => std::ops::ControlFlow::Continue(()),
+    });
+    if found.is_break() {
+        return Err(ExecError::FeatureNotSupported("subqueries in UPDATE/DELETE are not supported yet".into()));
+    }
+    Ok(())
+}
+
 async fn run_dml(
     engine: &SqlEngine,
     table: TableDef,
@@ -170,6 +186,9 @@ async fn run_dml(
     selection: Option<&Expr>,
     params: &[Param],
 ) -> ExecResult<StatementResult> {
+    if let Some(sel) = selection {
+        refuse_subqueries(sel)?;
+    }
     let base = DmlRequest {
         table: table.clone(),
         assignments,
@@ -204,6 +223,7 @@ pub async fn update(engine: &SqlEngine, up: &Update, params: &[Param]) -> ExecRe
         if assignments.iter().any(|(i, _)| *i == ci) {
             return Err(ExecError::DuplicateColumn(format!("multiple assignments to same column \"{cname}\"")));
         }
+        refuse_subqueries(&a.value)?;
         assignments.push((ci, a.value.to_string()));
     }
     run_dml(engine, table, assignments, false, up.selection.as_ref(), params).await
