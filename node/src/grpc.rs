@@ -66,6 +66,7 @@ fn kind(k: i32) -> Option<RaftKind> {
         ordo_proto::RaftKind::Append => Some(RaftKind::Append),
         ordo_proto::RaftKind::Vote => Some(RaftKind::Vote),
         ordo_proto::RaftKind::Snapshot => Some(RaftKind::Snapshot),
+        ordo_proto::RaftKind::TransferLeader => Some(RaftKind::TransferLeader),
         ordo_proto::RaftKind::Unspecified => None,
     }
 }

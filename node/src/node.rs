@@ -95,6 +95,7 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
         )
     };
     spawn_heartbeats(groups.values().cloned().collect(), Duration::from_millis(args.heartbeat_ms.max(10)));
+    spawn_rebalancer(args.id, placement.clone(), groups.values().cloned().collect());
 
     let state = Arc::new(NodeState {
         node_id: args.id,
@@ -129,6 +130,42 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(5), grpc).await;
     engine.sync().await.ok();
     Ok(())
+}
+
+/// How often a node hands groups it leads back to their preferred leader.
+const REBALANCE_EVERY_MS: u64 = 3_000;
+/// Most leadership transfers one node starts per round, so a returning node
+/// takes its share back gradually.
+const REBALANCE_TRANSFERS_PER_ROUND_MAX: usize = 8;
+
+/// Leaders move where elections put them; after a node comes back this
+/// hands each group this node leads back to its preferred leader (see
+/// `Placement`) once that replica has the whole log, so leadership — and
+/// with it the write load — spreads evenly again.
+fn spawn_rebalancer(node_id: u64, placement: Placement, groups: Vec<Arc<dyn Consensus>>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(REBALANCE_EVERY_MS));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let mut started = 0;
+            for g in &groups {
+                let preferred = placement.preferred_leader(g.group_id());
+                if preferred == node_id || !g.is_leader() {
+                    continue;
+                }
+                let s = g.status();
+                let caught_up = matches!(s.matched.get(&preferred), Some(Some(m)) if Some(*m) == s.last_log_index);
+                if caught_up {
+                    g.transfer_leader(preferred).await;
+                    started += 1;
+                    if started >= REBALANCE_TRANSFERS_PER_ROUND_MAX {
+                        break;
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// One ticker for the whole node: every interval it asks each group this

@@ -233,6 +233,12 @@ async fn busiest_leader(c: &Cluster, asking: u64) -> u64 {
     (1..=3).max_by_key(|&n| led[n]).unwrap() as u64
 }
 
+/// How many groups `node` leads, by its own account.
+async fn leaders_of(c: &Cluster, node: u64) -> usize {
+    let s = c.cluster_status(node).await;
+    s["groups"].as_array().unwrap().iter().filter(|g| g["state"] == "Leader").count()
+}
+
 /// Waits until `node`'s replica of every group has applied what the
 /// group's leader has committed.
 async fn wait_caught_up(c: &Cluster, node: u64) {
@@ -280,6 +286,12 @@ async fn sigkill_of_a_leader_keeps_serving_and_the_node_catches_up() {
     c.wait_healthy(HEALTHY_WITHIN).await;
     wait_caught_up(&c, victim).await;
     check_rows(&c, victim, 6_000).await;
+    // Leadership flows back to the restarted node.
+    let deadline = Instant::now() + RETRY_FOR;
+    while leaders_of(&c, victim).await < 15 {
+        assert!(Instant::now() < deadline, "node {victim} did not get its leaders back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Logs were compacted: some group purged its log after a snapshot.
     let s = c.cluster_status(victim).await;

@@ -39,6 +39,8 @@ pub struct GroupStatus {
     pub snapshot_index: Option<u64>,
     pub purged_index: Option<u64>,
     pub voters: Vec<u64>,
+    /// On the leader: the last log index known replicated to each voter.
+    pub matched: BTreeMap<u64, Option<u64>>,
 }
 
 /// What the layers above need from a replicated group.
@@ -58,6 +60,9 @@ pub trait Consensus: Send + Sync {
     async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), ConsensusError>;
     /// Handles a Raft message from a peer (encoded by the peer's transport).
     async fn handle_message(&self, kind: RaftKind, payload: &[u8]) -> Result<Vec<u8>, String>;
+    /// If this replica leads the group, hands leadership to `to` (which
+    /// must be an up-to-date voter; openraft checks that).
+    async fn transfer_leader(&self, to: u64);
     /// Sends heartbeats now if this replica leads the group.
     async fn heartbeat(&self);
     async fn shutdown(&self);
@@ -169,6 +174,11 @@ impl Consensus for RaftGroup {
             snapshot_index: m.snapshot.map(|l| l.index),
             purged_index: m.purged.map(|l| l.index),
             voters: m.membership_config.voter_ids().collect(),
+            matched: m
+                .replication
+                .as_ref()
+                .map(|r| r.iter().map(|(id, l)| (*id, l.as_ref().map(|l| l.index))).collect())
+                .unwrap_or_default(),
         }
     }
 
@@ -219,7 +229,22 @@ impl Consensus for RaftGroup {
                 let snapshot = Snapshot { meta, snapshot: SnapshotData::new(data) };
                 encode(&self.raft.install_full_snapshot(vote, snapshot).await.map_err(|e| e.to_string()))
             }
+            RaftKind::TransferLeader => {
+                let req = decode(payload).map_err(err)?;
+                let r = match self.raft.handle_transfer_leader(req).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(fatal) => Err(fatal.to_string()),
+                };
+                encode(&r)
+            }
         })
+    }
+
+    async fn transfer_leader(&self, to: u64) {
+        if self.is_leader() {
+            let _ = self.raft.trigger().transfer_leader(to).await;
+        }
     }
 
     async fn heartbeat(&self) {

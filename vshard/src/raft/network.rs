@@ -14,7 +14,10 @@ use std::time::Duration;
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::v2::RaftNetworkV2;
 use openraft::network::{RPCOption, RaftNetworkFactory};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse, VoteRequest,
+    VoteResponse,
+};
 use openraft::{BasicNode, OptionalSend};
 use ordo_proto::{ForwardRequest, NodeClient, RaftBatch, RaftMsg};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -83,6 +86,7 @@ impl PeerTransport {
             RaftKind::Append => ordo_proto::RaftKind::Append,
             RaftKind::Vote => ordo_proto::RaftKind::Vote,
             RaftKind::Snapshot => ordo_proto::RaftKind::Snapshot,
+            RaftKind::TransferLeader => ordo_proto::RaftKind::TransferLeader,
         };
         let (tx, rx) = oneshot::channel();
         let msg = RaftMsg { group_id: gid, kind: kind as i32, payload };
@@ -251,6 +255,16 @@ impl RaftNetworkV2<TypeConfig> for GroupConn {
 
     async fn vote(&mut self, rpc: VoteRequest<TypeConfig>, option: RPCOption) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.rpc(RaftKind::Vote, &rpc, false, option.hard_ttl()).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        // The target answers only whether it took the request; a refusal
+        // simply leaves leadership where it is.
+        self.rpc::<_, ()>(RaftKind::TransferLeader, &req, false, option.hard_ttl()).await.map(Ok)
     }
 
     async fn full_snapshot(

@@ -54,4 +54,5 @@ pub enum RaftKind {
     Append,
     Vote,
     Snapshot,
+    TransferLeader,
 }
