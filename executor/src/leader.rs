@@ -30,6 +30,8 @@ use crate::request::{DmlRequest, ShardRequest, ShardResponse};
 /// Most rows one UPDATE/DELETE may change in one vShard.
 const DML_ROWS_PER_SHARD_MAX: usize = 100_000;
 const ROW_INDEX_COLUMN: &str = "__ordo_row";
+/// How long a replica waits to apply a checksum point before answering.
+const REPLICA_CHECKSUM_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 enum Fail {
     NotLeader(Option<u64>),
@@ -74,6 +76,13 @@ impl LeaderExecutor {
         let Some(group) = self.groups.get(&gid) else {
             return ShardResponse::NotLeader { leader: None };
         };
+        if let ShardRequest::ReplicaChecksum { index } = req {
+            // Served by every replica, leader or not.
+            return match group.replica_checksum(index, REPLICA_CHECKSUM_WAIT).await {
+                Ok(hash) => ShardResponse::Checksum { index, hash },
+                Err(e) => ShardResponse::Error(ExecError::Unavailable(e.to_string())),
+            };
+        }
         if !group.is_leader() {
             return ShardResponse::NotLeader { leader: group.leader() };
         }
@@ -136,6 +145,11 @@ impl LeaderExecutor {
                 }
                 Ok(ShardResponse::Count(n))
             }
+            ShardRequest::Checksum => {
+                let (index, hash) = group.checksum().await?;
+                Ok(ShardResponse::Checksum { index, hash: Some(hash) })
+            }
+            ShardRequest::ReplicaChecksum { .. } => unreachable!("handled before the leader check"),
             ShardRequest::DropTable { table_id } => {
                 let _turn = self.locks.lock(vshard_of_group(gid)?).await;
                 group.propose(ShardCommand::DropTable { table_id }.encode()).await?;

@@ -5,6 +5,7 @@
 //! - [`leader`]: runs a request on the leader of its group: reads after a
 //!   read barrier, computes the write set under the vShard's lock, proposes it.
 //! - [`router`]: finds a group's leader from any node and follows leader hints.
+//! - [`verify`]: compares content hashes of every replica of every group.
 //! - [`arrow`]: rows <-> Arrow record batches; [`coerce`]: values -> column types.
 //!
 //! [`ShardRequest`]: request::ShardRequest
@@ -15,5 +16,6 @@ pub mod error;
 pub mod leader;
 pub mod request;
 pub mod router;
+pub mod verify;
 
 pub use error::{ExecError, ExecResult};

@@ -47,6 +47,11 @@ pub enum ShardRequest {
     Dml(DmlRequest),
     /// Delete every row of a dropped table.
     DropTable { table_id: u64 },
+    /// On the leader: replicate a checksum point; answers `Checksum`.
+    Checksum,
+    /// On any replica (no leader needed): the hash this replica took at
+    /// checksum point `index`; answers `Checksum`.
+    ReplicaChecksum { index: u64 },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -68,6 +73,8 @@ pub enum ShardResponse {
     Count(u64),
     Meta(MetaResult),
     Done,
+    /// A replica's content hash at log `index` (`hash: None`: superseded).
+    Checksum { index: u64, hash: Option<u64> },
     NotLeader { leader: Option<u64> },
     Error(ExecError),
 }

@@ -95,6 +95,25 @@ impl Router {
         }
     }
 
+    /// Runs `req` on node `node` itself (no leader search): for requests
+    /// any replica serves.
+    pub async fn call_at(&self, node: u64, gid: GroupId, req: &ShardRequest) -> ExecResult<ShardResponse> {
+        let resp = if node == self.node_id {
+            self.local.handle(gid, req.clone()).await
+        } else {
+            let peer = self.transport.peer(node).ok_or_else(|| ExecError::Internal(format!("unknown node {node}")))?;
+            let bytes = peer
+                .forward(gid, encode(req), Duration::from_millis(FORWARD_TIMEOUT_MS))
+                .await
+                .map_err(ExecError::Unavailable)?;
+            decode::<ShardResponse>(&bytes)?
+        };
+        match resp {
+            ShardResponse::Error(e) => Err(e),
+            other => Ok(other),
+        }
+    }
+
     /// Returns once this node's replica of `gid` has applied everything the
     /// leader had committed when this call started (a linearizable view).
     pub async fn catch_up(&self, gid: GroupId) -> ExecResult<()> {

@@ -19,6 +19,15 @@ pub enum Command {
     Start(StartArgs),
     /// Start a local cluster of several nodes as child processes (Ctrl-C stops it).
     Dev(DevArgs),
+    /// Compare content hashes of every replica of every group; exits 1 if any differ.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct VerifyArgs {
+    /// HTTP address of any node of the cluster.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http: String,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -22,6 +22,7 @@ pub fn router(state: Arc<NodeState>, body_bytes_max: usize) -> axum::Router {
         .route("/v1/sql", post(sql))
         .route("/v1/cluster", get(cluster))
         .route("/health", get(health))
+        .route("/v1/admin/verify", post(verify))
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .with_state(state)
 }
@@ -129,4 +130,11 @@ async fn health(State(state): State<Arc<NodeState>>) -> Response {
         )
             .into_response()
     }
+}
+
+/// Compares content hashes of every replica of every group at a common log
+/// position. 200 with `"consistent": true|false` and the per-group detail.
+async fn verify(State(state): State<Arc<NodeState>>) -> Response {
+    let verdict = ordo_executor::verify::verify_all(&state.router).await;
+    Json(verdict).into_response()
 }

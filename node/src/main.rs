@@ -5,6 +5,7 @@ mod dev;
 mod grpc;
 mod http;
 mod node;
+mod verify;
 
 use clap::Parser;
 
@@ -20,5 +21,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Start(args) => node::run(args),
         cli::Command::Dev(args) => dev::run(args),
+        cli::Command::Verify(args) => verify::run(args),
     }
 }

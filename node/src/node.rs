@@ -26,6 +26,7 @@ pub struct NodeState {
     pub placement: Placement,
     pub groups: BTreeMap<GroupId, Arc<dyn Consensus>>,
     pub sql: SqlEngine,
+    pub router: Arc<Router>,
     pub sql_slots: tokio::sync::Semaphore,
 }
 
@@ -75,7 +76,7 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
 
     let executor = Arc::new(LeaderExecutor::new(groups.clone(), ShardReader::new(engine.clone()), args.vshards));
     let router = Arc::new(Router::new(args.id, transport.clone(), executor.clone(), placement.clone()));
-    let sql = SqlEngine::new(router, meta, args.vshards).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sql = SqlEngine::new(router.clone(), meta, args.vshards).map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let grpc = {
@@ -102,6 +103,7 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
         placement,
         groups: groups.clone(),
         sql,
+        router,
         sql_slots: tokio::sync::Semaphore::new(SQL_REQUESTS_INFLIGHT_MAX),
     });
     let listener = tokio::net::TcpListener::bind(args.http).await.with_context(|| format!("binding --http {}", args.http))?;

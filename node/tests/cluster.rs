@@ -219,6 +219,13 @@ async fn ten_thousand_rows_through_all_nodes_are_readable_from_each() {
     }
     let r = c.sql(2, "SELECT note FROM bulk WHERE k = 4321", json!([])).await.unwrap();
     assert_eq!(r[0]["rows"], json!([["row 4321"]]));
+    assert_consistent(&c, 3).await;
+}
+
+async fn assert_consistent(c: &Cluster, asking: u64) {
+    let v = c.verify(asking).await;
+    assert_eq!(v["groups"].as_array().unwrap().len(), 66);
+    assert_eq!(v["consistent"], true, "replicas differ: {v}");
 }
 
 /// The node leading the most vShard groups (as node 1 sees it).
@@ -308,6 +315,7 @@ async fn sigkill_of_a_leader_keeps_serving_and_the_node_catches_up() {
     for n in 1..=3 {
         check_rows(&c, n, 7_000).await;
     }
+    assert_consistent(&c, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -325,4 +333,34 @@ async fn full_restart_loses_nothing_acknowledged() {
     for n in 1..=3 {
         check_rows(&c, n, 2_000).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verify_detects_a_diverged_replica() {
+    let mut c = three_nodes(&[]).await;
+    c.sql(1, "CREATE TABLE bulk (k BIGINT PRIMARY KEY, v BIGINT, note TEXT)", json!([])).await.unwrap();
+    assert_eq!(load(&c, 0, 500, &[1, 2, 3], 2).await, 500);
+    assert_consistent(&c, 2).await;
+
+    // Corrupt node 3's copy of vShard 5 behind Raft's back.
+    c.kill(3);
+    let gid = ordo_vshard::routing::vshard_group(5);
+    {
+        let db = rocksdb::DB::open_default(c.data_dir(3).join("db")).expect("open node 3's RocksDB");
+        db.put(ordo_vshard::keys::key(gid, ordo_vshard::keys::Section::Data, b"not-a-row"), b"x").unwrap();
+    }
+    c.restart(3);
+    c.wait_healthy(HEALTHY_WITHIN).await;
+    wait_caught_up(&c, 3).await;
+
+    let v = c.verify(1).await;
+    assert_eq!(v["consistent"], false, "divergence not detected: {v}");
+    let bad: Vec<u64> = v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["consistent"] != true)
+        .map(|g| g["group_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(bad, vec![gid], "only the corrupted group differs");
 }

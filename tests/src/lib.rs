@@ -39,9 +39,19 @@ pub struct Cluster {
     _guard: MutexGuard<'static, ()>,
 }
 
+/// A port that is free now, taken from below Linux's ephemeral range
+/// (32768+) so that outgoing connections cannot grab it before the node
+/// binds it; each test process walks its own stretch of the range.
 fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let offset = (std::process::id() % 100) * 120;
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = (20_000 + (offset + n) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl Cluster {
@@ -201,6 +211,13 @@ impl Cluster {
     pub async fn scalar(&self, id: u64, sql: &str) -> Value {
         let r = self.sql_retry(id, sql, json!([]), Duration::from_secs(30)).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
         r[0]["rows"][0][0].clone()
+    }
+
+    /// `POST /v1/admin/verify` on node `id`: replica hashes of every group.
+    pub async fn verify(&self, id: u64) -> Value {
+        let r = self.client.post(format!("{}/v1/admin/verify", self.url(id))).send().await.expect("verify");
+        assert!(r.status().is_success(), "verify answered {}", r.status());
+        r.json().await.expect("json")
     }
 
     pub async fn cluster_status(&self, id: u64) -> Value {

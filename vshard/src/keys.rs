@@ -26,6 +26,8 @@ pub enum Section {
     Snapshot = b's',
     /// The state machine's own data (rows for vShards, catalog for meta).
     Data = b'd',
+    /// Content hashes of the data section taken at given log indexes.
+    Checksum = b'h',
 }
 
 pub const SECTION_PREFIX_LEN: usize = 10;

@@ -9,6 +9,7 @@
 //! - [`shard`]: what a vShard's commands do (row writes) and its local reads.
 
 pub mod engine;
+pub mod hash;
 pub mod keys;
 pub mod raft;
 pub mod routing;

@@ -26,12 +26,7 @@ pub fn group_vshard(gid: GroupId) -> Option<u32> {
 /// FNV-1a: stable across versions and platforms, which placement requires.
 pub fn vshard_of(partition_key: &[u8], vshards: u32) -> u32 {
     assert!(vshards > 0);
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in partition_key {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    (h % vshards as u64) as u32
+    (crate::hash::fnv64(partition_key) % vshards as u64) as u32
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ mod tests {
             vote: Vote::new_committed(3, 1),
             prev_log_id: Some(log_id(2, 9)),
             entries: vec![
-                Entry::new_normal(log_id(3, 10), Command(vec![1, 2, 3])),
+                Entry::new_normal(log_id(3, 10), Command::App(vec![1, 2, 3])),
                 Entry::new_blank(log_id(3, 11)),
                 Entry::new_membership(log_id(3, 12), Membership::from(members)),
             ],

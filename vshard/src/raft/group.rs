@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::codec::{decode, encode};
 use super::log_store::LogStore;
 use super::network::{GroupNetworkFactory, Transport};
-use super::state_machine::{GroupLogic, StateMachineStore};
+use super::state_machine::{stored_checksum, GroupLogic, StateMachineStore};
 use super::types::{Command, Raft, RaftKind, Snapshot, SnapshotData, SnapshotMeta, Vote};
 use crate::engine::Engine;
 use crate::keys::GroupId;
@@ -53,6 +53,12 @@ pub trait Consensus: Send + Sync {
     fn is_leader(&self) -> bool;
     /// Replicates `command`, waits until it is applied here, returns its reply.
     async fn propose(&self, command: Vec<u8>) -> Result<Vec<u8>, ConsensusError>;
+    /// Replicates a checksum point: every replica hashes its data at that
+    /// log index. Returns `(index, the leader's hash)`.
+    async fn checksum(&self) -> Result<(u64, u64), ConsensusError>;
+    /// The hash this replica took at checksum point `index`, waiting up to
+    /// `timeout` for the replica to apply it. `None` if it was superseded.
+    async fn replica_checksum(&self, index: u64, timeout: Duration) -> Result<Option<u64>, ConsensusError>;
     /// On the leader: returns once every write committed before the call is
     /// applied locally, so local reads are linearizable.
     async fn read_barrier(&self) -> Result<(), ConsensusError>;
@@ -110,6 +116,7 @@ impl GroupConfig {
 pub struct RaftGroup {
     gid: GroupId,
     raft: Raft,
+    engine: Arc<Engine>,
 }
 
 fn forward_or_unavailable<E>(
@@ -141,7 +148,7 @@ impl RaftGroup {
     ) -> Result<Arc<RaftGroup>, String> {
         let log = LogStore::new(gid, engine.clone());
         let initialized = log.is_initialized().map_err(|e| e.to_string())?;
-        let sm = StateMachineStore::open(gid, engine, logic).map_err(|e| e.to_string())?;
+        let sm = StateMachineStore::open(gid, engine.clone(), logic).map_err(|e| e.to_string())?;
         let net = GroupNetworkFactory { gid, transport };
         let cfg = Arc::new(config.raft_config()?);
         let raft = Raft::new(node_id, cfg, net, log, sm).await.map_err(|e| e.to_string())?;
@@ -151,7 +158,7 @@ impl RaftGroup {
                 tracing::debug!(group = gid, "initialize: {e}");
             }
         }
-        Ok(Arc::new(RaftGroup { gid, raft }))
+        Ok(Arc::new(RaftGroup { gid, raft, engine }))
     }
 }
 
@@ -191,10 +198,23 @@ impl Consensus for RaftGroup {
     }
 
     async fn propose(&self, command: Vec<u8>) -> Result<Vec<u8>, ConsensusError> {
-        match self.raft.client_write(Command(command)).await {
+        match self.raft.client_write(Command::App(command)).await {
             Ok(resp) => Ok(resp.data.0),
             Err(e) => Err(forward_or_unavailable(self.gid, &e)),
         }
+    }
+
+    async fn checksum(&self) -> Result<(u64, u64), ConsensusError> {
+        match self.raft.client_write(Command::Checksum).await {
+            Ok(resp) => decode(&resp.data.0).map_err(|e| ConsensusError::Unavailable { group: self.gid, reason: e.to_string() }),
+            Err(e) => Err(forward_or_unavailable(self.gid, &e)),
+        }
+    }
+
+    async fn replica_checksum(&self, index: u64, timeout: Duration) -> Result<Option<u64>, ConsensusError> {
+        self.wait_applied(index, timeout).await?;
+        stored_checksum(self.gid, &self.engine, index)
+            .map_err(|e| ConsensusError::Unavailable { group: self.gid, reason: e.to_string() })
     }
 
     async fn read_barrier(&self) -> Result<(), ConsensusError> {

@@ -15,7 +15,7 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 
 use super::codec::{decode, encode};
-use super::types::{LogId, Reply, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
+use super::types::{Command, LogId, Reply, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::engine::Engine;
 use crate::keys::{self, GroupId, Section};
 
@@ -110,9 +110,20 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         while let Some((entry, responder)) = entries.try_next().await? {
             let reply = match entry.payload {
                 EntryPayload::Blank => Vec::new(),
-                EntryPayload::Normal(cmd) => {
+                EntryPayload::Normal(Command::App(cmd)) => {
                     let mut ctx = ApplyContext { gid: self.gid, batch: &mut batch, db: self.engine.db() };
-                    self.logic.apply(&mut ctx, &cmd.0)
+                    self.logic.apply(&mut ctx, &cmd)
+                }
+                EntryPayload::Normal(Command::Checksum) => {
+                    // Hash the state as of this entry: earlier entries of
+                    // this round must be in RocksDB first.
+                    self.engine.write(std::mem::take(&mut batch)).map_err(io_err)?;
+                    let hash = data_checksum(self.gid, &self.engine)?;
+                    let index = entry.log_id.index;
+                    let (start, _) = keys::section_range(self.gid, Section::Checksum);
+                    batch.delete_range(start, keys::key(self.gid, Section::Checksum, &index.to_be_bytes()));
+                    batch.put(keys::key(self.gid, Section::Checksum, &index.to_be_bytes()), hash.to_be_bytes());
+                    encode(&(index, hash))
                 }
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
@@ -160,6 +171,30 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
         load_snapshot(self.gid, &self.engine)
     }
+}
+
+/// A stable 64-bit hash (FNV-1a) of every key and value of the group's
+/// data section, in key order, each prefixed by its length.
+pub fn data_checksum(gid: GroupId, engine: &Engine) -> io::Result<u64> {
+    let (start, end) = keys::section_range(gid, Section::Data);
+    let mut h = crate::hash::Fnv64::new();
+    for item in engine.db().iterator(IteratorMode::From(&start, Direction::Forward)) {
+        let (k, v) = item.map_err(io_err)?;
+        if *k >= *end {
+            break;
+        }
+        for part in [&k[keys::SECTION_PREFIX_LEN..], &v[..]] {
+            h.write(&(part.len() as u64).to_be_bytes());
+            h.write(part);
+        }
+    }
+    Ok(h.finish())
+}
+
+/// The checksum this replica took at log `index`, if it has applied it.
+pub fn stored_checksum(gid: GroupId, engine: &Engine, index: u64) -> io::Result<Option<u64>> {
+    let v = engine.db().get(keys::key(gid, Section::Checksum, &index.to_be_bytes())).map_err(io_err)?;
+    Ok(v.map(|b| u64::from_be_bytes(b.as_slice().try_into().unwrap_or([0; 8]))))
 }
 
 fn load_snapshot(gid: GroupId, engine: &Engine) -> io::Result<Option<Snapshot>> {

@@ -13,11 +13,20 @@ use serde::{Deserialize, Serialize};
 
 /// A command replicated through a group's log.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Command(pub Vec<u8>);
+pub enum Command {
+    /// A command of the group's [`GroupLogic`](super::GroupLogic).
+    App(Vec<u8>),
+    /// Every replica hashes its data section at this log position, so
+    /// replicas can be compared at the same point of the log.
+    Checksum,
+}
 
 impl fmt::Debug for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Command({} bytes)", self.0.len())
+        match self {
+            Command::App(b) => write!(f, "App({} bytes)", b.len()),
+            Command::Checksum => write!(f, "Checksum"),
+        }
     }
 }
 
