@@ -121,7 +121,7 @@ impl LeaderExecutor {
             }
             ShardRequest::Insert { table, rows } => {
                 let _turn = self.locks.lock(vshard_of_group(gid)?).await;
-                group.read_barrier().await?;
+                group.write_barrier().await?;
                 let mut seen = BTreeSet::new();
                 let mut writes = Vec::with_capacity(rows.len());
                 for (pk, row) in rows {
@@ -137,7 +137,7 @@ impl LeaderExecutor {
             }
             ShardRequest::Dml(dml) => {
                 let _turn = self.locks.lock(vshard_of_group(gid)?).await;
-                group.read_barrier().await?;
+                group.write_barrier().await?;
                 let writes = self.dml_writes(gid, &dml).await?;
                 let n = writes.len() as u64;
                 if n > 0 {

@@ -60,8 +60,14 @@ pub trait Consensus: Send + Sync {
     /// `timeout` for the replica to apply it. `None` if it was superseded.
     async fn replica_checksum(&self, index: u64, timeout: Duration) -> Result<Option<u64>, ConsensusError>;
     /// On the leader: returns once every write committed before the call is
-    /// applied locally, so local reads are linearizable.
+    /// applied locally, so local reads are linearizable (ReadIndex: confirms
+    /// leadership with a quorum).
     async fn read_barrier(&self) -> Result<(), ConsensusError>;
+    /// On the leader: returns once everything this leader knows committed is
+    /// applied locally. Enough before computing a write: should this node no
+    /// longer lead, the write it then proposes cannot commit. Uses the
+    /// leader lease when valid (no round trip), else ReadIndex.
+    async fn write_barrier(&self) -> Result<(), ConsensusError>;
     /// Waits until this replica has applied `index` (or `timeout` passes).
     async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), ConsensusError>;
     /// Handles a Raft message from a peer (encoded by the peer's transport).
@@ -231,6 +237,14 @@ impl Consensus for RaftGroup {
             .await
             .map(|_| ())
             .map_err(|e| ConsensusError::Unavailable { group: self.gid, reason: e.to_string() })
+    }
+
+    async fn write_barrier(&self) -> Result<(), ConsensusError> {
+        match self.raft.ensure_linearizable(ReadPolicy::LeaseRead).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.forward_to_leader().is_some() => Err(forward_or_unavailable(self.gid, &e)),
+            Err(_) => self.read_barrier().await,
+        }
     }
 
     async fn handle_message(&self, kind: RaftKind, payload: &[u8]) -> Result<Vec<u8>, String> {
