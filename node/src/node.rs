@@ -55,7 +55,7 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
         }
         let logic: Arc<dyn GroupLogic> = match gid {
             META_GROUP => meta.clone(),
-            SEQUENCER_GROUP => Arc::new(SequencerLogic),
+            SEQUENCER_GROUP => Arc::new(SequencerLogic::default()),
             _ => Arc::new(ShardLogic),
         };
         let bootstrap = placement.preferred_leader(gid) == args.id;

@@ -1,21 +1,21 @@
-//! The sequencer group: the replicated, ordered log of cross-shard
-//! transaction epochs.
+//! The sequencer group: the replicated, gap-free, ordered log of epochs of
+//! cross-shard transaction inputs.
 //!
-//! Today the group is formed, elected, replicated and snapshotted like every
-//! other group, but nothing proposes to it yet: its log holds only Raft's own
-//! entries. Sealing epochs and delivering them to vShard leaders is the
-//! deterministic-transactions work (issue 3), which fills in
-//! [`SequencerLogic::apply`].
+//! - [`epoch`]: what an epoch is and how it is encoded.
+//! - [`logic`]: the group's state machine. It — not the proposer — numbers
+//!   each epoch (`last + 1`) and fixes its timestamp (`max(proposed,
+//!   last + 1 µs)`), so numbers never skip or repeat and time never goes
+//!   back, whichever node leads and however often leadership changes.
+//! - [`sealer`]: on the sequencer leader, collects inputs and seals them
+//!   into an epoch every `epoch_ms` or when a batch bound is reached.
+//!
+//! The scheduler (per vShard) will read committed epochs from this log,
+//! starting after the last epoch its vShard recorded as applied.
 
-use ordo_vshard::raft::{ApplyContext, GroupLogic};
+pub mod epoch;
+pub mod logic;
+pub mod sealer;
 
-/// The state machine of the sequencer group.
-pub struct SequencerLogic;
-
-impl GroupLogic for SequencerLogic {
-    fn apply(&self, _ctx: &mut ApplyContext<'_>, _command: &[u8]) -> Vec<u8> {
-        // No commands are defined yet (see the crate docs); an empty reply
-        // keeps replicas identical should one ever arrive.
-        Vec::new()
-    }
-}
+pub use epoch::{Epoch, EpochInput};
+pub use logic::{EpochLog, SequencerLogic};
+pub use sealer::{SealError, Sealer, SealerConfig};

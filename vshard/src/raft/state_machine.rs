@@ -59,6 +59,10 @@ pub trait GroupLogic: Send + Sync + 'static {
     /// Applies one committed command and returns the reply for its proposer.
     fn apply(&self, ctx: &mut ApplyContext<'_>, command: &[u8]) -> Vec<u8>;
 
+    /// Called after the effects of one or more `apply` calls are written to
+    /// RocksDB (readable), e.g. to wake readers of the data.
+    fn after_write(&self) {}
+
     /// Called at open and after a snapshot replaced the group's data, so
     /// in-memory views (e.g. the catalog) can be rebuilt from RocksDB.
     fn reload(&self, _gid: GroupId, _db: &DB) {}
@@ -137,6 +141,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let applied: AppliedState = (self.last_applied, self.membership.clone());
         batch.put(self.applied_key(), encode(&applied));
         self.engine.write(batch).map_err(io_err)?;
+        self.logic.after_write();
         for (responder, reply) in replies {
             if let Some(r) = responder {
                 r.send(Reply(reply));

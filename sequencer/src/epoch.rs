@@ -1,0 +1,44 @@
+//! Epochs and their encoding.
+
+use serde::{Deserialize, Serialize};
+
+/// One cross-shard transaction input as the sequencer orders it. The
+/// sequencer does not look inside `program`; it only orders it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochInput {
+    /// vShards that take part (sorted, no duplicates).
+    pub participants: Vec<u32>,
+    /// The transaction program, encoded by the layer that built it.
+    pub program: Vec<u8>,
+}
+
+/// A committed epoch: its number, its timestamp (`now()` of its
+/// transactions, microseconds since the Unix epoch) and its inputs in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Epoch {
+    pub number: u64,
+    pub timestamp_us: i64,
+    pub inputs: Vec<EpochInput>,
+}
+
+/// Commands of the sequencer group.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum SequencerCommand {
+    /// Seal these inputs into the next epoch.
+    Seal { proposed_timestamp_us: i64, inputs: Vec<EpochInput> },
+}
+
+/// Where a sealed epoch landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealed {
+    pub number: u64,
+    pub timestamp_us: i64,
+}
+
+pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(v, bincode::config::standard()).expect("epochs always encode")
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, String> {
+    bincode::serde::decode_from_slice(b, bincode::config::standard()).map(|(v, _)| v).map_err(|e| e.to_string())
+}
