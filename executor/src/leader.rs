@@ -25,7 +25,7 @@ use ordo_vshard::GroupId;
 use crate::arrow::{input_at, param_scalar, rows_to_batch, table_schema};
 use crate::coerce::coerce;
 use crate::error::ExecError;
-use crate::request::{DmlRequest, ShardRequest, ShardResponse};
+use crate::request::{DmlRequest, ShardRequest, ShardResponse, TxnStatement};
 
 /// Most rows one UPDATE/DELETE may change in one vShard.
 const DML_ROWS_PER_SHARD_MAX: usize = 100_000;
@@ -122,23 +122,34 @@ impl LeaderExecutor {
             ShardRequest::Insert { table, rows } => {
                 let _turn = self.locks.lock(vshard_of_group(gid)?).await;
                 group.write_barrier().await?;
-                let mut seen = BTreeSet::new();
-                let mut writes = Vec::with_capacity(rows.len());
-                for (pk, row) in rows {
-                    let key = row_key(table.id, &pk);
-                    if !seen.insert(key.clone()) || self.reader.get(gid, &key).map_err(storage)?.is_some() {
-                        return Err(ExecError::UniqueViolation(table.name.clone()).into());
-                    }
-                    writes.push(RowWrite { key, value: Some(row) });
-                }
+                let writes = self.insert_writes(gid, &table, rows, &Overlay::default())?;
                 let n = writes.len() as u64;
                 group.propose(ShardCommand::Write(writes).encode()).await?;
                 Ok(ShardResponse::Count(n))
             }
+            ShardRequest::Txn(statements) => {
+                let _turn = self.locks.lock(vshard_of_group(gid)?).await;
+                group.write_barrier().await?;
+                let mut overlay = Overlay::default();
+                let mut counts = Vec::with_capacity(statements.len());
+                for st in statements {
+                    let writes = match st {
+                        TxnStatement::Insert { table, rows } => self.insert_writes(gid, &table, rows, &overlay)?,
+                        TxnStatement::Dml(dml) => self.dml_writes(gid, &dml, &overlay).await?,
+                    };
+                    counts.push(writes.len() as u64);
+                    overlay.absorb(writes);
+                }
+                let writes = overlay.into_writes();
+                if !writes.is_empty() {
+                    group.propose(ShardCommand::Write(writes).encode()).await?;
+                }
+                Ok(ShardResponse::Counts(counts))
+            }
             ShardRequest::Dml(dml) => {
                 let _turn = self.locks.lock(vshard_of_group(gid)?).await;
                 group.write_barrier().await?;
-                let writes = self.dml_writes(gid, &dml).await?;
+                let writes = self.dml_writes(gid, &dml, &Overlay::default()).await?;
                 let n = writes.len() as u64;
                 if n > 0 {
                     group.propose(ShardCommand::Write(writes).encode()).await?;
@@ -158,27 +169,61 @@ impl LeaderExecutor {
         }
     }
 
+    /// The write set of an INSERT: fails on a key that exists (in RocksDB
+    /// or in the transaction's own earlier writes) or repeats.
+    fn insert_writes(
+        &self,
+        gid: GroupId,
+        table: &TableDef,
+        rows: Vec<(Vec<u8>, Vec<u8>)>,
+        overlay: &Overlay,
+    ) -> Result<Vec<RowWrite>, Fail> {
+        let mut seen = BTreeSet::new();
+        let mut writes = Vec::with_capacity(rows.len());
+        for (pk, row) in rows {
+            let key = row_key(table.id, &pk);
+            if !seen.insert(key.clone()) || self.get(gid, &key, overlay)?.is_some() {
+                return Err(ExecError::UniqueViolation(table.name.clone()).into());
+            }
+            writes.push(RowWrite { key, value: Some(row) });
+        }
+        Ok(writes)
+    }
+
+    /// A row as the running transaction sees it.
+    fn get(&self, gid: GroupId, key: &[u8], overlay: &Overlay) -> Result<Option<Vec<u8>>, Fail> {
+        match overlay.0.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.reader.get(gid, key).map_err(storage),
+        }
+    }
+
     /// The write set of an UPDATE/DELETE on this vShard: the matching rows
     /// are found and the new values computed by DataFusion over the shard's
-    /// current rows of the table.
-    async fn dml_writes(&self, gid: GroupId, dml: &DmlRequest) -> Result<Vec<RowWrite>, Fail> {
+    /// rows of the table as the transaction sees them.
+    async fn dml_writes(&self, gid: GroupId, dml: &DmlRequest, overlay: &Overlay) -> Result<Vec<RowWrite>, Fail> {
         let table = &dml.table;
         let stored: Vec<(Vec<u8>, Vec<u8>)> = match &dml.point {
             Some(pk) => {
                 let key = row_key(table.id, pk);
-                self.reader.get(gid, &key).map_err(storage)?.map(|v| (key, v)).into_iter().collect()
+                self.get(gid, &key, overlay)?.map(|v| (key, v)).into_iter().collect()
             }
-            None => self
-                .reader
-                .scan_prefix(gid, &table_prefix(table.id))
-                .map_err(ExecError::ProgramLimitExceeded)?
-                .into_iter()
-                .map(|(k, v)| {
-                    let mut key = Vec::with_capacity(k.len());
-                    key.extend_from_slice(&k);
-                    (key, v)
-                })
-                .collect(),
+            None => {
+                let prefix = table_prefix(table.id);
+                let mut rows: BTreeMap<Vec<u8>, Vec<u8>> = self
+                    .reader
+                    .scan_prefix(gid, &prefix)
+                    .map_err(ExecError::ProgramLimitExceeded)?
+                    .into_iter()
+                    .collect();
+                for (k, v) in overlay.0.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(&prefix)) {
+                    match v {
+                        Some(v) => rows.insert(k.clone(), v.clone()),
+                        None => rows.remove(k),
+                    };
+                }
+                rows.into_iter().collect()
+            }
         };
         if stored.is_empty() {
             return Ok(Vec::new());
@@ -226,6 +271,23 @@ impl LeaderExecutor {
             }
         }
         Ok(writes)
+    }
+}
+
+/// The writes of a transaction so far, by key (`None`: deleted); later
+/// statements read through it.
+#[derive(Default)]
+struct Overlay(BTreeMap<Vec<u8>, Option<Vec<u8>>>);
+
+impl Overlay {
+    fn absorb(&mut self, writes: Vec<RowWrite>) {
+        for w in writes {
+            self.0.insert(w.key, w.value);
+        }
+    }
+
+    fn into_writes(self) -> Vec<RowWrite> {
+        self.0.into_iter().map(|(key, value)| RowWrite { key, value }).collect()
     }
 }
 

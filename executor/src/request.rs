@@ -47,6 +47,10 @@ pub enum ShardRequest {
     Dml(DmlRequest),
     /// Delete every row of a dropped table.
     DropTable { table_id: u64 },
+    /// Several statements on this vShard as one atomic transaction: run in
+    /// order, each seeing the writes of the previous ones, committed as one
+    /// write set or not at all. Answers `Counts`.
+    Txn(Vec<TxnStatement>),
     /// On the leader: replicate a checksum point; answers `Checksum`.
     Checksum,
     /// On any replica (no leader needed): the hash this replica took at
@@ -67,8 +71,17 @@ pub struct DmlRequest {
     pub params: Vec<Param>,
 }
 
+/// One statement of a single-vShard transaction.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum TxnStatement {
+    Insert { table: TableDef, rows: Vec<(Vec<u8>, Vec<u8>)> },
+    Dml(DmlRequest),
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ShardResponse {
+    /// Rows affected by each statement of a `Txn`.
+    Counts(Vec<u64>),
     Rows(Vec<Vec<u8>>),
     Count(u64),
     Meta(MetaResult),

@@ -4,11 +4,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use datafusion::sql::sqlparser::ast::{
-    AssignmentTarget, BinaryOperator, Delete, Expr, FromTable, Insert, SetExpr, TableFactor, TableObject, Update,
+    AssignmentTarget, BinaryOperator, Delete, Expr, FromTable, Insert, SetExpr, Statement, TableFactor, TableObject,
+    Update,
 };
 use futures::{StreamExt, TryStreamExt};
 use ordo_executor::coerce::{coerce, Input};
-use ordo_executor::request::{DmlRequest, Param, ShardRequest, ShardResponse};
+use ordo_executor::request::{DmlRequest, Param, ShardRequest, ShardResponse, TxnStatement};
 use ordo_executor::{ExecError, ExecResult};
 use ordo_meta::catalog::TableDef;
 use ordo_meta::datum::{encode_key, encode_row, Datum};
@@ -41,7 +42,19 @@ async fn fan_out(engine: &SqlEngine, reqs: Vec<(u32, ShardRequest)>) -> ExecResu
     Ok(counts.into_iter().sum())
 }
 
+/// An INSERT's rows (encoded key, encoded row), grouped by vShard.
+type RowsByShard = BTreeMap<u32, Vec<(Vec<u8>, Vec<u8>)>>;
+
 pub async fn insert(engine: &SqlEngine, ins: &Insert, params: &[Param]) -> ExecResult<StatementResult> {
+    let (table, by_shard) = plan_insert(engine, ins, params).await?;
+    let reqs = by_shard
+        .into_iter()
+        .map(|(v, rows)| (v, ShardRequest::Insert { table: table.clone(), rows }))
+        .collect();
+    Ok(StatementResult::affected(fan_out(engine, reqs).await?))
+}
+
+async fn plan_insert(engine: &SqlEngine, ins: &Insert, params: &[Param]) -> ExecResult<(TableDef, RowsByShard)> {
     if ins.returning.is_some() || ins.on.is_some() {
         return Err(ExecError::FeatureNotSupported("INSERT ... RETURNING / ON CONFLICT are not supported yet".into()));
     }
@@ -71,7 +84,7 @@ pub async fn insert(engine: &SqlEngine, ins: &Insert, params: &[Param]) -> ExecR
     if values.rows.len() > INSERT_ROWS_MAX {
         return Err(ExecError::ProgramLimitExceeded(format!("at most {INSERT_ROWS_MAX} rows per INSERT")));
     }
-    let mut by_shard: BTreeMap<u32, Vec<(Vec<u8>, Vec<u8>)>> = BTreeMap::new();
+    let mut by_shard: RowsByShard = BTreeMap::new();
     for row_exprs in &values.rows {
         // Without a column list a row may give fewer values than the table
         // has columns; the rest are NULL (PostgreSQL's defaults).
@@ -96,11 +109,7 @@ pub async fn insert(engine: &SqlEngine, ins: &Insert, params: &[Param]) -> ExecR
         let key = encode_key(&pk.iter().collect::<Vec<_>>());
         by_shard.entry(vshard).or_default().push((key, encode_row(&row)));
     }
-    let reqs = by_shard
-        .into_iter()
-        .map(|(v, rows)| (v, ShardRequest::Insert { table: table.clone(), rows }))
-        .collect();
-    Ok(StatementResult::affected(fan_out(engine, reqs).await?))
+    Ok((table, by_shard))
 }
 
 fn table_of(relation: &TableFactor) -> ExecResult<String> {
@@ -178,14 +187,15 @@ fn refuse_subqueries(e: &Expr) -> ExecResult<()> {
     Ok(())
 }
 
-async fn run_dml(
+/// Where an UPDATE/DELETE runs and what it asks each vShard to do.
+fn plan_dml(
     engine: &SqlEngine,
     table: TableDef,
     assignments: Vec<(usize, String)>,
     delete: bool,
     selection: Option<&Expr>,
     params: &[Param],
-) -> ExecResult<StatementResult> {
+) -> ExecResult<(Target, DmlRequest)> {
     if let Some(sel) = selection {
         refuse_subqueries(sel)?;
     }
@@ -197,15 +207,33 @@ async fn run_dml(
         point: None,
         params: params.to_vec(),
     };
-    let reqs: Vec<(u32, ShardRequest)> = match target(engine, &table, selection, params) {
-        Target::Point { vshard, pk } => vec![(vshard, ShardRequest::Dml(DmlRequest { point: Some(pk), ..base }))],
-        Target::Shard(v) => vec![(v, ShardRequest::Dml(base))],
-        Target::All => (0..engine.shared().vshards).map(|v| (v, ShardRequest::Dml(base.clone()))).collect(),
+    let target = target(engine, &table, selection, params);
+    let req = match &target {
+        Target::Point { pk, .. } => DmlRequest { point: Some(pk.clone()), ..base },
+        _ => base,
+    };
+    Ok((target, req))
+}
+
+async fn run_dml(engine: &SqlEngine, target: Target, req: DmlRequest) -> ExecResult<StatementResult> {
+    let reqs: Vec<(u32, ShardRequest)> = match target {
+        Target::Point { vshard, .. } | Target::Shard(vshard) => vec![(vshard, ShardRequest::Dml(req))],
+        Target::All => (0..engine.shared().vshards).map(|v| (v, ShardRequest::Dml(req.clone()))).collect(),
     };
     Ok(StatementResult::affected(fan_out(engine, reqs).await?))
 }
 
 pub async fn update(engine: &SqlEngine, up: &Update, params: &[Param]) -> ExecResult<StatementResult> {
+    let (target, req) = plan_update(engine, up, params).await?;
+    run_dml(engine, target, req).await
+}
+
+pub async fn delete(engine: &SqlEngine, del: &Delete, params: &[Param]) -> ExecResult<StatementResult> {
+    let (target, req) = plan_delete(engine, del, params).await?;
+    run_dml(engine, target, req).await
+}
+
+async fn plan_update(engine: &SqlEngine, up: &Update, params: &[Param]) -> ExecResult<(Target, DmlRequest)> {
     if up.returning.is_some() || up.from.is_some() || !up.table.joins.is_empty() {
         return Err(ExecError::FeatureNotSupported("UPDATE ... FROM / RETURNING is not supported yet".into()));
     }
@@ -226,10 +254,10 @@ pub async fn update(engine: &SqlEngine, up: &Update, params: &[Param]) -> ExecRe
         refuse_subqueries(&a.value)?;
         assignments.push((ci, a.value.to_string()));
     }
-    run_dml(engine, table, assignments, false, up.selection.as_ref(), params).await
+    plan_dml(engine, table, assignments, false, up.selection.as_ref(), params)
 }
 
-pub async fn delete(engine: &SqlEngine, del: &Delete, params: &[Param]) -> ExecResult<StatementResult> {
+async fn plan_delete(engine: &SqlEngine, del: &Delete, params: &[Param]) -> ExecResult<(Target, DmlRequest)> {
     if del.returning.is_some() || del.using.is_some() || !del.tables.is_empty() {
         return Err(ExecError::FeatureNotSupported("DELETE ... USING / RETURNING is not supported yet".into()));
     }
@@ -243,5 +271,75 @@ pub async fn delete(engine: &SqlEngine, del: &Delete, params: &[Param]) -> ExecR
         return Err(ExecError::FeatureNotSupported("DELETE with joins".into()));
     }
     let table = engine.shared().table(&table_of(&twj.relation)?).await?;
-    run_dml(engine, table, Vec::new(), true, del.selection.as_ref(), params).await
+    plan_dml(engine, table, Vec::new(), true, del.selection.as_ref(), params)
+}
+
+/// `BEGIN; ...; COMMIT` whose statements all write one vShard: sent to
+/// that vShard's leader as one transaction (atomic, serialized with every
+/// other write of the vShard). Cross-vShard transactions need the
+/// sequencer and are refused for now. With `commit == false` (ROLLBACK)
+/// the statements are checked and planned but nothing runs.
+pub async fn transaction(
+    engine: &SqlEngine,
+    statements: &[Statement],
+    params: &[Param],
+    commit: bool,
+) -> ExecResult<Vec<StatementResult>> {
+    let mut planned = Vec::with_capacity(statements.len());
+    let mut shards = BTreeSet::new();
+    for st in statements {
+        match st {
+            Statement::Insert(ins) => {
+                if ins.returning.is_some() || ins.on.is_some() {
+                    return Err(ExecError::FeatureNotSupported("INSERT ... RETURNING / ON CONFLICT are not supported yet".into()));
+                }
+                let (table, by_shard) = plan_insert(engine, ins, params).await?;
+                let mut rows = Vec::new();
+                for (v, r) in by_shard {
+                    shards.insert(v);
+                    rows.extend(r);
+                }
+                planned.push(TxnStatement::Insert { table, rows });
+            }
+            Statement::Update(up) => {
+                let (t, req) = plan_update(engine, up, params).await?;
+                shards.extend(target_shards(engine, &t));
+                planned.push(TxnStatement::Dml(req));
+            }
+            Statement::Delete(del) => {
+                let (t, req) = plan_delete(engine, del, params).await?;
+                shards.extend(target_shards(engine, &t));
+                planned.push(TxnStatement::Dml(req));
+            }
+            other => {
+                return Err(ExecError::FeatureNotSupported(format!(
+                    "only INSERT, UPDATE and DELETE are supported inside a transaction yet, got: {}",
+                    other.to_string().split_whitespace().next().unwrap_or("")
+                )))
+            }
+        }
+    }
+    if shards.len() > 1 {
+        return Err(ExecError::FeatureNotSupported(format!(
+            "this transaction writes {} vShards; only single-vShard transactions are supported yet \
+             (name the partition key in every statement's WHERE clause)",
+            shards.len()
+        )));
+    }
+    let n = planned.len();
+    let counts = match shards.first() {
+        Some(&v) if commit => match engine.shared().router.call(vshard_group(v), &ShardRequest::Txn(planned)).await? {
+            ShardResponse::Counts(c) if c.len() == n => c,
+            other => return Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
+        },
+        _ => vec![0; n],
+    };
+    Ok(counts.into_iter().map(StatementResult::affected).collect())
+}
+
+fn target_shards(engine: &SqlEngine, t: &Target) -> Vec<u32> {
+    match t {
+        Target::Point { vshard, .. } | Target::Shard(vshard) => vec![*vshard],
+        Target::All => (0..engine.shared().vshards).collect(),
+    }
 }

@@ -74,10 +74,37 @@ impl SqlEngine {
                 "at most {STATEMENTS_PER_REQUEST_MAX} statements per request"
             )));
         }
+        if matches!(statements.first(), Some(Statement::StartTransaction { .. })) {
+            return self.transaction(&statements, params).await;
+        }
         let mut results = Vec::with_capacity(statements.len());
         for st in statements {
             results.push(self.statement(st, params).await?);
         }
+        Ok(results)
+    }
+
+    /// `BEGIN; ...; COMMIT|ROLLBACK` as one request: one transaction.
+    async fn transaction(&self, statements: &[Statement], params: &[Param]) -> ExecResult<Vec<StatementResult>> {
+        let is_control = |s: &Statement| {
+            matches!(s, Statement::StartTransaction { .. } | Statement::Commit { .. } | Statement::Rollback { .. })
+        };
+        let commit = match statements.last() {
+            Some(Statement::Commit { .. }) if statements.len() >= 2 => true,
+            Some(Statement::Rollback { .. }) if statements.len() >= 2 => false,
+            _ => {
+                return Err(ExecError::FeatureNotSupported(
+                    "a transaction must be sent whole: BEGIN; ...; COMMIT (or ROLLBACK) in one request".into(),
+                ))
+            }
+        };
+        let body = &statements[1..statements.len() - 1];
+        if body.iter().any(is_control) {
+            return Err(ExecError::FeatureNotSupported("nested or repeated transaction control statements".into()));
+        }
+        let mut results = vec![StatementResult::affected(0)];
+        results.extend(crate::dml::transaction(self, body, params, commit).await?);
+        results.push(StatementResult::affected(0));
         Ok(results)
     }
 
@@ -96,7 +123,7 @@ impl SqlEngine {
             Statement::Query(_) => self.query(st, params).await,
             Statement::StartTransaction { .. } | Statement::Commit { .. } | Statement::Rollback { .. } => {
                 Err(ExecError::FeatureNotSupported(
-                    "multi-statement transactions are not supported yet; each statement commits on its own".into(),
+                    "a transaction must be sent whole: BEGIN; ...; COMMIT (or ROLLBACK) in one request".into(),
                 ))
             }
             other => Err(ExecError::FeatureNotSupported(format!("statement not supported: {}", first_words(&other.to_string())))),
