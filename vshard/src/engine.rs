@@ -31,7 +31,9 @@ pub type SyncWaiter = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 pub struct Engine {
     db: Arc<DB>,
-    sync_tx: mpsc::SyncSender<SyncWaiter>,
+    /// `None` only while dropping.
+    sync_tx: Option<mpsc::SyncSender<SyncWaiter>>,
+    syncer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Engine {
@@ -45,11 +47,11 @@ impl Engine {
         let db = Arc::new(DB::open(&opts, path)?);
         let (sync_tx, sync_rx) = mpsc::sync_channel::<SyncWaiter>(SYNC_QUEUE_MAX);
         let syncer_db = db.clone();
-        std::thread::Builder::new()
+        let syncer = std::thread::Builder::new()
             .name("wal-syncer".into())
             .spawn(move || run_syncer(syncer_db, sync_rx))
             .expect("spawn wal syncer");
-        Ok(Arc::new(Engine { db, sync_tx }))
+        Ok(Arc::new(Engine { db, sync_tx: Some(sync_tx), syncer: Some(syncer) }))
     }
 
     pub fn db(&self) -> &DB {
@@ -64,7 +66,11 @@ impl Engine {
 
     /// Calls `waiter` once everything written so far is fsynced.
     pub fn sync_then(&self, waiter: SyncWaiter) {
-        if let Err(mpsc::SendError(waiter)) = self.sync_tx.send(waiter) {
+        let sent = match &self.sync_tx {
+            Some(tx) => tx.send(waiter),
+            None => Err(mpsc::SendError(waiter)),
+        };
+        if let Err(mpsc::SendError(waiter)) = sent {
             waiter(Err("the WAL syncer has stopped".into()));
         }
     }
@@ -85,6 +91,18 @@ impl Engine {
         match rx.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) | Err(_) => Err(EngineError::SyncerStopped),
+        }
+    }
+}
+
+impl Drop for Engine {
+    /// Stops the syncer and waits for it, so the DB is closed (its last
+    /// reference dropped) before the process can exit: tearing RocksDB down
+    /// while a thread still holds it aborts the process.
+    fn drop(&mut self) {
+        drop(self.sync_tx.take());
+        if let Some(t) = self.syncer.take() {
+            let _ = t.join();
         }
     }
 }
