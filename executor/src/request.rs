@@ -92,12 +92,8 @@ pub enum ShardResponse {
     Error(ExecError),
 }
 
-pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    bincode::serde::encode_to_vec(v, bincode::config::standard()).expect("requests always encode")
-}
+pub use ordo_vshard::codec::encode;
 
 pub fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, ExecError> {
-    bincode::serde::decode_from_slice(b, bincode::config::standard())
-        .map(|(v, _)| v)
-        .map_err(|e| ExecError::Internal(format!("undecodable message: {e}")))
+    ordo_vshard::codec::decode(b).map_err(|e| ExecError::Internal(format!("undecodable message: {e}")))
 }

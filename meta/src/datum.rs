@@ -71,13 +71,11 @@ pub fn encode_key(datums: &[&Datum]) -> Vec<u8> {
 pub struct RowDecodeError(String);
 
 pub fn encode_row(row: &[Datum]) -> Vec<u8> {
-    bincode::serde::encode_to_vec(row, bincode::config::standard()).expect("rows always encode")
+    ordo_vshard::codec::encode(&row)
 }
 
 pub fn decode_row(bytes: &[u8]) -> Result<Vec<Datum>, RowDecodeError> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-        .map(|(row, _)| row)
-        .map_err(|e| RowDecodeError(e.to_string()))
+    ordo_vshard::codec::decode(bytes).map_err(|e| RowDecodeError(e.to_string()))
 }
 
 /// Checks that `d` is a valid stored value for `ty` (the coercion layer

@@ -13,20 +13,14 @@ use crate::command::{MetaCommand, MetaResult};
 
 const CATALOG_KEY: &[u8] = b"catalog";
 
-fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
-    bincode::serde::encode_to_vec(v, bincode::config::standard()).expect("catalog encodes")
-}
-
-fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, String> {
-    bincode::serde::decode_from_slice(b, bincode::config::standard()).map(|(v, _)| v).map_err(|e| e.to_string())
-}
+use ordo_vshard::codec::{decode, encode};
 
 pub fn encode_command(cmd: &MetaCommand) -> Vec<u8> {
     encode(cmd)
 }
 
 pub fn decode_result(bytes: &[u8]) -> Result<MetaResult, String> {
-    decode(bytes)
+    decode(bytes).map_err(|e| e.to_string())
 }
 
 /// The node's replica of the catalog, shared with every reader on the node.

@@ -35,10 +35,8 @@ pub struct Sealed {
     pub timestamp_us: i64,
 }
 
-pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    bincode::serde::encode_to_vec(v, bincode::config::standard()).expect("epochs always encode")
-}
+pub(crate) use ordo_vshard::codec::encode;
 
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, String> {
-    bincode::serde::decode_from_slice(b, bincode::config::standard()).map(|(v, _)| v).map_err(|e| e.to_string())
+    ordo_vshard::codec::decode(b).map_err(|e| e.to_string())
 }

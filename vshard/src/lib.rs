@@ -8,6 +8,7 @@
 //! - [`routing`]: partition key -> vShard, vShard -> group id.
 //! - [`shard`]: what a vShard's commands do (row writes) and its local reads.
 
+pub mod codec;
 pub mod engine;
 pub mod hash;
 pub mod keys;

@@ -31,7 +31,7 @@ pub enum ShardCommand {
 
 impl ShardCommand {
     pub fn encode(&self) -> Vec<u8> {
-        bincode::serde::encode_to_vec(self, bincode::config::standard()).expect("commands always encode")
+        crate::codec::encode(self)
     }
 }
 
@@ -52,8 +52,8 @@ pub struct ShardLogic;
 
 impl GroupLogic for ShardLogic {
     fn apply(&self, ctx: &mut ApplyContext<'_>, command: &[u8]) -> Vec<u8> {
-        let cmd: ShardCommand = match bincode::serde::decode_from_slice(command, bincode::config::standard()) {
-            Ok((c, _)) => c,
+        let cmd: ShardCommand = match crate::codec::decode(command) {
+            Ok(c) => c,
             Err(e) => {
                 // Every replica fails the same way on the same bytes, so
                 // skipping keeps them identical; the proposer sees the error.
