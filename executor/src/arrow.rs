@@ -148,5 +148,58 @@ pub fn param_scalar(p: &Param) -> ScalarValue {
         Param::Int(i) => ScalarValue::Int64(Some(*i)),
         Param::Float(f) => ScalarValue::Float64(Some(*f)),
         Param::Text(s) => ScalarValue::Utf8(Some(s.clone())),
+        Param::Decimal { value, precision, scale } => ScalarValue::Decimal128(Some(*value), *precision, *scale),
+        Param::Date(d) => ScalarValue::Date32(Some(*d)),
+        Param::Timestamp(t) => ScalarValue::TimestampMicrosecond(Some(*t), None),
     }
+}
+
+/// A parameter as a SQL literal, for statements whose placeholders are
+/// replaced by values before planning (types then follow SQL's literal
+/// rules, as if the client had written the value).
+pub fn param_sql(p: &Param) -> String {
+    match p {
+        Param::Null => "NULL".into(),
+        Param::Bool(b) => b.to_string(),
+        Param::Int(i) => i.to_string(),
+        Param::Float(f) if f.is_finite() => format!("CAST({f:?} AS DOUBLE PRECISION)"),
+        Param::Float(f) => format!("CAST('{f}' AS DOUBLE PRECISION)"),
+        Param::Text(s) => format!("'{}'", s.replace('\'', "''")),
+        Param::Decimal { value, precision, scale } => {
+            format!("CAST('{}' AS DECIMAL({precision},{scale}))", decimal_to_string(*value, *scale))
+        }
+        Param::Date(d) => match chrono::NaiveDate::from_num_days_from_ce_opt(*d + 719_163) {
+            Some(date) => format!("DATE '{}'", date.format("%Y-%m-%d")),
+            None => "NULL".into(),
+        },
+        Param::Timestamp(t) => match chrono::DateTime::from_timestamp_micros(*t) {
+            Some(ts) => format!("TIMESTAMP '{}'", ts.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f")),
+            None => "NULL".into(),
+        },
+    }
+}
+
+/// The value at `row` of a result column, kept with its type so a later
+/// statement can use it as a parameter.
+pub fn param_at(array: &dyn Array, row: usize) -> ExecResult<Param> {
+    if array.is_null(row) {
+        return Ok(Param::Null);
+    }
+    Ok(match array.data_type() {
+        DataType::Decimal128(precision, scale) => Param::Decimal {
+            value: array.as_primitive::<Decimal128Type>().value(row),
+            precision: *precision,
+            scale: *scale,
+        },
+        _ => match input_at(array, row)? {
+            Input::Null => Param::Null,
+            Input::Int(i) => Param::Int(i),
+            Input::Float(f) => Param::Float(f),
+            Input::Bool(b) => Param::Bool(b),
+            Input::Text(s) | Input::Number(s) => Param::Text(s),
+            Input::Datum(Datum::Date(d)) => Param::Date(d),
+            Input::Datum(Datum::Timestamp(t)) => Param::Timestamp(t),
+            Input::Datum(other) => Param::Text(format!("{other:?}")),
+        },
+    })
 }

@@ -29,6 +29,9 @@ impl Input {
             Param::Int(i) => Input::Int(*i),
             Param::Float(f) => Input::Float(*f),
             Param::Text(s) => Input::Text(s.clone()),
+            Param::Decimal { value, scale, .. } => Input::Number(decimal_to_string(*value, *scale)),
+            Param::Date(d) => Input::Datum(Datum::Date(*d)),
+            Param::Timestamp(t) => Input::Datum(Datum::Timestamp(*t)),
         }
     }
 

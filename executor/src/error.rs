@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 pub enum ExecError {
     #[error("syntax error: {0}")]
     Syntax(String),
+    /// The transaction must be retried (e.g. it reached data outside the
+    /// set it was ordered with); nothing of it was applied.
+    #[error("could not serialize access: {0}")]
+    SerializationFailure(String),
     #[error("{0}")]
     FeatureNotSupported(String),
     #[error("relation \"{0}\" does not exist")]
@@ -74,12 +78,13 @@ impl ExecError {
             ExecError::Unavailable(_) => "57P03",
             ExecError::Overloaded(_) => "53300",
             ExecError::Internal(_) => "XX000",
+            ExecError::SerializationFailure(_) => "40001",
         }
     }
 
     /// Whether a client may simply retry the statement.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ExecError::Unavailable(_) | ExecError::Overloaded(_))
+        matches!(self, ExecError::Unavailable(_) | ExecError::Overloaded(_) | ExecError::SerializationFailure(_))
     }
 }
 

@@ -8,9 +8,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
-use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::array::Int64Array;
 use datafusion::catalog::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use ordo_meta::catalog::TableDef;
@@ -22,10 +22,15 @@ use ordo_vshard::routing::group_vshard;
 use ordo_vshard::shard::{row_key, table_prefix, RowWrite, ShardCommand, ShardReader};
 use ordo_vshard::GroupId;
 
-use crate::arrow::{input_at, param_scalar, rows_to_batch, table_schema};
+use crate::arrow::{input_at, param_scalar};
 use crate::coerce::coerce;
-use crate::error::ExecError;
-use crate::request::{DmlRequest, ShardRequest, ShardResponse, TxnStatement};
+use crate::error::{ExecError, ExecResult};
+use crate::interp::{rows_with_index, TxnView};
+use crate::request::{DmlRequest, ShardRequest, ShardResponse};
+use crate::sequenced::{TxnBoard, LONG_POLL_MS};
+use ordo_sequencer::{SealError, Sealer};
+use ordo_vshard::routing::{vshard_group, SEQUENCER_GROUP};
+use ordo_vshard::shard::outcome_key;
 
 /// Most rows one UPDATE/DELETE may change in one vShard.
 const DML_ROWS_PER_SHARD_MAX: usize = 100_000;
@@ -61,15 +66,40 @@ pub struct LeaderExecutor {
     groups: BTreeMap<GroupId, Arc<dyn Consensus>>,
     reader: ShardReader,
     locks: ShardLocks,
+    vshards: u32,
+    board: TxnBoard,
+    /// On nodes with a sequencer replica: orders inputs while it leads.
+    sealer: Option<Sealer>,
 }
 
 impl LeaderExecutor {
-    pub fn new(groups: BTreeMap<GroupId, Arc<dyn Consensus>>, reader: ShardReader, vshards: u32) -> LeaderExecutor {
-        LeaderExecutor { groups, reader, locks: ShardLocks::new(vshards) }
+    pub fn new(
+        groups: BTreeMap<GroupId, Arc<dyn Consensus>>,
+        reader: ShardReader,
+        vshards: u32,
+        sealer: Option<Sealer>,
+    ) -> LeaderExecutor {
+        LeaderExecutor { groups, reader, locks: ShardLocks::new(vshards), vshards, board: TxnBoard::new(vshards), sealer }
     }
 
     pub fn group(&self, gid: GroupId) -> Option<&Arc<dyn Consensus>> {
         self.groups.get(&gid)
+    }
+
+    pub fn vshards(&self) -> u32 {
+        self.vshards
+    }
+
+    pub fn reader(&self) -> &ShardReader {
+        &self.reader
+    }
+
+    pub fn locks(&self) -> &ShardLocks {
+        &self.locks
+    }
+
+    pub fn board(&self) -> &TxnBoard {
+        &self.board
     }
 
     pub async fn handle(&self, gid: GroupId, req: ShardRequest) -> ShardResponse {
@@ -127,24 +157,59 @@ impl LeaderExecutor {
                 group.propose(ShardCommand::Write(writes).encode()).await?;
                 Ok(ShardResponse::Count(n))
             }
-            ShardRequest::Txn(statements) => {
-                let _turn = self.locks.lock(vshard_of_group(gid)?).await;
+            ShardRequest::Program(program) => {
+                let vshard = vshard_of_group(gid)?;
+                let _turn = self.locks.lock(vshard).await;
                 group.write_barrier().await?;
-                let mut overlay = Overlay::default();
-                let mut counts = Vec::with_capacity(statements.len());
-                for st in statements {
-                    let writes = match st {
-                        TxnStatement::Insert { table, rows } => self.insert_writes(gid, &table, rows, &overlay)?,
-                        TxnStatement::Dml(dml) => self.dml_writes(gid, &dml, &overlay).await?,
-                    };
-                    counts.push(writes.len() as u64);
-                    overlay.absorb(writes);
-                }
-                let writes = overlay.into_writes();
-                if !writes.is_empty() {
+                let allowed = BTreeSet::from([vshard]);
+                // Runs once, here; its effects (not the program) are logged,
+                // so reading the clock for now() is safe.
+                let now_us = chrono::Utc::now().timestamp_micros();
+                let view = LocalView { reader: &self.reader };
+                let mut out = crate::interp::run(&program, now_us, self.vshards, Some(&allowed), &view).await?;
+                if let Some(writes) = out.writes.remove(&vshard) {
                     group.propose(ShardCommand::Write(writes).encode()).await?;
                 }
-                Ok(ShardResponse::Counts(counts))
+                Ok(ShardResponse::Outputs(out.outputs))
+            }
+            ShardRequest::Sequence(input) => {
+                if gid != SEQUENCER_GROUP {
+                    return Err(ExecError::Internal(format!("group {gid} does not sequence")).into());
+                }
+                let sealer = self.sealer.as_ref().ok_or(Fail::NotLeader(None))?;
+                match sealer.submit(input).await {
+                    Ok(p) => Ok(ShardResponse::Sequenced {
+                        pos: ordo_vshard::shard::TxnPos { epoch: p.epoch.number, index: p.index },
+                        timestamp_us: p.epoch.timestamp_us,
+                    }),
+                    Err(SealError::NotLeader(l)) => Err(Fail::NotLeader(l)),
+                    Err(SealError::Overloaded(n)) => Err(ExecError::Overloaded(format!("sequencer queue full ({n} inputs)")).into()),
+                    Err(SealError::Unavailable(m)) => Err(ExecError::Unavailable(m).into()),
+                }
+            }
+            ShardRequest::ReadAt { pos, vshard, key, prefix } => {
+                if vshard_group(vshard) != gid {
+                    return Err(ExecError::Internal("ReadAt sent to the wrong group".into()).into());
+                }
+                if !self.board.wait_serving(vshard, pos, Duration::from_millis(LONG_POLL_MS)).await {
+                    return Ok(ShardResponse::NotYet);
+                }
+                // The scheduler holds the vShard at `pos` until the
+                // coordinator's outcome is in, so these reads are as of `pos`.
+                let rows = if prefix {
+                    self.reader.scan_prefix(gid, &key).map_err(ExecError::ProgramLimitExceeded)?
+                } else {
+                    self.reader.get(gid, &key).map_err(storage)?.map(|v| (key, v)).into_iter().collect()
+                };
+                Ok(ShardResponse::Pairs(rows))
+            }
+            ShardRequest::Outcome { pos } => {
+                let vshard = vshard_of_group(gid)?;
+                if !self.board.wait_applied(&self.reader, vshard, pos, Duration::from_millis(LONG_POLL_MS)).await? {
+                    return Ok(ShardResponse::Outcome { applied: false, record: None });
+                }
+                let record = self.reader.get(gid, &outcome_key(pos)).map_err(storage)?;
+                Ok(ShardResponse::Outcome { applied: true, record })
             }
             ShardRequest::Dml(dml) => {
                 let _turn = self.locks.lock(vshard_of_group(gid)?).await;
@@ -279,29 +344,23 @@ impl LeaderExecutor {
 #[derive(Default)]
 struct Overlay(BTreeMap<Vec<u8>, Option<Vec<u8>>>);
 
-impl Overlay {
-    fn absorb(&mut self, writes: Vec<RowWrite>) {
-        for w in writes {
-            self.0.insert(w.key, w.value);
-        }
+/// This node's replicas' current rows: the view of a transaction that
+/// holds its vShard's lock on the leader.
+struct LocalView<'a> {
+    reader: &'a ShardReader,
+}
+
+#[async_trait::async_trait]
+impl TxnView for LocalView<'_> {
+    async fn get(&self, vshard: u32, key: &[u8]) -> ExecResult<Option<Vec<u8>>> {
+        self.reader.get(vshard_group(vshard), key).map_err(|e| ExecError::Internal(format!("storage: {e}")))
     }
 
-    fn into_writes(self) -> Vec<RowWrite> {
-        self.0.into_iter().map(|(key, value)| RowWrite { key, value }).collect()
+    async fn scan(&self, vshard: u32, prefix: &[u8]) -> ExecResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.reader.scan_prefix(vshard_group(vshard), prefix).map_err(ExecError::ProgramLimitExceeded)
     }
 }
 
 fn vshard_of_group(gid: GroupId) -> Result<u32, Fail> {
     group_vshard(gid).ok_or_else(|| Fail::Exec(ExecError::Internal(format!("group {gid} is not a vShard"))))
-}
-
-/// The table's rows plus a trailing row-index column.
-fn rows_with_index(table: &TableDef, rows: &[Vec<Datum>]) -> Result<RecordBatch, ExecError> {
-    let schema = table_schema(table);
-    let base = rows_to_batch(table, &schema, rows)?;
-    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.push(Field::new(ROW_INDEX_COLUMN, DataType::Int64, false));
-    let mut cols: Vec<ArrayRef> = base.columns().to_vec();
-    cols.push(Arc::new(Int64Array::from_iter_values(0..rows.len() as i64)));
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(|e| ExecError::Internal(e.to_string()))
 }

@@ -6,6 +6,11 @@
 //!   read barrier, computes the write set under the vShard's lock, proposes it.
 //! - [`router`]: finds a group's leader from any node and follows leader hints.
 //! - [`verify`]: compares content hashes of every replica of every group.
+//! - [`program`]: transaction programs (what the sequencer orders);
+//!   [`interp`]: runs one deterministically over a view of its rows;
+//!   [`eval`]: constant expressions and key targets without a query plan.
+//! - [`sequenced`]: per-vShard schedulers that take the sequencer's epochs in
+//!   order and execute cross-shard transactions without two-phase commit.
 //! - [`arrow`]: rows <-> Arrow record batches; [`coerce`]: values -> column types.
 //!
 //! [`ShardRequest`]: request::ShardRequest
@@ -13,9 +18,13 @@
 pub mod arrow;
 pub mod coerce;
 pub mod error;
+pub mod eval;
+pub mod interp;
 pub mod leader;
+pub mod program;
 pub mod request;
 pub mod router;
+pub mod sequenced;
 pub mod verify;
 
 pub use error::{ExecError, ExecResult};

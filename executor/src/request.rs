@@ -2,7 +2,11 @@
 
 use ordo_meta::catalog::TableDef;
 use ordo_meta::command::{MetaCommand, MetaResult};
+use ordo_sequencer::EpochInput;
+use ordo_vshard::shard::TxnPos;
 use serde::{Deserialize, Serialize};
+
+use crate::program::{StmtOutput, TxnProgram};
 
 use crate::error::ExecError;
 
@@ -14,6 +18,12 @@ pub enum Param {
     Int(i64),
     Float(f64),
     Text(String),
+    /// Values a statement of a transaction produced (`RETURNING`, `SELECT`)
+    /// and a later one uses: they keep their SQL type.
+    Decimal { value: i128, precision: u8, scale: i8 },
+    Date(i32),
+    /// Microseconds since the Unix epoch, no time zone.
+    Timestamp(i64),
 }
 
 impl Param {
@@ -47,10 +57,21 @@ pub enum ShardRequest {
     Dml(DmlRequest),
     /// Delete every row of a dropped table.
     DropTable { table_id: u64 },
-    /// Several statements on this vShard as one atomic transaction: run in
-    /// order, each seeing the writes of the previous ones, committed as one
-    /// write set or not at all. Answers `Counts`.
-    Txn(Vec<TxnStatement>),
+    /// A transaction whose rows all live in this vShard: run under the
+    /// vShard's lock, committed as one write set or not at all. Answers
+    /// `Outputs`.
+    Program(TxnProgram),
+    /// For the sequencer's leader: order a cross-shard transaction. Answers
+    /// `Sequenced`. Not idempotent: a retry orders it again.
+    Sequence(EpochInput),
+    /// For a participant's leader while it holds sequenced position `pos`:
+    /// the row at `key` (or with `prefix: true` every row under that
+    /// prefix) of `vshard` as of `pos`. Answers `Pairs` or `NotYet`.
+    ReadAt { pos: TxnPos, vshard: u32, key: Vec<u8>, prefix: bool },
+    /// Waits (a while) until this vShard has applied sequenced position
+    /// `pos`; answers `Outcome` with the recorded outcome on the
+    /// transaction's coordinator.
+    Outcome { pos: TxnPos },
     /// On the leader: replicate a checksum point; answers `Checksum`.
     Checksum,
     /// On any replica (no leader needed): the hash this replica took at
@@ -71,17 +92,16 @@ pub struct DmlRequest {
     pub params: Vec<Param>,
 }
 
-/// One statement of a single-vShard transaction.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum TxnStatement {
-    Insert { table: TableDef, rows: Vec<(Vec<u8>, Vec<u8>)> },
-    Dml(DmlRequest),
-}
-
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ShardResponse {
-    /// Rows affected by each statement of a `Txn`.
-    Counts(Vec<u64>),
+    /// What each statement of a `Program` produced.
+    Outputs(Vec<StmtOutput>),
+    /// Where the sequencer placed an input.
+    Sequenced { pos: TxnPos, timestamp_us: i64 },
+    Pairs(Vec<(Vec<u8>, Vec<u8>)>),
+    /// The position asked for is not reached yet: ask again.
+    NotYet,
+    Outcome { applied: bool, record: Option<Vec<u8>> },
     Rows(Vec<Vec<u8>>),
     Count(u64),
     Meta(MetaResult),

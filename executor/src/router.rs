@@ -50,6 +50,17 @@ impl Router {
     /// Runs `req` on the leader of `gid`. `NotLeader` and unreachable nodes
     /// are retried against the next candidate until a leader answers.
     pub async fn call(&self, gid: GroupId, req: &ShardRequest) -> ExecResult<ShardResponse> {
+        self.call_with(gid, req, true).await
+    }
+
+    /// Like [`Router::call`] for requests that must not run twice: only an
+    /// explicit `NotLeader` answer is retried. A call that failed in transit
+    /// may or may not have run, and is reported as such.
+    pub async fn call_once(&self, gid: GroupId, req: &ShardRequest) -> ExecResult<ShardResponse> {
+        self.call_with(gid, req, false).await
+    }
+
+    async fn call_with(&self, gid: GroupId, req: &ShardRequest, idempotent: bool) -> ExecResult<ShardResponse> {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(LEADER_SEARCH_MS);
         let replicas = self.placement.replicas(gid);
         let mut target = self.guess_leader(gid);
@@ -63,6 +74,11 @@ impl Router {
                     Some(peer) => {
                         match peer.forward(gid, encode(req), Duration::from_millis(FORWARD_TIMEOUT_MS)).await {
                             Ok(bytes) => decode::<ShardResponse>(&bytes)?,
+                            Err(e) if !idempotent => {
+                                return Err(ExecError::Unavailable(format!(
+                                    "lost contact with node {target} during the request; it may or may not have taken effect: {e}"
+                                )))
+                            }
                             Err(e) => {
                                 last_problem = e;
                                 ShardResponse::NotLeader { leader: None }

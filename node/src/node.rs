@@ -10,7 +10,7 @@ use ordo_executor::leader::LeaderExecutor;
 use ordo_executor::router::Router;
 use ordo_meta::logic::MetaLogic;
 use ordo_meta::placement::Placement;
-use ordo_sequencer::SequencerLogic;
+use ordo_sequencer::{EpochLog, Sealer, SealerConfig, SequencerLogic};
 use ordo_sql::SqlEngine;
 use ordo_vshard::engine::Engine;
 use ordo_vshard::raft::{Consensus, GroupConfig, GroupLogic, RaftGroup, Transport};
@@ -48,6 +48,7 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
     let meta = Arc::new(MetaLogic::default());
     let config = GroupConfig { heartbeat_ms: args.heartbeat_ms, snapshot_logs: args.snapshot_logs };
 
+    let sequencer = Arc::new(SequencerLogic::default());
     let mut groups: BTreeMap<GroupId, Arc<dyn Consensus>> = BTreeMap::new();
     for gid in placement.groups() {
         if !placement.replicas(gid).contains(&args.id) {
@@ -55,8 +56,8 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
         }
         let logic: Arc<dyn GroupLogic> = match gid {
             META_GROUP => meta.clone(),
-            SEQUENCER_GROUP => Arc::new(SequencerLogic::default()),
-            _ => Arc::new(ShardLogic),
+            SEQUENCER_GROUP => sequencer.clone(),
+            _ => Arc::new(ShardLogic::default()),
         };
         let bootstrap = placement.preferred_leader(gid) == args.id;
         let group = RaftGroup::open(
@@ -74,8 +75,18 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
         groups.insert(gid, group);
     }
 
-    let executor = Arc::new(LeaderExecutor::new(groups.clone(), ShardReader::new(engine.clone()), args.vshards));
+    let sealer = groups.get(&SEQUENCER_GROUP).map(|g| Sealer::start(g.clone(), SealerConfig::default()));
+    let executor = Arc::new(LeaderExecutor::new(groups.clone(), ShardReader::new(engine.clone()), args.vshards, sealer));
     let router = Arc::new(Router::new(args.id, transport.clone(), executor.clone(), placement.clone()));
+    if groups.contains_key(&SEQUENCER_GROUP) {
+        let log = EpochLog::new(SEQUENCER_GROUP, engine.clone());
+        ordo_executor::sequenced::spawn_schedulers(router.clone(), log, sequencer.subscribe());
+    } else {
+        // TODO(placement): vShard leaders on nodes without a sequencer
+        // replica need to read epochs from one; today every node of a
+        // cluster of at most `--replication` nodes hosts it.
+        tracing::warn!(node = args.id, "no sequencer replica here: vShards led by this node cannot take cross-shard transactions");
+    }
     let sql = SqlEngine::new(router.clone(), meta, args.vshards).map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -9,8 +9,9 @@
 //! - [`sealer`]: on the sequencer leader, collects inputs and seals them
 //!   into an epoch every `epoch_ms` or when a batch bound is reached.
 //!
-//! The scheduler (per vShard) will read committed epochs from this log,
-//! starting after the last epoch its vShard recorded as applied.
+//! Each vShard leader's scheduler (`ordo_executor::sequenced`) reads
+//! committed epochs from this log, starting after the last position its
+//! vShard recorded as applied.
 
 pub mod epoch;
 pub mod logic;
@@ -18,4 +19,4 @@ pub mod sealer;
 
 pub use epoch::{Epoch, EpochInput};
 pub use logic::{EpochLog, SequencerLogic};
-pub use sealer::{SealError, Sealer, SealerConfig};
+pub use sealer::{Placed, SealError, Sealer, SealerConfig};

@@ -42,7 +42,14 @@ pub enum SealError {
 
 struct Pending {
     input: EpochInput,
-    done: oneshot::Sender<Result<Sealed, SealError>>,
+    done: oneshot::Sender<Result<Placed, SealError>>,
+}
+
+/// Where one input landed: its epoch and its index among the epoch's inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placed {
+    pub epoch: Sealed,
+    pub index: u32,
 }
 
 pub struct Sealer {
@@ -61,8 +68,8 @@ impl Sealer {
         Sealer { queue, queue_max }
     }
 
-    /// Orders `input`; returns the epoch it was sealed into.
-    pub async fn submit(&self, input: EpochInput) -> Result<Sealed, SealError> {
+    /// Orders `input`; returns the epoch it was sealed into and its index there.
+    pub async fn submit(&self, input: EpochInput) -> Result<Placed, SealError> {
         let (done, rx) = oneshot::channel();
         self.queue.try_send(Pending { input, done }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => SealError::Overloaded(self.queue_max),
@@ -102,8 +109,8 @@ async fn run(group: Arc<dyn Consensus>, config: SealerConfig, mut rx: mpsc::Rece
             Err(ConsensusError::NotLeader { leader, .. }) => Err(SealError::NotLeader(leader)),
             Err(e) => Err(SealError::Unavailable(e.to_string())),
         };
-        for w in waiters {
-            let _ = w.send(result.clone());
+        for (i, w) in waiters.into_iter().enumerate() {
+            let _ = w.send(result.clone().map(|epoch| Placed { epoch, index: i as u32 }));
         }
     }
 }

@@ -37,7 +37,7 @@ async fn inputs_are_sealed_into_gap_free_monotonic_epochs_that_survive_reopen() 
     let n = 500u32;
     let results = futures::future::join_all((0..n).map(|i| sealer.submit(input(i)))).await;
     let sealed: Vec<_> = results.into_iter().map(|r| r.expect("sealed")).collect();
-    let last = sealed.iter().map(|s| s.number).max().unwrap();
+    let last = sealed.iter().map(|s| s.epoch.number).max().unwrap();
     assert!(last < n as u64, "inputs were batched into epochs ({last} epochs for {n} inputs)");
     // Readers are woken only after the epoch is readable.
     applied.wait_for(|&e| e >= last).await.unwrap();
@@ -57,8 +57,10 @@ async fn inputs_are_sealed_into_gap_free_monotonic_epochs_that_survive_reopen() 
         }
     }
     assert_eq!(seen.len(), n as usize, "every input sealed exactly once");
-    for s in &sealed {
-        assert_eq!(epochs[(s.number - 1) as usize].timestamp_us, s.timestamp_us);
+    for (i, s) in sealed.iter().enumerate() {
+        let e = &epochs[(s.epoch.number - 1) as usize];
+        assert_eq!(e.timestamp_us, s.epoch.timestamp_us);
+        assert_eq!(e.inputs[s.index as usize], input(i as u32), "the reported index is the input's place in its epoch");
     }
 
     // Reopen the group on the same storage: numbering and time continue.
@@ -68,8 +70,8 @@ async fn inputs_are_sealed_into_gap_free_monotonic_epochs_that_survive_reopen() 
     let group2 = open(&engine, &logic2).await;
     let sealer2 = Sealer::start(group2.clone(), SealerConfig::default());
     let next = sealer2.submit(input(n + 1)).await.unwrap();
-    assert_eq!(next.number, last + 1);
-    assert!(next.timestamp_us > epochs.last().unwrap().timestamp_us);
+    assert_eq!(next.epoch.number, last + 1);
+    assert!(next.epoch.timestamp_us > epochs.last().unwrap().timestamp_us);
     assert_eq!(log.read(last + 1, 10).unwrap().len(), 1);
     group2.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);

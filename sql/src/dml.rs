@@ -4,19 +4,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use datafusion::sql::sqlparser::ast::{
-    AssignmentTarget, BinaryOperator, Delete, Expr, FromTable, Insert, SetExpr, Statement, TableFactor, TableObject,
-    Update,
+    AssignmentTarget, Delete, Expr, FromTable, Insert, SetExpr, TableFactor, TableObject, Update,
 };
 use futures::{StreamExt, TryStreamExt};
 use ordo_executor::coerce::{coerce, Input};
-use ordo_executor::request::{DmlRequest, Param, ShardRequest, ShardResponse, TxnStatement};
+use ordo_executor::eval::{eval_const, target, Target};
+use ordo_executor::request::{DmlRequest, Param, ShardRequest, ShardResponse};
 use ordo_executor::{ExecError, ExecResult};
 use ordo_meta::catalog::TableDef;
 use ordo_meta::datum::{encode_key, encode_row, Datum};
 use ordo_vshard::routing::vshard_group;
 
-use crate::engine::{ident, object_name, SqlEngine};
-use crate::literal::eval_const;
+use crate::engine::{object_name, SqlEngine};
 use crate::result::StatementResult;
 
 /// Most rows one INSERT may carry.
@@ -54,9 +53,13 @@ pub async fn insert(engine: &SqlEngine, ins: &Insert, params: &[Param]) -> ExecR
     Ok(StatementResult::affected(fan_out(engine, reqs).await?))
 }
 
-async fn plan_insert(engine: &SqlEngine, ins: &Insert, params: &[Param]) -> ExecResult<(TableDef, RowsByShard)> {
-    if ins.returning.is_some() || ins.on.is_some() {
-        return Err(ExecError::FeatureNotSupported("INSERT ... RETURNING / ON CONFLICT are not supported yet".into()));
+/// An INSERT's table, target columns (indexes) and rows of expressions.
+pub(crate) async fn insert_shape<'a>(
+    engine: &SqlEngine,
+    ins: &'a Insert,
+) -> ExecResult<(TableDef, Vec<usize>, Vec<&'a [Expr]>)> {
+    if ins.on.is_some() {
+        return Err(ExecError::FeatureNotSupported("INSERT ... ON CONFLICT is not supported yet".into()));
     }
     let TableObject::TableName(name) = &ins.table else {
         return Err(ExecError::FeatureNotSupported("INSERT into a table function".into()));
@@ -84,7 +87,6 @@ async fn plan_insert(engine: &SqlEngine, ins: &Insert, params: &[Param]) -> Exec
     if values.rows.len() > INSERT_ROWS_MAX {
         return Err(ExecError::ProgramLimitExceeded(format!("at most {INSERT_ROWS_MAX} rows per INSERT")));
     }
-    let mut by_shard: RowsByShard = BTreeMap::new();
     for row_exprs in &values.rows {
         // Without a column list a row may give fewer values than the table
         // has columns; the rest are NULL (PostgreSQL's defaults).
@@ -96,6 +98,17 @@ async fn plan_insert(engine: &SqlEngine, ins: &Insert, params: &[Param]) -> Exec
                 targets.len()
             )));
         }
+    }
+    Ok((table, targets, values.rows.iter().map(|r| r.content.as_slice()).collect()))
+}
+
+async fn plan_insert(engine: &SqlEngine, ins: &Insert, params: &[Param]) -> ExecResult<(TableDef, RowsByShard)> {
+    if ins.returning.is_some() {
+        return Err(ExecError::Internal("INSERT ... RETURNING runs as a transaction".into()));
+    }
+    let (table, targets, rows) = insert_shape(engine, ins).await?;
+    let mut by_shard: RowsByShard = BTreeMap::new();
+    for row_exprs in rows {
         let mut inputs: Vec<Input> = vec![Input::Null; table.columns.len()];
         for (expr, &ci) in row_exprs.iter().zip(&targets) {
             inputs[ci] = eval_const(expr, params)?;
@@ -112,7 +125,7 @@ async fn plan_insert(engine: &SqlEngine, ins: &Insert, params: &[Param]) -> Exec
     Ok((table, by_shard))
 }
 
-fn table_of(relation: &TableFactor) -> ExecResult<String> {
+pub(crate) fn table_of(relation: &TableFactor) -> ExecResult<String> {
     match relation {
         TableFactor::Table { name, alias: None, .. } => object_name(name),
         TableFactor::Table { alias: Some(_), .. } => {
@@ -122,61 +135,9 @@ fn table_of(relation: &TableFactor) -> ExecResult<String> {
     }
 }
 
-/// `column = constant` conjuncts of a WHERE clause, by column index.
-fn key_equalities(table: &TableDef, e: &Expr, params: &[Param], out: &mut BTreeMap<usize, Input>) {
-    match e {
-        Expr::Nested(inner) => key_equalities(table, inner, params, out),
-        Expr::BinaryOp { left, op: BinaryOperator::And, right } => {
-            key_equalities(table, left, params, out);
-            key_equalities(table, right, params, out);
-        }
-        Expr::BinaryOp { left, op: BinaryOperator::Eq, right } => {
-            let (col, val) = match (left.as_ref(), right.as_ref()) {
-                (Expr::Identifier(c), v) | (v, Expr::Identifier(c)) => (ident(c), v),
-                (Expr::CompoundIdentifier(p), v) | (v, Expr::CompoundIdentifier(p)) if p.len() == 2 => (ident(&p[1]), v),
-                _ => return,
-            };
-            if let (Some(ci), Ok(input)) = (table.column_index(&col), eval_const(val, params)) {
-                out.insert(ci, input);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Where an UPDATE/DELETE must run: one row, one vShard, or all of them.
-enum Target {
-    Point { vshard: u32, pk: Vec<u8> },
-    Shard(u32),
-    All,
-}
-
-fn target(engine: &SqlEngine, table: &TableDef, selection: Option<&Expr>, params: &[Param]) -> Target {
-    let Some(sel) = selection else { return Target::All };
-    let mut eq = BTreeMap::new();
-    key_equalities(table, sel, params, &mut eq);
-    let bind = |n: usize| -> Option<Vec<Datum>> {
-        table.primary_key[..n]
-            .iter()
-            .map(|&ci| {
-                let d = coerce(eq.get(&ci)?.clone(), &table.columns[ci]).ok()?;
-                (!d.is_null()).then_some(d)
-            })
-            .collect()
-    };
-    if let Some(pk) = bind(table.primary_key.len()) {
-        let vshard = engine.shared().vshard_of_key(table, &pk);
-        return Target::Point { vshard, pk: encode_key(&pk.iter().collect::<Vec<_>>()) };
-    }
-    if let Some(part) = bind(table.partition_len) {
-        return Target::Shard(engine.shared().vshard_of_key(table, &part));
-    }
-    Target::All
-}
-
 /// UPDATE/DELETE expressions run on each vShard over that vShard's rows
 /// only, so a subquery there would see a fraction of its table: refuse it.
-fn refuse_subqueries(e: &Expr) -> ExecResult<()> {
+pub(crate) fn refuse_subqueries(e: &Expr) -> ExecResult<()> {
     let found = datafusion::sql::sqlparser::ast::visit_expressions(e, |x| match x {
         Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. } => std::ops::ControlFlow::Break(()),
         _ => std::ops::ControlFlow::Continue(()),
@@ -207,7 +168,7 @@ fn plan_dml(
         point: None,
         params: params.to_vec(),
     };
-    let target = target(engine, &table, selection, params);
+    let target = target(&table, selection, params, engine.shared().vshards);
     let req = match &target {
         Target::Point { pk, .. } => DmlRequest { point: Some(pk.clone()), ..base },
         _ => base,
@@ -233,9 +194,9 @@ pub async fn delete(engine: &SqlEngine, del: &Delete, params: &[Param]) -> ExecR
     run_dml(engine, target, req).await
 }
 
-async fn plan_update(engine: &SqlEngine, up: &Update, params: &[Param]) -> ExecResult<(Target, DmlRequest)> {
-    if up.returning.is_some() || up.from.is_some() || !up.table.joins.is_empty() {
-        return Err(ExecError::FeatureNotSupported("UPDATE ... FROM / RETURNING is not supported yet".into()));
+pub(crate) async fn plan_update(engine: &SqlEngine, up: &Update, params: &[Param]) -> ExecResult<(Target, DmlRequest)> {
+    if up.from.is_some() || !up.table.joins.is_empty() {
+        return Err(ExecError::FeatureNotSupported("UPDATE ... FROM is not supported yet".into()));
     }
     let table = engine.shared().table(&table_of(&up.table.relation)?).await?;
     let mut assignments = Vec::with_capacity(up.assignments.len());
@@ -257,9 +218,9 @@ async fn plan_update(engine: &SqlEngine, up: &Update, params: &[Param]) -> ExecR
     plan_dml(engine, table, assignments, false, up.selection.as_ref(), params)
 }
 
-async fn plan_delete(engine: &SqlEngine, del: &Delete, params: &[Param]) -> ExecResult<(Target, DmlRequest)> {
-    if del.returning.is_some() || del.using.is_some() || !del.tables.is_empty() {
-        return Err(ExecError::FeatureNotSupported("DELETE ... USING / RETURNING is not supported yet".into()));
+pub(crate) async fn plan_delete(engine: &SqlEngine, del: &Delete, params: &[Param]) -> ExecResult<(Target, DmlRequest)> {
+    if del.using.is_some() || !del.tables.is_empty() {
+        return Err(ExecError::FeatureNotSupported("DELETE ... USING is not supported yet".into()));
     }
     let from = match &del.from {
         FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
@@ -272,74 +233,4 @@ async fn plan_delete(engine: &SqlEngine, del: &Delete, params: &[Param]) -> Exec
     }
     let table = engine.shared().table(&table_of(&twj.relation)?).await?;
     plan_dml(engine, table, Vec::new(), true, del.selection.as_ref(), params)
-}
-
-/// `BEGIN; ...; COMMIT` whose statements all write one vShard: sent to
-/// that vShard's leader as one transaction (atomic, serialized with every
-/// other write of the vShard). Cross-vShard transactions need the
-/// sequencer and are refused for now. With `commit == false` (ROLLBACK)
-/// the statements are checked and planned but nothing runs.
-pub async fn transaction(
-    engine: &SqlEngine,
-    statements: &[Statement],
-    params: &[Param],
-    commit: bool,
-) -> ExecResult<Vec<StatementResult>> {
-    let mut planned = Vec::with_capacity(statements.len());
-    let mut shards = BTreeSet::new();
-    for st in statements {
-        match st {
-            Statement::Insert(ins) => {
-                if ins.returning.is_some() || ins.on.is_some() {
-                    return Err(ExecError::FeatureNotSupported("INSERT ... RETURNING / ON CONFLICT are not supported yet".into()));
-                }
-                let (table, by_shard) = plan_insert(engine, ins, params).await?;
-                let mut rows = Vec::new();
-                for (v, r) in by_shard {
-                    shards.insert(v);
-                    rows.extend(r);
-                }
-                planned.push(TxnStatement::Insert { table, rows });
-            }
-            Statement::Update(up) => {
-                let (t, req) = plan_update(engine, up, params).await?;
-                shards.extend(target_shards(engine, &t));
-                planned.push(TxnStatement::Dml(req));
-            }
-            Statement::Delete(del) => {
-                let (t, req) = plan_delete(engine, del, params).await?;
-                shards.extend(target_shards(engine, &t));
-                planned.push(TxnStatement::Dml(req));
-            }
-            other => {
-                return Err(ExecError::FeatureNotSupported(format!(
-                    "only INSERT, UPDATE and DELETE are supported inside a transaction yet, got: {}",
-                    other.to_string().split_whitespace().next().unwrap_or("")
-                )))
-            }
-        }
-    }
-    if shards.len() > 1 {
-        return Err(ExecError::FeatureNotSupported(format!(
-            "this transaction writes {} vShards; only single-vShard transactions are supported yet \
-             (name the partition key in every statement's WHERE clause)",
-            shards.len()
-        )));
-    }
-    let n = planned.len();
-    let counts = match shards.first() {
-        Some(&v) if commit => match engine.shared().router.call(vshard_group(v), &ShardRequest::Txn(planned)).await? {
-            ShardResponse::Counts(c) if c.len() == n => c,
-            other => return Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
-        },
-        _ => vec![0; n],
-    };
-    Ok(counts.into_iter().map(StatementResult::affected).collect())
-}
-
-fn target_shards(engine: &SqlEngine, t: &Target) -> Vec<u32> {
-    match t {
-        Target::Point { vshard, .. } | Target::Shard(vshard) => vec![*vshard],
-        Target::All => (0..engine.shared().vshards).collect(),
-    }
 }

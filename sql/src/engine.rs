@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::ast::{Ident, ObjectName, ObjectType, Statement};
+use datafusion::sql::sqlparser::ast::{ObjectName, ObjectType, Statement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use ordo_executor::error::from_datafusion;
@@ -26,14 +26,7 @@ pub struct SqlEngine {
     ctx: SessionContext,
 }
 
-/// An identifier as PostgreSQL folds it: lowercased unless quoted.
-pub fn ident(i: &Ident) -> String {
-    if i.quote_style.is_some() {
-        i.value.clone()
-    } else {
-        i.value.to_lowercase()
-    }
-}
+pub use ordo_executor::eval::ident;
 
 /// A table name; `public.t` and `t` are the same table.
 pub fn object_name(n: &ObjectName) -> ExecResult<String> {
@@ -77,6 +70,12 @@ impl SqlEngine {
         if matches!(statements.first(), Some(Statement::StartTransaction { .. })) {
             return self.transaction(&statements, params).await;
         }
+        // Several writes in one request are one transaction too. Requests
+        // that mix in DDL or queries run statement by statement.
+        let is_write = |s: &Statement| matches!(s, Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_));
+        if statements.len() > 1 && statements.iter().all(is_write) {
+            return crate::txn::transaction(self, &statements, params, true).await;
+        }
         let mut results = Vec::with_capacity(statements.len());
         for st in statements {
             results.push(self.statement(st, params).await?);
@@ -103,7 +102,7 @@ impl SqlEngine {
             return Err(ExecError::FeatureNotSupported("nested or repeated transaction control statements".into()));
         }
         let mut results = vec![StatementResult::affected(0)];
-        results.extend(crate::dml::transaction(self, body, params, commit).await?);
+        results.extend(crate::txn::transaction(self, body, params, commit).await?);
         results.push(StatementResult::affected(0));
         Ok(results)
     }
@@ -117,6 +116,10 @@ impl SqlEngine {
                 }
                 Ok(StatementResult::affected(0))
             }
+            // RETURNING needs the rows as written: run as a transaction.
+            Statement::Insert(ref ins) if ins.returning.is_some() => self.one_statement_txn(st, params).await,
+            Statement::Update(ref up) if up.returning.is_some() => self.one_statement_txn(st, params).await,
+            Statement::Delete(ref del) if del.returning.is_some() => self.one_statement_txn(st, params).await,
             Statement::Insert(ins) => crate::dml::insert(self, &ins, params).await,
             Statement::Update(up) => crate::dml::update(self, &up, params).await,
             Statement::Delete(del) => crate::dml::delete(self, &del, params).await,
@@ -128,6 +131,11 @@ impl SqlEngine {
             }
             other => Err(ExecError::FeatureNotSupported(format!("statement not supported: {}", first_words(&other.to_string())))),
         }
+    }
+
+    async fn one_statement_txn(&self, st: Statement, params: &[Param]) -> ExecResult<StatementResult> {
+        let mut r = crate::txn::transaction(self, std::slice::from_ref(&st), params, true).await?;
+        r.pop().ok_or_else(|| ExecError::Internal("no result".into()))
     }
 
     async fn create_table(&self, ct: &datafusion::sql::sqlparser::ast::CreateTable) -> ExecResult<StatementResult> {

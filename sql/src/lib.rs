@@ -8,9 +8,9 @@
 pub mod ddl;
 pub mod dml;
 pub mod engine;
-pub mod literal;
 pub mod provider;
 pub mod result;
+pub mod txn;
 
 pub use engine::SqlEngine;
 pub use result::StatementResult;

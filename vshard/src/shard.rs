@@ -27,6 +27,34 @@ pub enum ShardCommand {
     Write(Vec<RowWrite>),
     /// Removes every row of a dropped table from this shard.
     DropTable { table_id: u64 },
+    /// This vShard's part of a sequenced (cross-shard) transaction: its
+    /// writes, and on the transaction's coordinator the outcome every other
+    /// participant fetches. Applied at most once: a command for a position
+    /// at or before the shard's recorded one is skipped, so a new leader
+    /// replaying an epoch cannot apply a transaction twice.
+    Sequenced { pos: TxnPos, writes: Vec<RowWrite>, outcome: Option<Vec<u8>> },
+}
+
+/// A sequenced transaction's place in the global order: its epoch and its
+/// index among the epoch's inputs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TxnPos {
+    pub epoch: u64,
+    pub index: u32,
+}
+
+/// Data key of the last sequenced position a vShard applied ("applied
+/// through epoch E"). Starts with 0xFF: table ids never do (they count up
+/// from 1), so it cannot collide with a row.
+pub const APPLIED_POS_KEY: &[u8] = b"\xffpos";
+/// Data key prefix of the outcomes a coordinator recorded, by position.
+pub const OUTCOME_PREFIX: &[u8] = b"\xffout";
+
+pub fn outcome_key(pos: TxnPos) -> Vec<u8> {
+    let mut k = OUTCOME_PREFIX.to_vec();
+    k.extend_from_slice(&pos.epoch.to_be_bytes());
+    k.extend_from_slice(&pos.index.to_be_bytes());
+    k
 }
 
 impl ShardCommand {
@@ -47,8 +75,12 @@ pub fn row_key(table_id: u64, pk: &[u8]) -> Vec<u8> {
     k
 }
 
-/// The apply side of every vShard group.
-pub struct ShardLogic;
+/// The apply side of a vShard group (one per group: it caches the group's
+/// applied position, which entries of one apply batch must see).
+#[derive(Default)]
+pub struct ShardLogic {
+    applied: parking_lot::Mutex<TxnPos>,
+}
 
 impl GroupLogic for ShardLogic {
     fn apply(&self, ctx: &mut ApplyContext<'_>, command: &[u8]) -> Vec<u8> {
@@ -71,8 +103,34 @@ impl GroupLogic for ShardLogic {
                 }
             }
             ShardCommand::DropTable { table_id } => ctx.delete_prefix(&table_prefix(table_id)),
+            ShardCommand::Sequenced { pos, writes, outcome } => {
+                let mut applied = self.applied.lock();
+                if pos <= *applied {
+                    return b"duplicate".to_vec();
+                }
+                *applied = pos;
+                for w in writes {
+                    match w.value {
+                        Some(v) => ctx.put(&w.key, &v),
+                        None => ctx.delete(&w.key),
+                    }
+                }
+                if let Some(o) = outcome {
+                    ctx.put(&outcome_key(pos), &o);
+                }
+                ctx.put(APPLIED_POS_KEY, &crate::codec::encode(&pos));
+            }
         }
         Vec::new()
+    }
+
+    fn reload(&self, gid: GroupId, db: &rocksdb::DB) {
+        let pos = match db.get(keys::key(gid, Section::Data, APPLIED_POS_KEY)) {
+            Ok(Some(b)) => crate::codec::decode(&b).unwrap_or_else(|e| panic!("corrupt applied position of group {gid}: {e}")),
+            Ok(None) => TxnPos::default(),
+            Err(e) => panic!("cannot read applied position of group {gid}: {e}"),
+        };
+        *self.applied.lock() = pos;
     }
 }
 
@@ -93,6 +151,14 @@ impl ShardReader {
 
     pub fn get(&self, gid: GroupId, key: &[u8]) -> Result<Option<Vec<u8>>, rocksdb::Error> {
         self.engine.db().get(keys::key(gid, Section::Data, key))
+    }
+
+    /// The last sequenced position this replica of `gid` applied.
+    pub fn applied_pos(&self, gid: GroupId) -> Result<TxnPos, String> {
+        match self.get(gid, APPLIED_POS_KEY).map_err(|e| e.to_string())? {
+            Some(b) => crate::codec::decode(&b).map_err(|e| e.to_string()),
+            None => Ok(TxnPos::default()),
+        }
     }
 
     /// Every `(key, value)` of `gid` whose key starts with `prefix`.

@@ -1,0 +1,345 @@
+//! Runs a [`TxnProgram`] over a [`TxnView`] of the rows it reads, and
+//! returns its outputs and its write set by vShard.
+//!
+//! Determinism: the result depends only on the program, the timestamp
+//! passed in and what the view returns. Rows are visited in key order
+//! (BTreeMaps, sorted scans), DataFusion runs single-partitioned over an
+//! in-memory table, parameters are substituted as literals, and `now()`
+//! was rewritten by the gateway to the timestamp slot. Nothing here reads
+//! a clock, a random source or hash-map order.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::catalog::MemTable;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::sqlparser::ast::{visit_expressions_mut, Expr};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use ordo_meta::catalog::TableDef;
+use ordo_meta::datum::{decode_row, encode_key, encode_row, Datum};
+use ordo_vshard::shard::{row_key, table_prefix, RowWrite};
+
+use crate::arrow::{input_at, param_at, param_sql, pg_type_name, rows_to_batch, table_schema};
+use crate::coerce::{coerce, Input};
+use crate::error::{from_datafusion, ExecError, ExecResult};
+use crate::eval::{eval_const, parse_expr, target, vshard_of_key, Target};
+use crate::program::{ProgStatement, Returning, StmtOutput, TxnProgram, STATEMENT_ROWS_MAX};
+use crate::request::Param;
+
+/// Most rows one statement may change.
+pub const MODIFY_ROWS_MAX: usize = 100_000;
+const ROW_INDEX_COLUMN: &str = "__ordo_row";
+
+/// The rows a transaction reads, as of its place in the order.
+#[async_trait::async_trait]
+pub trait TxnView: Send + Sync {
+    /// The row stored under `key` (table prefix ++ encoded pk) in `vshard`.
+    async fn get(&self, vshard: u32, key: &[u8]) -> ExecResult<Option<Vec<u8>>>;
+    /// Every `(key, row)` of `vshard` whose key starts with `prefix`, in key order.
+    async fn scan(&self, vshard: u32, prefix: &[u8]) -> ExecResult<Vec<(Vec<u8>, Vec<u8>)>>;
+}
+
+/// What a run produced.
+#[derive(Debug, Default)]
+pub struct RunOutput {
+    pub outputs: Vec<StmtOutput>,
+    /// Net writes per vShard, in key order.
+    pub writes: BTreeMap<u32, Vec<RowWrite>>,
+}
+
+/// Runs `program`. `allowed` (the declared participants) bounds the vShards
+/// it may touch: touching another one is a `40001` (the gateway planned
+/// too narrow a set and retries). Any error aborts the whole program.
+pub async fn run(
+    program: &TxnProgram,
+    now_us: i64,
+    vshards: u32,
+    allowed: Option<&BTreeSet<u32>>,
+    view: &dyn TxnView,
+) -> ExecResult<RunOutput> {
+    let mut params = program.params.clone();
+    params.resize(program.params.len() + program.vars.max(1), Param::Null);
+    params[program.params.len()] = Param::Timestamp(now_us);
+    let mut run = Run {
+        view,
+        vshards,
+        allowed,
+        overlay: BTreeMap::new(),
+        params,
+        ctx: SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1)),
+    };
+    let mut outputs = Vec::with_capacity(program.statements.len());
+    for st in &program.statements {
+        outputs.push(run.statement(st).await?);
+    }
+    let mut writes: BTreeMap<u32, Vec<RowWrite>> = BTreeMap::new();
+    for ((v, key), value) in run.overlay {
+        writes.entry(v).or_default().push(RowWrite { key, value });
+    }
+    Ok(RunOutput { outputs, writes })
+}
+
+struct Run<'a> {
+    view: &'a dyn TxnView,
+    vshards: u32,
+    allowed: Option<&'a BTreeSet<u32>>,
+    /// Writes so far by (vShard, key); `None` deletes. Later statements read through it.
+    overlay: BTreeMap<(u32, Vec<u8>), Option<Vec<u8>>>,
+    /// Client parameters, then variable slots.
+    params: Vec<Param>,
+    ctx: SessionContext,
+}
+
+/// A row a statement may touch: its vShard, key and decoded values.
+struct Candidate {
+    vshard: u32,
+    key: Vec<u8>,
+    row: Vec<Datum>,
+}
+
+impl Run<'_> {
+    fn check(&self, vshard: u32) -> ExecResult<()> {
+        match self.allowed {
+            Some(a) if !a.contains(&vshard) => Err(ExecError::SerializationFailure(format!(
+                "the transaction reached vShard {vshard}, which it did not declare; retry it"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    async fn get(&self, vshard: u32, key: &[u8]) -> ExecResult<Option<Vec<u8>>> {
+        self.check(vshard)?;
+        match self.overlay.get(&(vshard, key.to_vec())) {
+            Some(v) => Ok(v.clone()),
+            None => self.view.get(vshard, key).await,
+        }
+    }
+
+    async fn scan(&self, vshard: u32, prefix: &[u8]) -> ExecResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.check(vshard)?;
+        let mut rows: BTreeMap<Vec<u8>, Vec<u8>> = self.view.scan(vshard, prefix).await?.into_iter().collect();
+        for ((_, k), v) in self.overlay.range((vshard, prefix.to_vec())..).take_while(|((s, k), _)| *s == vshard && k.starts_with(prefix)) {
+            match v {
+                Some(v) => rows.insert(k.clone(), v.clone()),
+                None => rows.remove(k),
+            };
+        }
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn candidates(&self, table: &TableDef, t: &Target) -> ExecResult<Vec<Candidate>> {
+        let mut raw = Vec::new();
+        match t {
+            Target::Point { vshard, pk } => {
+                let key = row_key(table.id, pk);
+                if let Some(v) = self.get(*vshard, &key).await? {
+                    raw.push((*vshard, key, v));
+                }
+            }
+            Target::Shard(v) => {
+                raw.extend(self.scan(*v, &table_prefix(table.id)).await?.into_iter().map(|(k, r)| (*v, k, r)));
+            }
+            Target::All => {
+                for v in 0..self.vshards {
+                    raw.extend(self.scan(v, &table_prefix(table.id)).await?.into_iter().map(|(k, r)| (v, k, r)));
+                }
+            }
+        }
+        raw.into_iter()
+            .map(|(vshard, key, bytes)| {
+                let row = decode_row(&bytes).map_err(|e| ExecError::Internal(e.to_string()))?;
+                Ok(Candidate { vshard, key, row })
+            })
+            .collect()
+    }
+
+    fn write(&mut self, vshard: u32, key: Vec<u8>, value: Option<Vec<u8>>) {
+        self.overlay.insert((vshard, key), value);
+    }
+
+    async fn statement(&mut self, st: &ProgStatement) -> ExecResult<StmtOutput> {
+        match st {
+            ProgStatement::Insert { table, targets, rows, returning } => {
+                let mut inserted = Vec::with_capacity(rows.len());
+                let mut seen = BTreeSet::new();
+                for cells in rows {
+                    let mut inputs = vec![Input::Null; table.columns.len()];
+                    for (text, &ci) in cells.iter().zip(targets) {
+                        inputs[ci] = eval_const(&parse_expr(text)?, &self.params)?;
+                    }
+                    let mut row = Vec::with_capacity(table.columns.len());
+                    for (input, col) in inputs.into_iter().zip(&table.columns) {
+                        row.push(coerce(input, col)?);
+                    }
+                    let pk: Vec<Datum> = table.primary_key.iter().map(|&i| row[i].clone()).collect();
+                    let vshard = vshard_of_key(table, &pk, self.vshards);
+                    let key = row_key(table.id, &encode_key(&pk.iter().collect::<Vec<_>>()));
+                    if !seen.insert(key.clone()) || self.get(vshard, &key).await?.is_some() {
+                        return Err(ExecError::UniqueViolation(table.name.clone()));
+                    }
+                    self.write(vshard, key, Some(encode_row(&row)));
+                    inserted.push(row);
+                }
+                let n = inserted.len() as u64;
+                self.returning(table, returning.as_ref(), &inserted, n).await
+            }
+            ProgStatement::Modify { table, assignments, delete, selection, returning } => {
+                let sel = selection.as_deref().map(parse_expr).transpose()?;
+                let t = target(table, sel.as_ref(), &self.params, self.vshards);
+                let candidates = self.candidates(table, &t).await?;
+                let mut select = format!("SELECT \"{ROW_INDEX_COLUMN}\"");
+                for (_, expr) in assignments {
+                    select.push_str(&format!(", ({expr})"));
+                }
+                select.push_str(&format!(" FROM \"{}\"", table.name));
+                if let Some(sel) = selection {
+                    select.push_str(&format!(" WHERE ({sel})"));
+                }
+                let rows: Vec<Vec<Datum>> = candidates.iter().map(|c| c.row.clone()).collect();
+                let batch = rows_with_index(table, &rows)?;
+                let out = self.query(table, batch, &select).await?;
+                let mut changed = Vec::new();
+                for b in &out {
+                    let idx = b.column(0).as_any().downcast_ref::<Int64Array>().ok_or_else(|| ExecError::Internal("row index".into()))?;
+                    for r in 0..b.num_rows() {
+                        let c = &candidates[idx.value(r) as usize];
+                        if *delete {
+                            self.write(c.vshard, c.key.clone(), None);
+                            changed.push(c.row.clone());
+                        } else {
+                            let mut row = c.row.clone();
+                            for (j, (ci, _)) in assignments.iter().enumerate() {
+                                row[*ci] = coerce(input_at(b.column(j + 1).as_ref(), r)?, &table.columns[*ci])?;
+                            }
+                            self.write(c.vshard, c.key.clone(), Some(encode_row(&row)));
+                            changed.push(row);
+                        }
+                        if changed.len() > MODIFY_ROWS_MAX {
+                            return Err(ExecError::ProgramLimitExceeded(format!(
+                                "one statement may change at most {MODIFY_ROWS_MAX} rows"
+                            )));
+                        }
+                    }
+                }
+                let n = changed.len() as u64;
+                self.returning(table, returning.as_ref(), &changed, n).await
+            }
+            ProgStatement::Select { table, sql, selection, binds } => {
+                let sel = selection.as_deref().map(parse_expr).transpose()?;
+                let t = target(table, sel.as_ref(), &self.params, self.vshards);
+                let rows: Vec<Vec<Datum>> = self.candidates(table, &t).await?.into_iter().map(|c| c.row).collect();
+                let batch = rows_to_batch(table, &table_schema(table), &rows)?;
+                let out = self.query(table, batch, sql).await?;
+                self.output(&out, binds, None)
+            }
+        }
+    }
+
+    /// The output of a write statement: its count, and with RETURNING the
+    /// list evaluated over the rows it wrote (deleted rows for DELETE).
+    async fn returning(
+        &mut self,
+        table: &TableDef,
+        returning: Option<&Returning>,
+        rows: &[Vec<Datum>],
+        affected: u64,
+    ) -> ExecResult<StmtOutput> {
+        let Some(r) = returning else {
+            return Ok(StmtOutput { rows_affected: affected, ..Default::default() });
+        };
+        let batch = rows_to_batch(table, &table_schema(table), rows)?;
+        let out = self.query(table, batch, &format!("SELECT {} FROM \"{}\"", r.items, table.name)).await?;
+        self.output(&out, &r.binds, Some(affected))
+    }
+
+    /// Result rows as an output; the first row's columns bind their slots
+    /// (no row binds NULL).
+    fn output(&mut self, batches: &[RecordBatch], binds: &[Option<usize>], affected: Option<u64>) -> ExecResult<StmtOutput> {
+        let mut out = StmtOutput::default();
+        if let Some(b) = batches.first() {
+            out.columns = b
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), pg_type_name(f.data_type()).to_string()))
+                .collect();
+        }
+        for b in batches {
+            for r in 0..b.num_rows() {
+                if out.rows.len() >= STATEMENT_ROWS_MAX {
+                    return Err(ExecError::ProgramLimitExceeded(format!(
+                        "a statement inside a transaction may return at most {STATEMENT_ROWS_MAX} rows"
+                    )));
+                }
+                out.rows.push(b.columns().iter().map(|c| param_at(c.as_ref(), r)).collect::<ExecResult<_>>()?);
+            }
+        }
+        for (ci, slot) in binds.iter().enumerate() {
+            if let Some(slot) = *slot {
+                let value = out.rows.first().and_then(|r| r.get(ci)).cloned().unwrap_or(Param::Null);
+                let p = self.params.get_mut(slot).ok_or_else(|| ExecError::Internal(format!("variable slot {slot} out of range")))?;
+                *p = value;
+            }
+        }
+        out.rows_affected = affected.unwrap_or(out.rows.len() as u64);
+        Ok(out)
+    }
+
+    /// Runs `sql` (placeholders bound to literals) over `batch` registered
+    /// as `table`.
+    async fn query(&self, table: &TableDef, batch: RecordBatch, sql: &str) -> ExecResult<Vec<RecordBatch>> {
+        let sql = bind_placeholders(sql, &self.params)?;
+        let mem = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(from_datafusion)?;
+        self.ctx.deregister_table(table.name.as_str()).map_err(from_datafusion)?;
+        self.ctx.register_table(table.name.as_str(), Arc::new(mem)).map_err(from_datafusion)?;
+        let df = self.ctx.sql(&sql).await.map_err(from_datafusion)?;
+        df.collect().await.map_err(from_datafusion)
+    }
+}
+
+/// Replaces every `$n` in `sql` by parameter `n` as a literal.
+pub fn bind_placeholders(sql: &str, params: &[Param]) -> ExecResult<String> {
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| ExecError::Syntax(e.to_string()))?;
+    let mut problem = None;
+    for st in &mut statements {
+        let _ = visit_expressions_mut(st, |e| {
+            if let Expr::Value(v) = e {
+                if let datafusion::sql::sqlparser::ast::Value::Placeholder(p) = &v.value {
+                    let bound = p
+                        .strip_prefix('$')
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .and_then(|n| params.get(n.wrapping_sub(1)))
+                        .ok_or_else(|| ExecError::InvalidParameter(format!("there is no parameter {p}")))
+                        .and_then(|param| parse_expr(&param_sql(param)));
+                    match bound {
+                        Ok(lit) => *e = Expr::Nested(Box::new(lit)),
+                        Err(err) => {
+                            problem = Some(err);
+                            return ControlFlow::Break(());
+                        }
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        });
+    }
+    if let Some(e) = problem {
+        return Err(e);
+    }
+    Ok(statements.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("; "))
+}
+
+/// The table's rows plus a trailing row-index column.
+pub fn rows_with_index(table: &TableDef, rows: &[Vec<Datum>]) -> ExecResult<RecordBatch> {
+    let schema = table_schema(table);
+    let base = rows_to_batch(table, &schema, rows)?;
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(ROW_INDEX_COLUMN, DataType::Int64, false));
+    let mut cols: Vec<ArrayRef> = base.columns().to_vec();
+    cols.push(Arc::new(Int64Array::from_iter_values(0..rows.len() as i64)));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(|e| ExecError::Internal(e.to_string()))
+}

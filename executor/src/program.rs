@@ -1,0 +1,89 @@
+//! Transaction programs: what a gateway compiles a `BEGIN; ...; COMMIT`
+//! request into, what the sequencer orders, and what every executor of the
+//! transaction runs.
+//!
+//! A program holds statements, not effects: its read and write set follow
+//! from running it, so a program must run identically wherever and however
+//! often it runs (see [`crate::interp`]). Values flow between statements
+//! through *variables*: a statement that returns rows binds each named
+//! output column of its first row to a slot, and later statements read the
+//! slot as a `$n` placeholder numbered after the client's parameters.
+
+use ordo_meta::catalog::TableDef;
+use serde::{Deserialize, Serialize};
+
+use crate::request::Param;
+
+/// Most statements in one transaction program.
+pub const PROGRAM_STATEMENTS_MAX: usize = 1024;
+/// Most result rows one statement of a transaction returns.
+pub const STATEMENT_ROWS_MAX: usize = 100_000;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TxnProgram {
+    pub statements: Vec<ProgStatement>,
+    /// The client's parameters: `$1..$n`.
+    pub params: Vec<Param>,
+    /// Variable slots after the parameters: `$n+1..$n+vars`. Slot 0
+    /// (`$n+1`) holds the transaction's timestamp, which `now()` and
+    /// `current_timestamp` were rewritten to.
+    pub vars: usize,
+}
+
+/// `expr AS name` output items of `RETURNING` and which parameter slot
+/// (an index into params ++ variables) each output column binds (None: not
+/// used by a later statement).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Returning {
+    /// The select list as SQL text, evaluated over the rows written.
+    pub items: String,
+    pub binds: Vec<Option<usize>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ProgStatement {
+    /// `INSERT INTO table (targets) VALUES rows`: each cell is a constant
+    /// expression (literal, parameter, variable) as SQL text.
+    Insert { table: TableDef, targets: Vec<usize>, rows: Vec<Vec<String>>, returning: Option<Returning> },
+    /// UPDATE (with assignments) or DELETE (`delete`) of the rows matching
+    /// `selection`; assignments are `(column index, SQL expression)`.
+    Modify {
+        table: TableDef,
+        assignments: Vec<(usize, String)>,
+        delete: bool,
+        selection: Option<String>,
+        returning: Option<Returning>,
+    },
+    /// A query over one table: `sql` runs over the rows `selection` can
+    /// match.
+    Select { table: TableDef, sql: String, selection: Option<String>, binds: Vec<Option<usize>> },
+}
+
+impl ProgStatement {
+    pub fn table(&self) -> &TableDef {
+        match self {
+            ProgStatement::Insert { table, .. } | ProgStatement::Modify { table, .. } | ProgStatement::Select { table, .. } => {
+                table
+            }
+        }
+    }
+}
+
+/// What one statement of a transaction produced.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StmtOutput {
+    pub rows_affected: u64,
+    /// `(name, PostgreSQL type name)` of each result column; empty when the
+    /// statement returns no rows.
+    pub columns: Vec<(String, String)>,
+    pub rows: Vec<Vec<Param>>,
+}
+
+/// The decided outcome of a sequenced transaction, as its coordinator
+/// records it: the statements' outputs, or the error every participant
+/// reached.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum TxnResult {
+    Committed(Vec<StmtOutput>),
+    Aborted(crate::ExecError),
+}

@@ -1,0 +1,328 @@
+//! Transactions: the statements of one request compiled into a
+//! [`TxnProgram`], its participant vShards found, and the program run —
+//! on the one vShard's leader when it has one participant, else ordered by
+//! the sequencer and executed by every participant (see
+//! `ordo_executor::sequenced`).
+//!
+//! Values pass between statements by name: a statement that returns rows
+//! (`SELECT`, `... RETURNING`) binds each named output column `c` of its
+//! first row (NULL if none) to `$c`, which later statements use like a
+//! parameter. `now()` / `current_timestamp` is the transaction's timestamp
+//! (the epoch's, for cross-shard transactions).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use datafusion::sql::sqlparser::ast::{
+    visit_expressions_mut, Expr, FunctionArguments, Query, SelectItem, SetExpr, Statement, TableFactor, Value,
+};
+use ordo_executor::arrow::param_sql;
+use ordo_executor::coerce::{coerce, decimal_to_string};
+use ordo_executor::eval::{eval_const, ident, vshard_of_key};
+use ordo_executor::program::{ProgStatement, Returning, StmtOutput, TxnProgram, TxnResult, PROGRAM_STATEMENTS_MAX};
+use ordo_executor::request::{encode, Param, ShardRequest, ShardResponse};
+use ordo_executor::sequenced::{SequencedInput, TxnRecord};
+use ordo_executor::{ExecError, ExecResult};
+use ordo_meta::catalog::TableDef;
+use ordo_meta::datum::Datum;
+use ordo_sequencer::EpochInput;
+use ordo_vshard::routing::{vshard_group, SEQUENCER_GROUP};
+use serde_json::Value as Json;
+
+use crate::engine::{object_name, SqlEngine};
+use crate::result::{Column, StatementResult};
+
+/// How long a gateway waits for a sequenced transaction's outcome.
+const OUTCOME_WAIT_MS: u64 = 60_000;
+
+/// Runs `statements` as one transaction (`commit == false`: ROLLBACK —
+/// everything is checked and compiled, nothing runs).
+pub async fn transaction(
+    engine: &SqlEngine,
+    statements: &[Statement],
+    params: &[Param],
+    commit: bool,
+) -> ExecResult<Vec<StatementResult>> {
+    let (program, participants) = compile(engine, statements, params).await?;
+    if !commit {
+        return Ok(vec![StatementResult::affected(0); statements.len()]);
+    }
+    let outputs = match participants.len() {
+        0 => vec![StmtOutput::default(); statements.len()],
+        1 => {
+            let v = *participants.first().expect("one participant");
+            match engine.shared().router.call(vshard_group(v), &ShardRequest::Program(program)).await? {
+                ShardResponse::Outputs(o) => o,
+                other => return Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
+            }
+        }
+        _ => sequenced(engine, program, participants).await?,
+    };
+    if outputs.len() != statements.len() {
+        return Err(ExecError::Internal(format!("{} outputs for {} statements", outputs.len(), statements.len())));
+    }
+    Ok(outputs.into_iter().map(to_result).collect())
+}
+
+/// Orders the program through the sequencer and waits until every
+/// participant has applied it; returns the coordinator's outputs.
+async fn sequenced(engine: &SqlEngine, program: TxnProgram, participants: BTreeSet<u32>) -> ExecResult<Vec<StmtOutput>> {
+    let router = &engine.shared().router;
+    let participants: Vec<u32> = participants.into_iter().collect();
+    let input = EpochInput { participants: participants.clone(), program: encode(&SequencedInput::Txn(program)) };
+    let pos = match router.call_once(SEQUENCER_GROUP, &ShardRequest::Sequence(input)).await? {
+        ShardResponse::Sequenced { pos, .. } => pos,
+        other => return Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
+    };
+    // From here the outcome is decided (the epoch is committed); waiting
+    // for every participant makes the transaction visible on all of them
+    // before the client hears of it.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(OUTCOME_WAIT_MS);
+    let waits = participants.iter().map(|&v| async move {
+        loop {
+            match router.call(vshard_group(v), &ShardRequest::Outcome { pos }).await {
+                Ok(ShardResponse::Outcome { applied: true, record }) => return Ok(record),
+                Ok(ShardResponse::Outcome { applied: false, .. }) => {}
+                Ok(other) => return Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
+                Err(e) if e.is_retryable() => {}
+                Err(e) => return Err(e),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ExecError::Unavailable(format!(
+                    "transaction at epoch {} is ordered but vShard {v} has not applied it yet; its outcome is unknown",
+                    pos.epoch
+                )));
+            }
+        }
+    });
+    let records = futures::future::try_join_all(waits).await?;
+    let record = records
+        .into_iter()
+        .next()
+        .flatten()
+        .ok_or_else(|| ExecError::Internal("the coordinator recorded no outcome".into()))?;
+    let record: TxnRecord = ordo_executor::request::decode(&record)?;
+    match record.result {
+        TxnResult::Committed(outputs) => Ok(outputs),
+        TxnResult::Aborted(e) => Err(e),
+    }
+}
+
+/// Compiles `statements` into a program and finds the vShards it may touch.
+pub async fn compile(
+    engine: &SqlEngine,
+    statements: &[Statement],
+    params: &[Param],
+) -> ExecResult<(TxnProgram, BTreeSet<u32>)> {
+    if statements.len() > PROGRAM_STATEMENTS_MAX {
+        return Err(ExecError::ProgramLimitExceeded(format!("at most {PROGRAM_STATEMENTS_MAX} statements per transaction")));
+    }
+    let vshards = engine.shared().vshards;
+    let mut vars = Vars { base: params.len(), names: BTreeMap::new() };
+    let mut program = Vec::with_capacity(statements.len());
+    let mut participants = BTreeSet::new();
+    for st in statements {
+        let mut st = st.clone();
+        vars.rewrite(&mut st)?;
+        let compiled = match &st {
+            Statement::Insert(ins) => {
+                let (table, targets, rows) = crate::dml::insert_shape(engine, ins).await?;
+                for cells in &rows {
+                    participants.extend(insert_shards(&table, &targets, cells, params, vshards));
+                }
+                let rows = rows.iter().map(|r| r.iter().map(|e| e.to_string()).collect()).collect();
+                let returning = ins.returning.as_ref().map(|items| vars.returning(&table, items));
+                ProgStatement::Insert { table, targets, rows, returning }
+            }
+            Statement::Update(up) => {
+                let (target, req) = crate::dml::plan_update(engine, up, params).await?;
+                participants.extend(target.vshards(vshards));
+                let returning = up.returning.as_ref().map(|items| vars.returning(&req.table, items));
+                ProgStatement::Modify {
+                    table: req.table,
+                    assignments: req.assignments,
+                    delete: false,
+                    selection: req.selection,
+                    returning,
+                }
+            }
+            Statement::Delete(del) => {
+                let (target, req) = crate::dml::plan_delete(engine, del, params).await?;
+                participants.extend(target.vshards(vshards));
+                let returning = del.returning.as_ref().map(|items| vars.returning(&req.table, items));
+                ProgStatement::Modify { table: req.table, assignments: Vec::new(), delete: true, selection: req.selection, returning }
+            }
+            Statement::Query(q) => {
+                let (table, selection, items) = single_table_select(engine, q).await?;
+                let t = ordo_executor::eval::target(&table, selection.as_ref(), params, vshards);
+                participants.extend(t.vshards(vshards));
+                let binds = vars.bind_items(&table, &items);
+                ProgStatement::Select { table, sql: q.to_string(), selection: selection.map(|s| s.to_string()), binds }
+            }
+            other => {
+                return Err(ExecError::FeatureNotSupported(format!(
+                    "only INSERT, UPDATE, DELETE and single-table SELECT are supported inside a transaction, got: {}",
+                    other.to_string().split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+                )))
+            }
+        };
+        program.push(compiled);
+    }
+    let program = TxnProgram { statements: program, params: params.to_vec(), vars: 1 + vars.names.len() };
+    Ok((program, participants))
+}
+
+/// The vShards an INSERT row may land on: its partition key's, when the
+/// partition columns are constants now; any vShard when one depends on a
+/// variable.
+fn insert_shards(table: &TableDef, targets: &[usize], cells: &[Expr], params: &[Param], vshards: u32) -> Vec<u32> {
+    let part: Option<Vec<Datum>> = table.primary_key[..table.partition_len]
+        .iter()
+        .map(|ci| {
+            let pos = targets.iter().position(|t| t == ci)?;
+            let input = eval_const(cells.get(pos)?, params).ok()?;
+            coerce(input, &table.columns[*ci]).ok().filter(|d| !d.is_null())
+        })
+        .collect();
+    match part {
+        Some(p) => vec![vshard_of_key(table, &p, vshards)],
+        // Wrong or missing keys fail when the row is built; the program
+        // reports them wherever it runs.
+        None => (0..vshards).collect(),
+    }
+}
+
+/// `SELECT ... FROM one_table [WHERE ...]`: the table, the WHERE clause and
+/// the select list.
+async fn single_table_select(engine: &SqlEngine, q: &Query) -> ExecResult<(TableDef, Option<Expr>, Vec<SelectItem>)> {
+    let unsupported = || {
+        ExecError::FeatureNotSupported(
+            "a SELECT inside a transaction must read one table (no joins, subqueries or set operations)".into(),
+        )
+    };
+    if q.with.is_some() {
+        return Err(unsupported());
+    }
+    let SetExpr::Select(sel) = q.body.as_ref() else { return Err(unsupported()) };
+    let [from] = sel.from.as_slice() else { return Err(unsupported()) };
+    if !from.joins.is_empty() {
+        return Err(unsupported());
+    }
+    let TableFactor::Table { name, .. } = &from.relation else { return Err(unsupported()) };
+    let table = engine.shared().table(&object_name(name)?).await?;
+    if let Some(s) = &sel.selection {
+        crate::dml::refuse_subqueries(s)?;
+    }
+    Ok((table, sel.selection.clone(), sel.projection.clone()))
+}
+
+/// Names bound by earlier statements and the slots they live in.
+struct Vars {
+    /// Number of client parameters; slot `base` is the timestamp.
+    base: usize,
+    names: BTreeMap<String, usize>,
+}
+
+const TIMESTAMP_FUNCTIONS: [&str; 5] = ["now", "current_timestamp", "localtimestamp", "transaction_timestamp", "statement_timestamp"];
+
+impl Vars {
+    fn placeholder(slot: usize) -> Expr {
+        Expr::value(Value::Placeholder(format!("${}", slot + 1)))
+    }
+
+    /// `$name` -> `$n` of its slot; now() & co. -> the timestamp slot.
+    fn rewrite(&self, st: &mut Statement) -> ExecResult<()> {
+        let mut problem = None;
+        let _ = visit_expressions_mut(st, |e| {
+            match e {
+                Expr::Value(v) => {
+                    if let Value::Placeholder(p) = &v.value {
+                        let name = p.trim_start_matches('$');
+                        if name.parse::<usize>().is_err() {
+                            match self.names.get(&name.to_lowercase()) {
+                                Some(&slot) => *e = Self::placeholder(slot),
+                                None => {
+                                    problem = Some(ExecError::InvalidParameter(format!(
+                                        "${name} is not bound: no earlier statement of this transaction returned a column named {name}"
+                                    )));
+                                    return ControlFlow::Break(());
+                                }
+                            }
+                        }
+                    }
+                }
+                Expr::Function(f)
+                    if f.name.0.len() == 1
+                        && (matches!(f.args, FunctionArguments::None)
+                            || matches!(&f.args, FunctionArguments::List(l) if l.args.is_empty())) =>
+                {
+                    let fname = f.name.to_string().to_lowercase();
+                    if TIMESTAMP_FUNCTIONS.contains(&fname.as_str()) {
+                        *e = Self::placeholder(self.base);
+                    }
+                }
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        });
+        problem.map_or(Ok(()), Err)
+    }
+
+    fn slot(&mut self, name: String) -> usize {
+        let next = self.base + 1 + self.names.len();
+        *self.names.entry(name).or_insert(next)
+    }
+
+    /// The slot of every named output column of a select list.
+    fn bind_items(&mut self, table: &TableDef, items: &[SelectItem]) -> Vec<Option<usize>> {
+        let mut out = Vec::new();
+        for item in items {
+            match item {
+                SelectItem::UnnamedExpr(Expr::Identifier(i)) => out.push(Some(self.slot(ident(i)))),
+                SelectItem::UnnamedExpr(Expr::CompoundIdentifier(p)) => {
+                    out.push(p.last().map(|i| self.slot(ident(i))));
+                }
+                SelectItem::ExprWithAlias { alias, .. } => out.push(Some(self.slot(ident(alias)))),
+                SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
+                    for c in &table.columns {
+                        out.push(Some(self.slot(c.name.clone())));
+                    }
+                }
+                SelectItem::UnnamedExpr(_) | SelectItem::ExprWithAliases { .. } => out.push(None),
+            }
+        }
+        out
+    }
+
+    fn returning(&mut self, table: &TableDef, items: &[SelectItem]) -> Returning {
+        let binds = self.bind_items(table, items);
+        Returning { items: items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", "), binds }
+    }
+}
+
+fn to_result(o: StmtOutput) -> StatementResult {
+    StatementResult {
+        columns: o.columns.into_iter().map(|(name, type_name)| Column { name, type_name }).collect(),
+        rows: o.rows.into_iter().map(|r| r.iter().map(json).collect()).collect(),
+        rows_affected: o.rows_affected,
+    }
+}
+
+/// A value as the HTTP API renders it (NUMERIC as an exact string, dates
+/// and timestamps as ISO text), like query results.
+fn json(p: &Param) -> Json {
+    match p {
+        Param::Null => Json::Null,
+        Param::Bool(b) => Json::Bool(*b),
+        Param::Int(i) => (*i).into(),
+        Param::Float(f) => serde_json::Number::from_f64(*f).map(Json::Number).unwrap_or_else(|| Json::String(f.to_string())),
+        Param::Text(s) => Json::String(s.clone()),
+        Param::Decimal { value, scale, .. } => Json::String(decimal_to_string(*value, *scale)),
+        Param::Date(_) | Param::Timestamp(_) => {
+            let lit = param_sql(p);
+            // `DATE '2024-01-02'` / `TIMESTAMP '...'`: the quoted part.
+            Json::String(lit.split('\'').nth(1).unwrap_or_default().to_string())
+        }
+    }
+}
