@@ -203,6 +203,16 @@ impl LeaderExecutor {
                 };
                 Ok(ShardResponse::Pairs(rows))
             }
+            ShardRequest::ScanAt { pos, prefix } => {
+                let vshard = vshard_of_group(gid)?;
+                match self.board.snapshot_at(vshard, pos, Duration::from_millis(LONG_POLL_MS)).await? {
+                    None => Ok(ShardResponse::NotYet),
+                    Some(snap) => {
+                        let rows = self.reader.scan_prefix_at(gid, &prefix, Some(&snap)).map_err(ExecError::ProgramLimitExceeded)?;
+                        Ok(ShardResponse::Pairs(rows))
+                    }
+                }
+            }
             ShardRequest::Outcome { pos } => {
                 let vshard = vshard_of_group(gid)?;
                 if !self.board.wait_applied(&self.reader, vshard, pos, Duration::from_millis(LONG_POLL_MS)).await? {

@@ -68,6 +68,9 @@ pub enum ShardRequest {
     /// the row at `key` (or with `prefix: true` every row under that
     /// prefix) of `vshard` as of `pos`. Answers `Pairs` or `NotYet`.
     ReadAt { pos: TxnPos, vshard: u32, key: Vec<u8>, prefix: bool },
+    /// For a vShard leader: rows under `prefix` in the read snapshot this
+    /// vShard took at sequenced position `pos`. Answers `Pairs` or `NotYet`.
+    ScanAt { pos: TxnPos, prefix: Vec<u8> },
     /// Waits (a while) until this vShard has applied sequenced position
     /// `pos`; answers `Outcome` with the recorded outcome on the
     /// transaction's coordinator.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ordo_meta::placement::Placement;
-use ordo_vshard::raft::Transport;
+use ordo_vshard::raft::{ForwardError, Transport};
 use ordo_vshard::GroupId;
 
 use crate::error::{ExecError, ExecResult};
@@ -74,13 +74,13 @@ impl Router {
                     Some(peer) => {
                         match peer.forward(gid, encode(req), Duration::from_millis(FORWARD_TIMEOUT_MS)).await {
                             Ok(bytes) => decode::<ShardResponse>(&bytes)?,
-                            Err(e) if !idempotent => {
+                            Err(ForwardError::Failed(e)) if !idempotent => {
                                 return Err(ExecError::Unavailable(format!(
                                     "lost contact with node {target} during the request; it may or may not have taken effect: {e}"
                                 )))
                             }
                             Err(e) => {
-                                last_problem = e;
+                                last_problem = e.to_string();
                                 ShardResponse::NotLeader { leader: None }
                             }
                         }
@@ -121,7 +121,7 @@ impl Router {
             let bytes = peer
                 .forward(gid, encode(req), Duration::from_millis(FORWARD_TIMEOUT_MS))
                 .await
-                .map_err(ExecError::Unavailable)?;
+                .map_err(|e| ExecError::Unavailable(e.to_string()))?;
             decode::<ShardResponse>(&bytes)?
         };
         match resp {

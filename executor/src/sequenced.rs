@@ -33,7 +33,9 @@ use std::time::Duration;
 use ordo_sequencer::{Epoch, EpochLog};
 use ordo_vshard::raft::Consensus;
 use ordo_vshard::routing::vshard_group;
+use ordo_vshard::engine::OwnedSnapshot;
 use ordo_vshard::shard::{RowWrite, ShardCommand, ShardReader, TxnPos};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
 
@@ -47,6 +49,10 @@ use crate::router::Router;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum SequencedInput {
     Txn(TxnProgram),
+    /// A read position for a query that spans vShards: every participant
+    /// takes a storage snapshot when it reaches it, and the query reads
+    /// all its vShards as of that one point of the global order.
+    Snapshot,
 }
 
 /// What a coordinator records for a transaction: its result and the
@@ -71,14 +77,51 @@ const RETRY_BACKOFF_MS: u64 = 20;
 /// waiters on applied positions.
 pub struct TxnBoard {
     serving: Vec<watch::Sender<Option<TxnPos>>>,
+    /// The last position this node's scheduler of each vShard went past.
+    reached: Vec<watch::Sender<TxnPos>>,
     applied: Vec<Notify>,
+    snapshots: Mutex<BTreeMap<(u32, TxnPos), (tokio::time::Instant, Arc<OwnedSnapshot>)>>,
 }
+
+/// How long a read snapshot is kept for the query that asked for it.
+const SNAPSHOT_KEEP_MS: u64 = 10_000;
+/// Most read snapshots a node keeps (the oldest go first).
+const SNAPSHOTS_MAX: usize = 4096;
 
 impl TxnBoard {
     pub fn new(vshards: u32) -> TxnBoard {
         TxnBoard {
             serving: (0..vshards).map(|_| watch::channel(None).0).collect(),
+            reached: (0..vshards).map(|_| watch::channel(TxnPos::default()).0).collect(),
             applied: (0..vshards).map(|_| Notify::new()).collect(),
+            snapshots: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn keep_snapshot(&self, vshard: u32, pos: TxnPos, snap: Arc<OwnedSnapshot>) {
+        let now = tokio::time::Instant::now();
+        let mut map = self.snapshots.lock();
+        map.retain(|_, (at, _)| now.duration_since(*at) < Duration::from_millis(SNAPSHOT_KEEP_MS));
+        while map.len() >= SNAPSHOTS_MAX {
+            let oldest = map.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| *k).expect("not empty");
+            map.remove(&oldest);
+        }
+        map.insert((vshard, pos), (now, snap));
+    }
+
+    /// The snapshot `vshard` took at `pos`: waits until this node's
+    /// scheduler got there. `Ok(None)`: not yet, ask again.
+    pub async fn snapshot_at(&self, vshard: u32, pos: TxnPos, timeout: Duration) -> ExecResult<Option<Arc<OwnedSnapshot>>> {
+        let mut rx = self.reached[vshard as usize].subscribe();
+        let reached = matches!(tokio::time::timeout(timeout, rx.wait_for(|r| *r >= pos)).await, Ok(Ok(_)));
+        if !reached {
+            return Ok(None);
+        }
+        match self.snapshots.lock().get(&(vshard, pos)) {
+            Some((_, s)) => Ok(Some(s.clone())),
+            None => Err(ExecError::SerializationFailure(format!(
+                "the read snapshot of vShard {vshard} is gone (leader change or expiry); retry the query"
+            ))),
         }
     }
 
@@ -167,15 +210,38 @@ impl Scheduler {
                     if p <= pos || input.participants.binary_search(&self.vshard).is_err() {
                         continue;
                     }
-                    self.execute(p, epoch, &input.participants, &input.program).await?;
+                    let decoded = decode::<SequencedInput>(&input.program);
+                    if let Ok(SequencedInput::Snapshot) = decoded {
+                        self.snapshot(p).await?;
+                    } else {
+                        self.execute(p, epoch, &input.participants, decoded).await?;
+                    }
                     pos = p;
+                    self.router.local().board().reached[self.vshard as usize].send_replace(p);
                 }
                 next = epoch.number + 1;
             }
         }
     }
 
-    async fn execute(&self, pos: TxnPos, epoch: &Epoch, participants: &[u32], program: &[u8]) -> Result<(), String> {
+    /// A read position: the snapshot is taken in order, under the lock, so
+    /// it holds exactly the sequenced transactions before `pos`; nothing is
+    /// logged (a read leaves no trace).
+    async fn snapshot(&self, pos: TxnPos) -> Result<(), String> {
+        let local = self.router.local();
+        let _turn = local.locks().lock(self.vshard).await;
+        self.group.write_barrier().await.map_err(|e| e.to_string())?;
+        local.board().keep_snapshot(self.vshard, pos, Arc::new(local.reader().snapshot()));
+        Ok(())
+    }
+
+    async fn execute(
+        &self,
+        pos: TxnPos,
+        epoch: &Epoch,
+        participants: &[u32],
+        program: ExecResult<SequencedInput>,
+    ) -> Result<(), String> {
         let local = self.router.local();
         let _turn = local.locks().lock(self.vshard).await;
         if !self.group.is_leader() {
@@ -190,10 +256,16 @@ impl Scheduler {
         result
     }
 
-    async fn execute_locked(&self, pos: TxnPos, epoch: &Epoch, participants: &[u32], program: &[u8]) -> Result<(), String> {
+    async fn execute_locked(
+        &self,
+        pos: TxnPos,
+        epoch: &Epoch,
+        participants: &[u32],
+        program: ExecResult<SequencedInput>,
+    ) -> Result<(), String> {
         let coordinator = participants[0];
         let command = if coordinator == self.vshard {
-            let record = match decode::<SequencedInput>(program) {
+            let record = match program {
                 Ok(SequencedInput::Txn(program)) => {
                     let allowed: BTreeSet<u32> = participants.iter().copied().collect();
                     let view = PositionView { pos, router: &self.router, leader: self };
@@ -205,6 +277,7 @@ impl Scheduler {
                         Err(e) => TxnRecord { result: TxnResult::Aborted(e), writes: BTreeMap::new() },
                     }
                 }
+                Ok(SequencedInput::Snapshot) => unreachable!("snapshots are taken, not executed"),
                 Err(e) => TxnRecord { result: TxnResult::Aborted(e), writes: BTreeMap::new() },
             };
             let own = record.writes.get(&self.vshard).cloned().unwrap_or_default();

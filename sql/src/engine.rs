@@ -15,9 +15,11 @@ use ordo_meta::command::{MetaCommand, MetaResult};
 use ordo_meta::logic::MetaLogic;
 use ordo_vshard::routing::{vshard_group, META_GROUP};
 
-use crate::provider::{OrdoSchema, Shared};
+use crate::provider::{OrdoSchema, QuerySnapshot, Shared};
 use crate::result::StatementResult;
 
+/// Times a query is rerun when its read snapshot went away.
+const QUERY_RETRIES_MAX: usize = 3;
 /// Most statements in one request.
 const STATEMENTS_PER_REQUEST_MAX: usize = 1024;
 
@@ -170,9 +172,29 @@ impl SqlEngine {
         Ok(())
     }
 
+    /// A query; a read snapshot that went away (leader change) is retried.
     async fn query(&self, st: Statement, params: &[Param]) -> ExecResult<StatementResult> {
-        let state = self.ctx.state();
+        let mut attempt = 0;
+        loop {
+            match self.query_once(st.clone(), params).await {
+                Err(ExecError::SerializationFailure(_)) if attempt < QUERY_RETRIES_MAX => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn query_once(&self, st: Statement, params: &[Param]) -> ExecResult<StatementResult> {
+        let mut state = self.ctx.state();
         let plan = state.statement_to_plan(DfStatement::Statement(Box::new(st))).await.map_err(from_datafusion)?;
+        let mut scans = 0;
+        plan.apply_with_subqueries(|node| {
+            if let datafusion::logical_expr::LogicalPlan::TableScan(_) = node {
+                scans += 1;
+            }
+            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        })
+        .map_err(from_datafusion)?;
+        state.config_mut().set_extension(Arc::new(QuerySnapshot::new(scans > 1)));
         let plan = if params.is_empty() {
             plan
         } else {

@@ -22,10 +22,30 @@ use ordo_executor::{ExecError, ExecResult};
 use ordo_meta::catalog::TableDef;
 use ordo_meta::datum::{decode_row, encode_key, Datum};
 use ordo_meta::logic::MetaLogic;
-use ordo_vshard::routing::{vshard_group, vshard_of, META_GROUP};
+use ordo_executor::request::encode;
+use ordo_executor::sequenced::SequencedInput;
+use ordo_sequencer::EpochInput;
+use ordo_vshard::routing::{vshard_group, vshard_of, META_GROUP, SEQUENCER_GROUP};
+use ordo_vshard::shard::{row_key, table_prefix, TxnPos};
 
 /// vShards scanned at once by one query.
 const SCAN_FANOUT_MAX: usize = 16;
+
+/// Per query: the sequenced read position that all of its reads spanning
+/// vShards share, so the query sees one consistent state (taken lazily,
+/// by the first read that needs it). With `eager` (the query reads more
+/// than one table) every read of the query uses it, single-vShard ones too.
+#[derive(Debug, Default)]
+pub struct QuerySnapshot {
+    pub eager: bool,
+    pos: tokio::sync::OnceCell<TxnPos>,
+}
+
+impl QuerySnapshot {
+    pub fn new(eager: bool) -> QuerySnapshot {
+        QuerySnapshot { eager, pos: Default::default() }
+    }
+}
 
 /// The catalog as DataFusion (and the DML planner) sees it.
 #[derive(Debug)]
@@ -60,6 +80,34 @@ impl Shared {
     pub fn vshard_of_key(&self, table: &TableDef, pk: &[Datum]) -> u32 {
         let part: Vec<&Datum> = pk[..table.partition_len].iter().collect();
         vshard_of(&encode_key(&part), self.vshards)
+    }
+
+    /// The query's read position, ordered through the sequencer on first use.
+    async fn snapshot_pos(&self, snap: &QuerySnapshot) -> ExecResult<TxnPos> {
+        let pos = snap
+            .pos
+            .get_or_try_init(|| async {
+                let input = EpochInput { participants: (0..self.vshards).collect(), program: encode(&SequencedInput::Snapshot) };
+                // Ordering a read position twice is harmless: retries are fine.
+                match self.router.call(SEQUENCER_GROUP, &ShardRequest::Sequence(input)).await? {
+                    ShardResponse::Sequenced { pos, .. } => Ok(pos),
+                    other => Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
+                }
+            })
+            .await?;
+        Ok(*pos)
+    }
+
+    /// Rows under `prefix` of `vshard` as of read position `pos`.
+    async fn rows_at(&self, vshard: u32, pos: TxnPos, prefix: Vec<u8>) -> ExecResult<Vec<Vec<u8>>> {
+        let req = ShardRequest::ScanAt { pos, prefix };
+        loop {
+            match self.router.call(vshard_group(vshard), &req).await? {
+                ShardResponse::Pairs(rows) => return Ok(rows.into_iter().map(|(_, v)| v).collect()),
+                ShardResponse::NotYet => continue,
+                other => return Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
+            }
+        }
     }
 
     async fn rows(&self, vshard: u32, req: ShardRequest) -> ExecResult<Vec<Vec<u8>>> {
@@ -195,7 +243,7 @@ impl TableProvider for OrdoTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         _limit: Option<usize>,
@@ -203,11 +251,37 @@ impl TableProvider for OrdoTable {
         let ext = |e: ExecError| DataFusionError::External(Box::new(e));
         let eq = equalities(&self.def, filters);
         let pk_len = self.def.primary_key.len();
-        let parts: Vec<Vec<Vec<u8>>> = if let Some(pk) = self.bound_key(&eq, pk_len) {
+        let point = self.bound_key(&eq, pk_len);
+        let partition = self.bound_key(&eq, self.def.partition_len);
+        let snapshot = state.config().get_extension::<QuerySnapshot>();
+        let at = match &snapshot {
+            Some(s) if s.eager || (point.is_none() && partition.is_none()) => Some(self.shared.snapshot_pos(s).await.map_err(ext)?),
+            _ => None,
+        };
+        let table_id = self.def.id;
+        let parts: Vec<Vec<Vec<u8>>> = if let Some(pos) = at {
+            match (point, partition) {
+                (Some(pk), _) => {
+                    let vshard = self.shared.vshard_of_key(&self.def, &pk);
+                    let key = row_key(table_id, &encode_key(&pk.iter().collect::<Vec<_>>()));
+                    vec![self.shared.rows_at(vshard, pos, key).await.map_err(ext)?]
+                }
+                (None, Some(part)) => {
+                    let vshard = self.shared.vshard_of_key(&self.def, &part);
+                    vec![self.shared.rows_at(vshard, pos, table_prefix(table_id).to_vec()).await.map_err(ext)?]
+                }
+                (None, None) => futures::stream::iter(0..self.shared.vshards)
+                    .map(|v| self.shared.rows_at(v, pos, table_prefix(table_id).to_vec()))
+                    .buffered(SCAN_FANOUT_MAX)
+                    .try_collect()
+                    .await
+                    .map_err(ext)?,
+            }
+        } else if let Some(pk) = point {
             let vshard = self.shared.vshard_of_key(&self.def, &pk);
             let key = encode_key(&pk.iter().collect::<Vec<_>>());
             vec![self.shared.rows(vshard, ShardRequest::Get { table: self.def.clone(), pks: vec![key] }).await.map_err(ext)?]
-        } else if let Some(part) = self.bound_key(&eq, self.def.partition_len) {
+        } else if let Some(part) = partition {
             let vshard = self.shared.vshard_of_key(&self.def, &part);
             vec![self.shared.rows(vshard, ShardRequest::Scan { table: self.def.clone() }).await.map_err(ext)?]
         } else {

@@ -165,32 +165,20 @@ impl Cluster {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
+    /// A client of the SQL API that does not borrow the cluster, for
+    /// workloads that run while the test kills and restarts nodes.
+    pub fn client(&self) -> SqlClient {
+        SqlClient { urls: self.nodes.iter().map(|n| self.url(n.id)).collect(), client: self.client.clone() }
+    }
+
     /// Runs `sql` on node `id`; the `results` array, or the error.
     pub async fn sql(&self, id: u64, sql: &str, params: Value) -> Result<Vec<Value>, SqlError> {
-        self.post_raw(id, json!({"sql": sql, "params": params}).to_string().into_bytes()).await
+        self.client().sql(id, sql, params).await
     }
 
     /// Posts a raw body to `/v1/sql` of node `id`.
     pub async fn post_raw(&self, id: u64, body: Vec<u8>) -> Result<Vec<Value>, SqlError> {
-        let resp = self
-            .client
-            .post(format!("{}/v1/sql", self.url(id)))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| SqlError { status: 0, code: "transport".into(), message: e.to_string() })?;
-        let status = resp.status().as_u16();
-        let v: Value = resp.json().await.map_err(|e| SqlError { status, code: "body".into(), message: e.to_string() })?;
-        if (200..300).contains(&status) {
-            Ok(v["results"].as_array().cloned().unwrap_or_default())
-        } else {
-            Err(SqlError {
-                status,
-                code: v["error"]["code"].as_str().unwrap_or("").to_string(),
-                message: v["error"]["message"].as_str().unwrap_or("").to_string(),
-            })
-        }
+        self.client().post_raw(id, body).await
     }
 
     /// Like [`Cluster::sql`] but retries retryable errors (leader changes,
@@ -223,6 +211,42 @@ impl Cluster {
     pub async fn cluster_status(&self, id: u64) -> Value {
         self.client.get(format!("{}/v1/cluster", self.url(id))).send().await.expect("cluster").json().await.expect("json")
     }
+}
+
+/// See [`Cluster::client`]. Node ids are 1-based.
+#[derive(Clone)]
+pub struct SqlClient {
+    urls: Vec<String>,
+    client: reqwest::Client,
+}
+
+impl SqlClient {
+    pub async fn sql(&self, id: u64, sql: &str, params: Value) -> Result<Vec<Value>, SqlError> {
+        self.post_raw(id, json!({"sql": sql, "params": params}).to_string().into_bytes()).await
+    }
+
+    pub async fn post_raw(&self, id: u64, body: Vec<u8>) -> Result<Vec<Value>, SqlError> {
+        let resp = self
+            .client
+            .post(format!("{}/v1/sql", self.urls[(id - 1) as usize]))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| SqlError { status: 0, code: "transport".into(), message: e.to_string() })?;
+        let status = resp.status().as_u16();
+        let v: Value = resp.json().await.map_err(|e| SqlError { status, code: "body".into(), message: e.to_string() })?;
+        if (200..300).contains(&status) {
+            Ok(v["results"].as_array().cloned().unwrap_or_default())
+        } else {
+            Err(SqlError {
+                status,
+                code: v["error"]["code"].as_str().unwrap_or("").to_string(),
+                message: v["error"]["message"].as_str().unwrap_or("").to_string(),
+            })
+        }
+    }
+
 }
 
 impl Drop for Cluster {

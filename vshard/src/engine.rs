@@ -123,3 +123,30 @@ fn run_syncer(db: Arc<DB>, rx: mpsc::Receiver<SyncWaiter>) {
         }
     }
 }
+
+/// A consistent read view of the whole database at one instant (a RocksDB
+/// snapshot) that owns its engine, so it can outlive the call that took it.
+pub struct OwnedSnapshot {
+    // Declared before `_db`: dropped (released) while the DB is alive.
+    snap: rocksdb::SnapshotWithThreadMode<'static, DB>,
+    _db: Arc<DB>,
+}
+
+impl OwnedSnapshot {
+    pub fn take(engine: &Engine) -> OwnedSnapshot {
+        let db = engine.db.clone();
+        let snap = db.snapshot();
+        // SAFETY: the snapshot borrows the DB, which `_db` keeps alive (and
+        // at the same address, inside the Arc) until after `snap` is dropped.
+        let snap = unsafe {
+            std::mem::transmute::<rocksdb::SnapshotWithThreadMode<'_, DB>, rocksdb::SnapshotWithThreadMode<'static, DB>>(snap)
+        };
+        OwnedSnapshot { snap, _db: db }
+    }
+
+    pub fn read_options(&self) -> rocksdb::ReadOptions {
+        let mut o = rocksdb::ReadOptions::default();
+        o.set_snapshot(&self.snap);
+        o
+    }
+}

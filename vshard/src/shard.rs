@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rocksdb::{Direction, IteratorMode};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Engine;
+use crate::engine::{Engine, OwnedSnapshot};
 use crate::keys::{self, GroupId, Section};
 use crate::raft::{ApplyContext, GroupLogic};
 
@@ -163,10 +163,26 @@ impl ShardReader {
 
     /// Every `(key, value)` of `gid` whose key starts with `prefix`.
     pub fn scan_prefix(&self, gid: GroupId, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+        self.scan_prefix_at(gid, prefix, None)
+    }
+
+    /// A snapshot of every group's data as of now.
+    pub fn snapshot(&self) -> OwnedSnapshot {
+        OwnedSnapshot::take(&self.engine)
+    }
+
+    /// [`ShardReader::scan_prefix`] as of `snapshot` (None: now).
+    pub fn scan_prefix_at(
+        &self,
+        gid: GroupId,
+        prefix: &[u8],
+        snapshot: Option<&OwnedSnapshot>,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
         let start = keys::key(gid, Section::Data, prefix);
         let end = keys::prefix_end(&start).expect("group keys never end in 0xFF");
         let mut out = Vec::new();
-        for item in self.engine.db().iterator(IteratorMode::From(&start, Direction::Forward)) {
+        let opts = snapshot.map(|s| s.read_options()).unwrap_or_default();
+        for item in self.engine.db().iterator_opt(IteratorMode::From(&start, Direction::Forward), opts) {
             let (k, v) = item.map_err(|e| e.to_string())?;
             if *k >= *end {
                 break;

@@ -10,6 +10,6 @@ mod state_machine;
 mod types;
 
 pub use group::{wait_for_leader, Consensus, ConsensusError, GroupConfig, GroupStatus, RaftGroup};
-pub use network::{PeerTransport, Transport, GRPC_MESSAGE_BYTES_MAX};
+pub use network::{ForwardError, PeerTransport, Transport, GRPC_MESSAGE_BYTES_MAX};
 pub use state_machine::{ApplyContext, GroupLogic};
 pub use types::RaftKind;

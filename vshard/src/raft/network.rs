@@ -102,15 +102,43 @@ impl PeerTransport {
     }
 
     /// Forwards an opaque client request for `gid` to this peer.
-    pub async fn forward(&self, gid: GroupId, payload: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, String> {
+    pub async fn forward(&self, gid: GroupId, payload: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, ForwardError> {
         let mut client = self.client.clone();
         let req = ForwardRequest { group_id: gid, payload };
         match tokio::time::timeout(timeout, client.forward(req)).await {
             Ok(Ok(resp)) => Ok(resp.into_inner().payload),
-            Ok(Err(status)) => Err(format!("node {}: {}", self.node_id, status.message())),
-            Err(_) => Err(format!("node {} did not answer within {timeout:?}", self.node_id)),
+            // No connection could be made: the request never left.
+            Ok(Err(status)) if status.code() == tonic::Code::Unavailable && is_connect_error(&status) => {
+                Err(ForwardError::Unreachable(format!("node {}: {}", self.node_id, status.message())))
+            }
+            Ok(Err(status)) => Err(ForwardError::Failed(format!("node {}: {}", self.node_id, status.message()))),
+            Err(_) => Err(ForwardError::Failed(format!("node {} did not answer within {timeout:?}", self.node_id))),
         }
     }
+}
+
+/// Why a forwarded call has no answer.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// The peer could not be reached: the request was not delivered.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The call failed after it may have been delivered.
+    #[error("{0}")]
+    Failed(String),
+}
+
+fn is_connect_error(status: &tonic::Status) -> bool {
+    use std::error::Error as _;
+    let mut source = status.source();
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return matches!(io.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound);
+        }
+        source = e.source();
+    }
+    let m = status.message();
+    m.contains("tcp connect error") || m.contains("Connection refused")
 }
 
 async fn run_sender(self_id: u64, mut rx: mpsc::Receiver<Outgoing>, client: NodeClient<Channel>) {
