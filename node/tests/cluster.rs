@@ -405,6 +405,18 @@ async fn the_same_workload_twice_gives_identical_replicas() {
         c.sql(1, "DELETE FROM acct WHERE bal > 200", json!([])).await.unwrap();
         c.sql(2, "INSERT INTO log VALUES (1, 'a'), (2, 'b'), (3, 'c')", json!([])).await.unwrap();
         c.sql(3, "DELETE FROM log WHERE id = 2", json!([])).await.unwrap();
+        // Cross-shard transactions (sequenced, outcome recorded by the coordinator).
+        for i in 0..5 {
+            c.sql(
+                1 + i % 3,
+                "BEGIN; UPDATE acct SET bal = bal - 1 WHERE w = $1 AND id = 1 RETURNING bal AS b; \
+                 UPDATE acct SET bal = bal + 1, note = 'got' WHERE w = $2 AND id = 1; \
+                 INSERT INTO log VALUES ($3, 'moved'); COMMIT",
+                json!([i, i + 1, 10 + i]),
+            )
+            .await
+            .unwrap();
+        }
         runs.push(group_hashes(&c).await);
     }
     assert_eq!(runs[0].len(), 66);

@@ -1,0 +1,125 @@
+//! `ordo-bench`: benchmarks that print figures (never tests).
+//!
+//! - `micro`: throughput and latency of single-shard and cross-shard
+//!   deterministic transactions at several client counts, with the
+//!   cross-shard figures as ratios of the single-shard ones measured in the
+//!   same run. Starts a local 3-node cluster unless `--target` names one.
+//!
+//! The TPC-C harness (issue 8) will live here too, behind the same
+//! [`target::Target`] trait.
+
+mod micro;
+mod target;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::micro::Workload;
+use crate::target::{OrdoHttp, Target};
+
+#[derive(Parser)]
+#[command(name = "ordo-bench", about = "OrdoDB benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Single-shard vs cross-shard transfer transactions.
+    Micro {
+        /// `ordo://host:port,host:port,...` (HTTP addresses); default: start
+        /// a local 3-node cluster.
+        #[arg(long)]
+        target: Option<String>,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Client counts to measure, comma-separated.
+        #[arg(long, default_value = "1,16,64", value_delimiter = ',')]
+        clients: Vec<usize>,
+        /// The `ordo` binary for the local cluster (default: next to this one).
+        #[arg(long)]
+        ordo_bin: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        match cli.command {
+            Command::Micro { target, seconds, clients, ordo_bin } => micro_cmd(target, seconds, clients, ordo_bin).await,
+        }
+    })
+}
+
+async fn micro_cmd(target: Option<String>, seconds: u64, clients: Vec<usize>, ordo_bin: Option<PathBuf>) -> anyhow::Result<()> {
+    anyhow::ensure!(clients.iter().all(|&c| c >= 1 && c <= 4096), "client counts must be between 1 and 4096");
+    let mut _cluster = None;
+    let spec = match target {
+        Some(t) => t.strip_prefix("ordo://").unwrap_or(&t).to_string(),
+        None => {
+            let bin = match ordo_bin {
+                Some(b) => b,
+                None => std::env::current_exe()?.with_file_name("ordo"),
+            };
+            anyhow::ensure!(bin.exists(), "{} not found: build it (cargo build --bins) or pass --ordo-bin", bin.display());
+            eprintln!("starting a local 3-node cluster ({})", bin.display());
+            let c = ordo_tests::Cluster::start(bin.to_str().unwrap_or("ordo"), 3, &[]);
+            c.wait_healthy(Duration::from_secs(120)).await;
+            let spec = (1..=3).map(|i| c.url(i).trim_start_matches("http://").to_string()).collect::<Vec<_>>().join(",");
+            _cluster = Some(c);
+            spec
+        }
+    };
+    let target: Arc<dyn Target> = Arc::new(OrdoHttp::new(&spec)?);
+    eprintln!("loading {} accounts per table", micro::ACCOUNTS);
+    micro::prepare(target.as_ref()).await?;
+
+    let mut rows = Vec::new();
+    for &n in &clients {
+        for w in [Workload::SingleShard, Workload::CrossShard] {
+            eprintln!("{} with {n} clients for {seconds} s", w.name());
+            rows.push(micro::run(target.clone(), w, n, Duration::from_secs(seconds)).await);
+        }
+    }
+    micro::check_totals(target.as_ref()).await?;
+
+    println!();
+    println!("| workload | clients | txn/s | p50 ms | p99 ms | max ms | errors |");
+    println!("|---|---:|---:|---:|---:|---:|---|");
+    for f in &rows {
+        let errors = if f.errors.is_empty() { "0".to_string() } else { format!("{:?}", f.errors) };
+        println!(
+            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} |",
+            f.workload.name(),
+            f.clients,
+            f.tps(),
+            f.ms(0.5),
+            f.ms(0.99),
+            f.latency_us.max() as f64 / 1000.0,
+            errors
+        );
+    }
+    println!();
+    println!("cross-shard relative to single-shard, same run:");
+    println!("| clients | throughput ratio | p50 ratio | p99 ratio |");
+    println!("|---:|---:|---:|---:|");
+    for pair in rows.chunks(2) {
+        if let [s, x] = pair {
+            println!(
+                "| {} | {:.2} | {:.2} | {:.2} |",
+                s.clients,
+                x.tps() / s.tps().max(f64::MIN_POSITIVE),
+                x.ms(0.5) / s.ms(0.5).max(f64::MIN_POSITIVE),
+                x.ms(0.99) / s.ms(0.99).max(f64::MIN_POSITIVE)
+            );
+        }
+    }
+    println!("\ntotals conserved in both tables: yes");
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! Micro-benchmarks of deterministic transactions: bank transfers between
+//! two accounts, either both on one vShard (single-shard: the vShard leader
+//! runs it, no sequencer) or on two vShards (cross-shard: sequenced into an
+//! epoch, executed by both participants). Closed loop: each client sends
+//! its next transfer when the previous one is answered.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::json;
+
+use crate::target::Target;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Workload {
+    SingleShard,
+    CrossShard,
+}
+
+impl Workload {
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::SingleShard => "single-shard transfer",
+            Workload::CrossShard => "cross-shard transfer",
+        }
+    }
+}
+
+/// Accounts per table. Single-shard accounts sit in `BRANCHES` branches
+/// (the partition key), so two accounts of one branch share a vShard.
+pub const ACCOUNTS: i64 = 10_000;
+const BRANCHES: i64 = 100;
+
+pub async fn prepare(target: &dyn Target) -> anyhow::Result<()> {
+    let ddl = [
+        "DROP TABLE IF EXISTS bench_acct",
+        "DROP TABLE IF EXISTS bench_branch_acct",
+        "CREATE TABLE bench_acct (id INT PRIMARY KEY, bal BIGINT NOT NULL)",
+        "CREATE TABLE bench_branch_acct (branch INT, id INT, bal BIGINT NOT NULL, PRIMARY KEY (branch, id)) PARTITION BY (branch)",
+    ];
+    for sql in ddl {
+        target.execute(0, sql, json!([])).await.map_err(|e| anyhow::anyhow!("{sql}: {e:?}"))?;
+    }
+    for chunk in (0..ACCOUNTS).collect::<Vec<_>>().chunks(500) {
+        let rows: Vec<String> = chunk.iter().map(|i| format!("({i}, 1000000)")).collect();
+        let sql = format!("INSERT INTO bench_acct VALUES {}", rows.join(", "));
+        target.execute(0, &sql, json!([])).await.map_err(|e| anyhow::anyhow!("loading: {e:?}"))?;
+        let rows: Vec<String> = chunk.iter().map(|i| format!("({}, {i}, 1000000)", i % BRANCHES)).collect();
+        let sql = format!("INSERT INTO bench_branch_acct VALUES {}", rows.join(", "));
+        target.execute(0, &sql, json!([])).await.map_err(|e| anyhow::anyhow!("loading: {e:?}"))?;
+    }
+    Ok(())
+}
+
+pub struct Figures {
+    pub workload: Workload,
+    pub clients: usize,
+    pub committed: u64,
+    pub seconds: f64,
+    pub latency_us: Histogram<u64>,
+    pub errors: BTreeMap<String, u64>,
+}
+
+impl Figures {
+    pub fn tps(&self) -> f64 {
+        self.committed as f64 / self.seconds
+    }
+
+    pub fn ms(&self, q: f64) -> f64 {
+        self.latency_us.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+/// xorshift64*: each client its own reproducible stream.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: i64) -> i64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n as u64) as i64
+    }
+}
+
+const SINGLE: &str = "BEGIN; \
+    UPDATE bench_branch_acct SET bal = bal - $3 WHERE branch = $1 AND id = $2; \
+    UPDATE bench_branch_acct SET bal = bal + $3 WHERE branch = $1 AND id = $4; COMMIT";
+const CROSS: &str = "BEGIN; \
+    UPDATE bench_acct SET bal = bal - $2 WHERE id = $1; \
+    UPDATE bench_acct SET bal = bal + $2 WHERE id = $3; COMMIT";
+
+pub async fn run(target: Arc<dyn Target>, workload: Workload, clients: usize, duration: Duration) -> Figures {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let tasks = (0..clients).map(|c| {
+        let target = target.clone();
+        tokio::spawn(async move {
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((c as u64 + 1) << 20));
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
+            let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+            let mut committed = 0u64;
+            while Instant::now() < deadline {
+                let amount = 1 + rng.below(100);
+                let (sql, params) = match workload {
+                    Workload::SingleShard => {
+                        // Two accounts of one branch: ids congruent mod BRANCHES.
+                        let branch = rng.below(BRANCHES);
+                        let per = ACCOUNTS / BRANCHES;
+                        let a = branch + BRANCHES * rng.below(per);
+                        let b = branch + BRANCHES * ((a / BRANCHES + 1 + rng.below(per - 1)) % per);
+                        (SINGLE, json!([branch, a, amount, b]))
+                    }
+                    Workload::CrossShard => {
+                        let a = rng.below(ACCOUNTS);
+                        let b = (a + 1 + rng.below(ACCOUNTS - 1)) % ACCOUNTS;
+                        (CROSS, json!([a, amount, b]))
+                    }
+                };
+                let t0 = Instant::now();
+                match target.execute(c, sql, params).await {
+                    Ok(_) => {
+                        committed += 1;
+                        let _ = hist.record(t0.elapsed().as_micros().max(1) as u64);
+                    }
+                    Err(e) => {
+                        let n = errors.entry(e.code.clone()).or_default();
+                        if *n == 0 {
+                            eprintln!("client {c}: {} {}", e.code, e.message);
+                        }
+                        *n += 1;
+                    }
+                }
+            }
+            (committed, hist, errors)
+        })
+    });
+    let mut figures = Figures {
+        workload,
+        clients,
+        committed: 0,
+        seconds: 0.0,
+        latency_us: Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
+        errors: BTreeMap::new(),
+    };
+    for t in futures::future::join_all(tasks).await {
+        let (n, h, e) = t.expect("client task");
+        figures.committed += n;
+        figures.latency_us.add(h).expect("same bounds");
+        for (k, v) in e {
+            *figures.errors.entry(k).or_default() += v;
+        }
+    }
+    figures.seconds = started.elapsed().as_secs_f64();
+    figures
+}
+
+/// Sum of all balances of both tables: transfers move money, never make it.
+pub async fn check_totals(target: &dyn Target) -> anyhow::Result<()> {
+    for table in ["bench_acct", "bench_branch_acct"] {
+        let r = target
+            .execute(0, &format!("SELECT sum(bal), count(*) FROM {table}"), json!([]))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let sum = r[0]["rows"][0][0].as_i64().unwrap_or(-1);
+        let n = r[0]["rows"][0][1].as_i64().unwrap_or(-1);
+        anyhow::ensure!(sum == n * 1_000_000 && n == ACCOUNTS, "{table}: total {sum} over {n} accounts is not conserved");
+    }
+    Ok(())
+}
