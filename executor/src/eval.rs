@@ -114,8 +114,8 @@ pub fn key_equalities(table: &TableDef, e: &Expr, params: &[Param], out: &mut BT
 pub enum Target {
     /// One row: its vShard and encoded primary key.
     Point { vshard: u32, pk: Vec<u8> },
-    /// The rows of one partition key: one vShard.
-    Shard(u32),
+    /// The rows of one partition key (`part`, encoded): one vShard.
+    Shard { vshard: u32, part: Vec<u8> },
     /// Any row.
     All,
 }
@@ -123,7 +123,7 @@ pub enum Target {
 impl Target {
     pub fn vshards(&self, vshards: u32) -> Vec<u32> {
         match self {
-            Target::Point { vshard, .. } | Target::Shard(vshard) => vec![*vshard],
+            Target::Point { vshard, .. } | Target::Shard { vshard, .. } => vec![*vshard],
             Target::All => (0..vshards).collect(),
         }
     }
@@ -149,7 +149,8 @@ pub fn target(table: &TableDef, selection: Option<&Expr>, params: &[Param], vsha
         return Target::Point { vshard, pk: encode_key(&pk.iter().collect::<Vec<_>>()) };
     }
     if let Some(part) = bind(table.partition_len) {
-        return Target::Shard(vshard_of_key(table, &part, vshards));
+        let vshard = vshard_of_key(table, &part, vshards);
+        return Target::Shard { vshard, part: encode_key(&part.iter().collect::<Vec<_>>()) };
     }
     Target::All
 }

@@ -28,7 +28,9 @@ use crate::coerce::{coerce, Input};
 use crate::error::{from_datafusion, ExecError, ExecResult};
 use crate::eval::{eval_const, parse_expr, target, vshard_of_key, Target};
 use crate::program::{ProgStatement, Returning, StmtOutput, TxnProgram, STATEMENT_ROWS_MAX};
+use crate::locks::{covered, LockSet};
 use crate::request::Param;
+use ordo_scheduler::LockMode;
 
 /// Most rows one statement may change.
 pub const MODIFY_ROWS_MAX: usize = 100_000;
@@ -51,14 +53,16 @@ pub struct RunOutput {
     pub writes: BTreeMap<u32, Vec<RowWrite>>,
 }
 
-/// Runs `program`. `allowed` (the declared participants) bounds the vShards
-/// it may touch: touching another one is a `40001` (the gateway planned
-/// too narrow a set and retries). Any error aborts the whole program.
+/// Runs `program`. `locks` (its lock set, see [`crate::locks`]) bounds what
+/// it may read and write: anything outside is a `40001` — never expected,
+/// since the set is derived from the same program, but checked because a
+/// read outside the locks would silently break isolation. Any error
+/// aborts the whole program.
 pub async fn run(
     program: &TxnProgram,
     now_us: i64,
     vshards: u32,
-    allowed: Option<&BTreeSet<u32>>,
+    locks: Option<&LockSet>,
     view: &dyn TxnView,
 ) -> ExecResult<RunOutput> {
     let mut params = program.params.clone();
@@ -67,7 +71,7 @@ pub async fn run(
     let mut run = Run {
         view,
         vshards,
-        allowed,
+        locks,
         overlay: BTreeMap::new(),
         params,
         ctx: SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1)),
@@ -86,7 +90,7 @@ pub async fn run(
 struct Run<'a> {
     view: &'a dyn TxnView,
     vshards: u32,
-    allowed: Option<&'a BTreeSet<u32>>,
+    locks: Option<&'a LockSet>,
     /// Writes so far by (vShard, key); `None` deletes. Later statements read through it.
     overlay: BTreeMap<(u32, Vec<u8>), Option<Vec<u8>>>,
     /// Client parameters, then variable slots.
@@ -102,17 +106,19 @@ struct Candidate {
 }
 
 impl Run<'_> {
-    fn check(&self, vshard: u32) -> ExecResult<()> {
-        match self.allowed {
-            Some(a) if !a.contains(&vshard) => Err(ExecError::SerializationFailure(format!(
-                "the transaction reached vShard {vshard}, which it did not declare; retry it"
+    fn check(&self, vshard: u32, start: &[u8], end: Option<&[u8]>, mode: LockMode) -> ExecResult<()> {
+        match self.locks {
+            Some(l) if !covered(l, vshard, start, end, mode) => Err(ExecError::SerializationFailure(format!(
+                "the transaction reached rows of vShard {vshard} outside the locks it was ordered with; retry it"
             ))),
             _ => Ok(()),
         }
     }
 
     async fn get(&self, vshard: u32, key: &[u8]) -> ExecResult<Option<Vec<u8>>> {
-        self.check(vshard)?;
+        let mut end = key.to_vec();
+        end.push(0);
+        self.check(vshard, key, Some(&end), LockMode::Read)?;
         match self.overlay.get(&(vshard, key.to_vec())) {
             Some(v) => Ok(v.clone()),
             None => self.view.get(vshard, key).await,
@@ -120,7 +126,8 @@ impl Run<'_> {
     }
 
     async fn scan(&self, vshard: u32, prefix: &[u8]) -> ExecResult<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.check(vshard)?;
+        let end = ordo_vshard::keys::prefix_end(prefix);
+        self.check(vshard, prefix, end.as_deref(), LockMode::Read)?;
         let mut rows: BTreeMap<Vec<u8>, Vec<u8>> = self.view.scan(vshard, prefix).await?.into_iter().collect();
         for ((_, k), v) in self.overlay.range((vshard, prefix.to_vec())..).take_while(|((s, k), _)| *s == vshard && k.starts_with(prefix)) {
             match v {
@@ -140,8 +147,9 @@ impl Run<'_> {
                     raw.push((*vshard, key, v));
                 }
             }
-            Target::Shard(v) => {
-                raw.extend(self.scan(*v, &table_prefix(table.id)).await?.into_iter().map(|(k, r)| (*v, k, r)));
+            Target::Shard { vshard, part } => {
+                let prefix = row_key(table.id, part);
+                raw.extend(self.scan(*vshard, &prefix).await?.into_iter().map(|(k, r)| (*vshard, k, r)));
             }
             Target::All => {
                 for v in 0..self.vshards {
@@ -157,8 +165,12 @@ impl Run<'_> {
             .collect()
     }
 
-    fn write(&mut self, vshard: u32, key: Vec<u8>, value: Option<Vec<u8>>) {
+    fn write(&mut self, vshard: u32, key: Vec<u8>, value: Option<Vec<u8>>) -> ExecResult<()> {
+        let mut end = key.clone();
+        end.push(0);
+        self.check(vshard, &key, Some(&end), LockMode::Write)?;
         self.overlay.insert((vshard, key), value);
+        Ok(())
     }
 
     async fn statement(&mut self, st: &ProgStatement) -> ExecResult<StmtOutput> {
@@ -181,7 +193,7 @@ impl Run<'_> {
                     if !seen.insert(key.clone()) || self.get(vshard, &key).await?.is_some() {
                         return Err(ExecError::UniqueViolation(table.name.clone()));
                     }
-                    self.write(vshard, key, Some(encode_row(&row)));
+                    self.write(vshard, key, Some(encode_row(&row)))?;
                     inserted.push(row);
                 }
                 let n = inserted.len() as u64;
@@ -208,14 +220,14 @@ impl Run<'_> {
                     for r in 0..b.num_rows() {
                         let c = &candidates[idx.value(r) as usize];
                         if *delete {
-                            self.write(c.vshard, c.key.clone(), None);
+                            self.write(c.vshard, c.key.clone(), None)?;
                             changed.push(c.row.clone());
                         } else {
                             let mut row = c.row.clone();
                             for (j, (ci, _)) in assignments.iter().enumerate() {
                                 row[*ci] = coerce(input_at(b.column(j + 1).as_ref(), r)?, &table.columns[*ci])?;
                             }
-                            self.write(c.vshard, c.key.clone(), Some(encode_row(&row)));
+                            self.write(c.vshard, c.key.clone(), Some(encode_row(&row)))?;
                             changed.push(row);
                         }
                         if changed.len() > MODIFY_ROWS_MAX {

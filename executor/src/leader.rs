@@ -16,7 +16,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use ordo_meta::catalog::TableDef;
 use ordo_meta::datum::{decode_row, encode_row, Datum};
 use ordo_meta::logic::{decode_result, encode_command};
-use ordo_scheduler::ShardLocks;
+use ordo_scheduler::{LockGuard, LockMode, LockSpan, ShardLocks};
 use ordo_vshard::raft::{Consensus, ConsensusError};
 use ordo_vshard::routing::group_vshard;
 use ordo_vshard::shard::{row_key, table_prefix, RowWrite, ShardCommand, ShardReader};
@@ -150,7 +150,8 @@ impl LeaderExecutor {
                 Ok(ShardResponse::Rows(rows.into_iter().map(|(_, v)| v).collect()))
             }
             ShardRequest::Insert { table, rows } => {
-                let _turn = self.locks.lock(vshard_of_group(gid)?).await;
+                let spans = rows.iter().map(|(pk, _)| LockSpan::key(&row_key(table.id, pk), LockMode::Write)).collect();
+                let _locks = self.lock(vshard_of_group(gid)?, spans).await?;
                 group.write_barrier().await?;
                 let writes = self.insert_writes(gid, &table, rows, &Overlay::default())?;
                 let n = writes.len() as u64;
@@ -159,14 +160,20 @@ impl LeaderExecutor {
             }
             ShardRequest::Program(program) => {
                 let vshard = vshard_of_group(gid)?;
-                let _turn = self.locks.lock(vshard).await;
+                let mut locks = crate::locks::lock_set(&program, self.vshards);
+                if locks.keys().any(|&v| v != vshard) {
+                    // The gateway found one participant; a catalog change
+                    // since could make it more: let it plan again.
+                    return Err(ExecError::SerializationFailure("the transaction spans more than this vShard".into()).into());
+                }
+                let _locks = self.lock(vshard, locks.get(&vshard).cloned().unwrap_or_default()).await?;
+                locks.entry(vshard).or_default();
                 group.write_barrier().await?;
-                let allowed = BTreeSet::from([vshard]);
                 // Runs once, here; its effects (not the program) are logged,
                 // so reading the clock for now() is safe.
                 let now_us = chrono::Utc::now().timestamp_micros();
                 let view = LocalView { reader: &self.reader };
-                let mut out = crate::interp::run(&program, now_us, self.vshards, Some(&allowed), &view).await?;
+                let mut out = crate::interp::run(&program, now_us, self.vshards, Some(&locks), &view).await?;
                 if let Some(writes) = out.writes.remove(&vshard) {
                     group.propose(ShardCommand::Write(writes).encode()).await?;
                 }
@@ -205,7 +212,7 @@ impl LeaderExecutor {
             }
             ShardRequest::ScanAt { pos, prefix } => {
                 let vshard = vshard_of_group(gid)?;
-                match self.board.snapshot_at(vshard, pos, Duration::from_millis(LONG_POLL_MS)).await? {
+                match self.board.snapshot_at(vshard, pos, Duration::from_millis(LONG_POLL_MS)).await {
                     None => Ok(ShardResponse::NotYet),
                     Some(snap) => {
                         let rows = self.reader.scan_prefix_at(gid, &prefix, Some(&snap)).map_err(ExecError::ProgramLimitExceeded)?;
@@ -222,7 +229,11 @@ impl LeaderExecutor {
                 Ok(ShardResponse::Outcome { applied: true, record })
             }
             ShardRequest::Dml(dml) => {
-                let _turn = self.locks.lock(vshard_of_group(gid)?).await;
+                let span = match &dml.point {
+                    Some(pk) => LockSpan::key(&row_key(dml.table.id, pk), LockMode::Write),
+                    None => LockSpan::prefix(&table_prefix(dml.table.id), LockMode::Write),
+                };
+                let _locks = self.lock(vshard_of_group(gid)?, vec![span]).await?;
                 group.write_barrier().await?;
                 let writes = self.dml_writes(gid, &dml, &Overlay::default()).await?;
                 let n = writes.len() as u64;
@@ -237,11 +248,23 @@ impl LeaderExecutor {
             }
             ShardRequest::ReplicaChecksum { .. } => unreachable!("handled before the leader check"),
             ShardRequest::DropTable { table_id } => {
-                let _turn = self.locks.lock(vshard_of_group(gid)?).await;
+                let span = LockSpan::prefix(&table_prefix(table_id), LockMode::Write);
+                let _locks = self.lock(vshard_of_group(gid)?, vec![span]).await?;
                 group.propose(ShardCommand::DropTable { table_id }.encode()).await?;
                 Ok(ShardResponse::Done)
             }
         }
+    }
+
+    /// Takes `spans` in `vshard`'s lock table (in arrival order) and waits
+    /// for them.
+    async fn lock(&self, vshard: u32, spans: Vec<LockSpan>) -> Result<LockGuard, Fail> {
+        let ticket = self
+            .locks
+            .table(vshard)
+            .enqueue(spans)
+            .map_err(|o| Fail::Exec(ExecError::Overloaded(format!("{} transactions queued on vShard {vshard}", o.0))))?;
+        Ok(ticket.granted().await)
     }
 
     /// The write set of an INSERT: fails on a key that exists (in RocksDB

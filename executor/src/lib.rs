@@ -21,6 +21,7 @@ pub mod error;
 pub mod eval;
 pub mod interp;
 pub mod leader;
+pub mod locks;
 pub mod program;
 pub mod request;
 pub mod router;

@@ -1,13 +1,15 @@
 //! Sequenced (cross-shard) transactions on the vShard leaders.
 //!
 //! Every vShard leader runs a scheduler task that reads the sequencer's
-//! epoch log in order and takes each input its vShard participates in, in
-//! that order, under the vShard's lock (so single-shard writes interleave
-//! at well-defined points). For each such transaction `T` at position `p`:
+//! epoch log in order and enqueues each input its vShard participates in,
+//! in that order, in the vShard's lock table (`ordo_scheduler`) with the
+//! locks derived from the program ([`crate::locks`]); single-shard writes
+//! are enqueued in the same table as they arrive. Once granted, each
+//! transaction `T` at position `p` runs on its own task:
 //!
-//! - every participant holds its lock while it is at `p` and serves reads
-//!   of its rows "as of `p`" ([`ShardRequest::ReadAt`]) — nothing else can
-//!   change them meanwhile;
+//! - every participant holds its locks while at `p` and serves reads of
+//!   the rows they cover "as of `p`" ([`ShardRequest::ReadAt`]) — nothing
+//!   else can change them meanwhile;
 //! - the coordinator (the lowest participant) runs the program over its own
 //!   rows and the other participants' reads as of `p`, and commits its own
 //!   writes together with the outcome (the result and every participant's
@@ -15,20 +17,26 @@
 //!   durable and fixed;
 //! - every other participant fetches that outcome from the coordinator
 //!   ([`ShardRequest::Outcome`]) and commits its own writes;
-//! - each participant records `p` as applied with its writes, so a new
-//!   leader resumes after `p` and a replayed entry is ignored.
+//! - each participant records `p` as applied with its writes (and a
+//!   watermark below which all are applied), so a new leader resumes from
+//!   the watermark, skips what was applied, and a replayed entry is ignored.
 //!
 //! No participant votes or can refuse: the outcome follows from the order
 //! and the data, and an abort (e.g. a unique violation) is the same
-//! decision everywhere. There are no deadlocks: all vShards take sequenced
-//! transactions in the one global order.
+//! decision everywhere. There are no deadlocks: every vShard enqueues
+//! sequenced transactions in the one global order, with all their locks at
+//! once, and single-shard transactions wait for nothing remote.
 //!
 //! [`ShardRequest::ReadAt`]: crate::request::ShardRequest::ReadAt
 //! [`ShardRequest::Outcome`]: crate::request::ShardRequest::Outcome
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
+
+use ordo_scheduler::{LockMode, LockSpan};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use ordo_sequencer::{Epoch, EpochLog};
 use ordo_vshard::raft::Consensus;
@@ -41,6 +49,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::error::{ExecError, ExecResult};
 use crate::interp::{self, TxnView};
+use crate::locks::lock_set;
 use crate::program::{TxnProgram, TxnResult};
 use crate::request::{decode, encode, ShardRequest, ShardResponse};
 use crate::router::Router;
@@ -66,70 +75,76 @@ pub struct TxnRecord {
 /// Epochs read from the log at once.
 const EPOCHS_PER_STEP: usize = 64;
 /// How often an idle scheduler rechecks leadership.
-const LEADERSHIP_POLL_MS: u64 = 200;
-/// Longest a `ReadAt`/`Outcome` request waits on the serving side before
-/// answering "not yet" (the caller asks again).
+const LEADERSHIP_POLL_MS: u64 = 500;
+/// Longest a `ReadAt`/`Outcome`/`ScanAt` request waits on the serving side
+/// before answering "not yet" (the caller asks again).
 pub const LONG_POLL_MS: u64 = 3_000;
 const RETRY_BACKOFF_MS: u64 = 20;
-
-/// Per-vShard state of this node's leaders that requests from other nodes
-/// look at: the position whose reads are being served, and a wake-up for
-/// waiters on applied positions.
-pub struct TxnBoard {
-    serving: Vec<watch::Sender<Option<TxnPos>>>,
-    /// The last position this node's scheduler of each vShard went past.
-    reached: Vec<watch::Sender<TxnPos>>,
-    applied: Vec<Notify>,
-    snapshots: Mutex<BTreeMap<(u32, TxnPos), (tokio::time::Instant, Arc<OwnedSnapshot>)>>,
-}
-
+/// Sequenced transactions one vShard leader runs at once (enqueued in the
+/// lock table, waiting or executing); the scheduler stops reading epochs
+/// while this many are unfinished.
+const SEQUENCED_INFLIGHT_MAX: usize = 1024;
 /// How long a read snapshot is kept for the query that asked for it.
 const SNAPSHOT_KEEP_MS: u64 = 10_000;
 /// Most read snapshots a node keeps (the oldest go first).
 const SNAPSHOTS_MAX: usize = 4096;
 
+/// Per-vShard state of this node's leaders that requests from other nodes
+/// look at: the positions whose reads are being served, read snapshots,
+/// and wake-ups for waiters.
+pub struct TxnBoard {
+    serving: Vec<watch::Sender<BTreeSet<TxnPos>>>,
+    applied: Vec<Notify>,
+    snapshots: Mutex<BTreeMap<(u32, TxnPos), (tokio::time::Instant, Arc<OwnedSnapshot>)>>,
+    snapshot_taken: Notify,
+}
+
 impl TxnBoard {
     pub fn new(vshards: u32) -> TxnBoard {
         TxnBoard {
-            serving: (0..vshards).map(|_| watch::channel(None).0).collect(),
-            reached: (0..vshards).map(|_| watch::channel(TxnPos::default()).0).collect(),
+            serving: (0..vshards).map(|_| watch::channel(BTreeSet::new()).0).collect(),
             applied: (0..vshards).map(|_| Notify::new()).collect(),
             snapshots: Mutex::new(BTreeMap::new()),
+            snapshot_taken: Notify::new(),
         }
     }
 
     fn keep_snapshot(&self, vshard: u32, pos: TxnPos, snap: Arc<OwnedSnapshot>) {
         let now = tokio::time::Instant::now();
-        let mut map = self.snapshots.lock();
-        map.retain(|_, (at, _)| now.duration_since(*at) < Duration::from_millis(SNAPSHOT_KEEP_MS));
-        while map.len() >= SNAPSHOTS_MAX {
-            let oldest = map.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| *k).expect("not empty");
-            map.remove(&oldest);
+        {
+            let mut map = self.snapshots.lock();
+            map.retain(|_, (at, _)| now.duration_since(*at) < Duration::from_millis(SNAPSHOT_KEEP_MS));
+            while map.len() >= SNAPSHOTS_MAX {
+                let oldest = map.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| *k).expect("not empty");
+                map.remove(&oldest);
+            }
+            map.insert((vshard, pos), (now, snap));
         }
-        map.insert((vshard, pos), (now, snap));
+        self.snapshot_taken.notify_waiters();
     }
 
-    /// The snapshot `vshard` took at `pos`: waits until this node's
-    /// scheduler got there. `Ok(None)`: not yet, ask again.
-    pub async fn snapshot_at(&self, vshard: u32, pos: TxnPos, timeout: Duration) -> ExecResult<Option<Arc<OwnedSnapshot>>> {
-        let mut rx = self.reached[vshard as usize].subscribe();
-        let reached = matches!(tokio::time::timeout(timeout, rx.wait_for(|r| *r >= pos)).await, Ok(Ok(_)));
-        if !reached {
-            return Ok(None);
-        }
-        match self.snapshots.lock().get(&(vshard, pos)) {
-            Some((_, s)) => Ok(Some(s.clone())),
-            None => Err(ExecError::SerializationFailure(format!(
-                "the read snapshot of vShard {vshard} is gone (leader change or expiry); retry the query"
-            ))),
+    /// The snapshot `vshard` took at read position `pos`, once taken;
+    /// `None` after `timeout` (ask again).
+    pub async fn snapshot_at(&self, vshard: u32, pos: TxnPos, timeout: Duration) -> Option<Arc<OwnedSnapshot>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let taken = self.snapshot_taken.notified();
+            tokio::pin!(taken);
+            taken.as_mut().enable();
+            if let Some((_, s)) = self.snapshots.lock().get(&(vshard, pos)) {
+                return Some(s.clone());
+            }
+            if tokio::time::timeout_at(deadline, taken).await.is_err() {
+                return None;
+            }
         }
     }
 
-    /// Waits until this node's leader of `vshard` holds position `pos`;
-    /// false after `timeout`.
+    /// Waits until this node's leader of `vshard` holds the locks of
+    /// sequenced position `pos`; false after `timeout`.
     pub async fn wait_serving(&self, vshard: u32, pos: TxnPos, timeout: Duration) -> bool {
         let mut rx = self.serving[vshard as usize].subscribe();
-        let reached = matches!(tokio::time::timeout(timeout, rx.wait_for(|s| *s == Some(pos))).await, Ok(Ok(_)));
+        let reached = matches!(tokio::time::timeout(timeout, rx.wait_for(|s| s.contains(&pos))).await, Ok(Ok(_)));
         reached
     }
 
@@ -140,8 +155,7 @@ impl TxnBoard {
             let notified = self.applied[vshard as usize].notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let applied = reader.applied_pos(vshard_group(vshard)).map_err(ExecError::Internal)?;
-            if applied >= pos {
+            if reader.is_applied(vshard_group(vshard), pos).map_err(ExecError::Internal)? {
                 return Ok(true);
             }
             // Followers and new leaders apply without this node's scheduler:
@@ -164,12 +178,47 @@ pub fn spawn_schedulers(router: Arc<Router>, log: EpochLog, epochs: watch::Recei
     }
 }
 
+#[derive(Clone)]
 struct Scheduler {
     vshard: u32,
     group: Arc<dyn Consensus>,
     router: Arc<Router>,
     log: EpochLog,
     epochs: watch::Receiver<u64>,
+}
+
+/// The positions this leader enqueued, in order, and which have completed:
+/// the watermark is the end of the completed prefix.
+#[derive(Default)]
+struct Progress {
+    order: VecDeque<(TxnPos, bool)>,
+    watermark: TxnPos,
+}
+
+impl Progress {
+    /// The watermark once `pos` completes (it is applied by the command
+    /// that carries this value, so it may count itself).
+    fn watermark_with(&self, pos: TxnPos) -> TxnPos {
+        let mut w = self.watermark;
+        for (p, done) in &self.order {
+            if *done || *p == pos {
+                w = *p;
+            } else {
+                break;
+            }
+        }
+        w
+    }
+
+    fn complete(&mut self, pos: TxnPos) {
+        if let Some(e) = self.order.iter_mut().find(|(p, _)| *p == pos) {
+            e.1 = true;
+        }
+        while let Some((p, true)) = self.order.front().copied() {
+            self.watermark = p;
+            self.order.pop_front();
+        }
+    }
 }
 
 impl Scheduler {
@@ -186,50 +235,87 @@ impl Scheduler {
         }
     }
 
-    /// Takes this vShard's sequenced transactions in order while this node leads it.
+    /// Takes this vShard's sequenced transactions in order while this node
+    /// leads it: each is enqueued in the lock table in epoch order and then
+    /// runs on its own task, so transactions that do not conflict overlap.
+    /// Returning drops the task set, which aborts the unfinished ones
+    /// (releasing their locks); the next round resumes from the durable
+    /// progress and skips what was applied.
     async fn lead(&mut self) -> Result<(), String> {
         // Everything committed before this term is applied: the recorded
-        // position is where this leader resumes.
+        // progress is where this leader resumes.
         self.group.write_barrier().await.map_err(|e| e.to_string())?;
-        let reader = self.router.local().reader().clone();
+        let local = self.router.local().clone();
         let gid = vshard_group(self.vshard);
-        let mut pos = reader.applied_pos(gid)?;
-        let mut next = pos.epoch.max(1);
+        let resume = local.reader().sequenced_progress(gid)?;
+        let progress = Arc::new(Mutex::new(Progress { order: VecDeque::new(), watermark: resume.watermark }));
+        let inflight = Arc::new(Semaphore::new(SEQUENCED_INFLIGHT_MAX));
+        let mut tasks = JoinSet::new();
+        let mut next = resume.watermark.epoch.max(1);
         loop {
+            while let Some(done) = tasks.try_join_next() {
+                done.map_err(|e| e.to_string())??;
+            }
             if !self.group.is_leader() {
                 return Ok(());
             }
             let epochs = self.log.read(next, EPOCHS_PER_STEP)?;
             if epochs.is_empty() {
-                let _ = tokio::time::timeout(Duration::from_millis(LEADERSHIP_POLL_MS), self.epochs.wait_for(|&e| e >= next)).await;
+                tokio::select! {
+                    _ = tokio::time::timeout(Duration::from_millis(LEADERSHIP_POLL_MS), self.epochs.wait_for(|&e| e >= next)) => {}
+                    Some(done) = tasks.join_next() => done.map_err(|e| e.to_string())??,
+                }
                 continue;
             }
-            for epoch in &epochs {
+            for epoch in epochs {
+                let epoch = Arc::new(epoch);
                 for (i, input) in epoch.inputs.iter().enumerate() {
-                    let p = TxnPos { epoch: epoch.number, index: i as u32 };
-                    if p <= pos || input.participants.binary_search(&self.vshard).is_err() {
+                    let pos = TxnPos { epoch: epoch.number, index: i as u32 };
+                    if resume.is_applied(pos) || input.participants.binary_search(&self.vshard).is_err() {
                         continue;
                     }
                     let decoded = decode::<SequencedInput>(&input.program);
-                    if let Ok(SequencedInput::Snapshot) = decoded {
-                        self.snapshot(p).await?;
-                    } else {
-                        self.execute(p, epoch, &input.participants, decoded).await?;
-                    }
-                    pos = p;
-                    self.router.local().board().reached[self.vshard as usize].send_replace(p);
+                    let spans = match &decoded {
+                        Ok(SequencedInput::Txn(p)) => lock_set(p, local.vshards()).remove(&self.vshard).unwrap_or_default(),
+                        // A read position waits for every earlier write and
+                        // holds later ones back only until it is taken.
+                        Ok(SequencedInput::Snapshot) => vec![LockSpan::all(LockMode::Read)],
+                        Err(_) => Vec::new(),
+                    };
+                    let permit = inflight.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+                    let ticket = loop {
+                        match local.locks().table(self.vshard).enqueue(spans.clone()) {
+                            Ok(t) => break t,
+                            // Full of single-shard requests: they drain, wait.
+                            Err(_) => tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await,
+                        }
+                    };
+                    progress.lock().order.push_back((pos, false));
+                    let this = self.clone();
+                    let epoch = epoch.clone();
+                    let participants = input.participants.clone();
+                    let progress = progress.clone();
+                    tasks.spawn(async move {
+                        let _permit = permit;
+                        let _locks = ticket.granted().await;
+                        match decoded {
+                            Ok(SequencedInput::Snapshot) => this.snapshot(pos).await?,
+                            other => this.execute(pos, &epoch, &participants, other, &progress).await?,
+                        }
+                        progress.lock().complete(pos);
+                        Ok::<(), String>(())
+                    });
                 }
                 next = epoch.number + 1;
             }
         }
     }
 
-    /// A read position: the snapshot is taken in order, under the lock, so
-    /// it holds exactly the sequenced transactions before `pos`; nothing is
-    /// logged (a read leaves no trace).
+    /// A read position: taken in order, under a read lock on the whole
+    /// vShard, so it holds exactly the sequenced transactions before `pos`.
+    /// Nothing is logged (a read leaves no trace).
     async fn snapshot(&self, pos: TxnPos) -> Result<(), String> {
         let local = self.router.local();
-        let _turn = local.locks().lock(self.vshard).await;
         self.group.write_barrier().await.map_err(|e| e.to_string())?;
         local.board().keep_snapshot(self.vshard, pos, Arc::new(local.reader().snapshot()));
         Ok(())
@@ -241,17 +327,18 @@ impl Scheduler {
         epoch: &Epoch,
         participants: &[u32],
         program: ExecResult<SequencedInput>,
+        progress: &Mutex<Progress>,
     ) -> Result<(), String> {
         let local = self.router.local();
-        let _turn = local.locks().lock(self.vshard).await;
-        if !self.group.is_leader() {
-            return Err("lost leadership".into());
-        }
         self.group.write_barrier().await.map_err(|e| e.to_string())?;
         let board = local.board();
-        board.serving[self.vshard as usize].send_replace(Some(pos));
-        let result = self.execute_locked(pos, epoch, participants, program).await;
-        board.serving[self.vshard as usize].send_replace(None);
+        board.serving[self.vshard as usize].send_modify(|s| {
+            s.insert(pos);
+        });
+        let result = self.execute_locked(pos, epoch, participants, program, progress).await;
+        board.serving[self.vshard as usize].send_modify(|s| {
+            s.remove(&pos);
+        });
         board.applied[self.vshard as usize].notify_waiters();
         result
     }
@@ -262,14 +349,16 @@ impl Scheduler {
         epoch: &Epoch,
         participants: &[u32],
         program: ExecResult<SequencedInput>,
+        progress: &Mutex<Progress>,
     ) -> Result<(), String> {
         let coordinator = participants[0];
-        let command = if coordinator == self.vshard {
+        let vshards = self.router.local().vshards();
+        let (writes, outcome) = if coordinator == self.vshard {
             let record = match program {
                 Ok(SequencedInput::Txn(program)) => {
-                    let allowed: BTreeSet<u32> = participants.iter().copied().collect();
+                    let locks = lock_set(&program, vshards);
                     let view = PositionView { pos, router: &self.router, leader: self };
-                    match interp::run(&program, epoch.timestamp_us, self.router.local().vshards(), Some(&allowed), &view).await {
+                    match interp::run(&program, epoch.timestamp_us, vshards, Some(&locks), &view).await {
                         Ok(out) => TxnRecord { result: TxnResult::Committed(out.outputs), writes: out.writes },
                         // Transient trouble reaching another participant is
                         // not a decision: give up this attempt, run it again.
@@ -281,12 +370,13 @@ impl Scheduler {
                 Err(e) => TxnRecord { result: TxnResult::Aborted(e), writes: BTreeMap::new() },
             };
             let own = record.writes.get(&self.vshard).cloned().unwrap_or_default();
-            ShardCommand::Sequenced { pos, writes: own, outcome: Some(encode(&record)) }
+            (own, Some(encode(&record)))
         } else {
             let record = self.fetch_outcome(coordinator, pos).await?;
-            let own = record.writes.get(&self.vshard).cloned().unwrap_or_default();
-            ShardCommand::Sequenced { pos, writes: own, outcome: None }
+            (record.writes.get(&self.vshard).cloned().unwrap_or_default(), None)
         };
+        let watermark = progress.lock().watermark_with(pos);
+        let command = ShardCommand::Sequenced { pos, writes, outcome, watermark };
         self.group.propose(command.encode()).await.map_err(|e| e.to_string())?;
         Ok(())
     }

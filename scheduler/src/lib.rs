@@ -1,35 +1,282 @@
-//! Per-vShard ordering of transactions.
+//! Per-vShard deterministic lock manager (Calvin's scheduler).
 //!
-//! Today every write that touches a vShard runs through that vShard's FIFO
-//! lock on its leader: writes to one vShard run one at a time, in arrival
-//! order, each reading the state left by the previous one. This is the
-//! degenerate form of the Calvin lock manager (one lock per shard instead of
-//! one per key); the deterministic lock manager that merges the sequencer's
-//! epochs with single-shard inputs replaces it.
+//! A transaction declares all its locks at once — read or write, on key
+//! ranges (one key, a partition's prefix, a whole table) — when it is
+//! *enqueued*. Requests are granted strictly in enqueue order: a request
+//! is granted once no earlier request still in the table conflicts with it
+//! (overlapping ranges, at least one write). So transactions that do not
+//! conflict run concurrently, conflicting ones run in enqueue order, and
+//! because a transaction never asks for more locks after enqueueing there
+//! are no deadlocks. The vShard's scheduler enqueues sequenced
+//! transactions in the global epoch order; single-shard transactions are
+//! enqueued as they arrive on the leader.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
 
-/// One FIFO lock per vShard.
-pub struct ShardLocks {
-    locks: Vec<Arc<Mutex<()>>>,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockMode {
+    Read,
+    Write,
 }
 
-/// Held while a write on one vShard executes.
-pub struct ShardGuard {
-    _guard: OwnedMutexGuard<()>,
+/// A half-open key range `[start, end)`; `end: None` is unbounded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockSpan {
+    pub start: Vec<u8>,
+    pub end: Option<Vec<u8>>,
+    pub mode: LockMode,
+}
+
+impl LockSpan {
+    /// Exactly one key.
+    pub fn key(key: &[u8], mode: LockMode) -> LockSpan {
+        let mut end = key.to_vec();
+        end.push(0);
+        LockSpan { start: key.to_vec(), end: Some(end), mode }
+    }
+
+    /// Every key starting with `prefix`.
+    pub fn prefix(prefix: &[u8], mode: LockMode) -> LockSpan {
+        LockSpan { start: prefix.to_vec(), end: prefix_end(prefix), mode }
+    }
+
+    /// The whole key space of the vShard.
+    pub fn all(mode: LockMode) -> LockSpan {
+        LockSpan { start: Vec::new(), end: None, mode }
+    }
+
+    fn overlaps(&self, other: &LockSpan) -> bool {
+        let before = |end: &Option<Vec<u8>>, start: &[u8]| matches!(end, Some(e) if e.as_slice() <= start);
+        !before(&self.end, &other.start) && !before(&other.end, &self.start)
+    }
+
+    fn conflicts(&self, other: &LockSpan) -> bool {
+        (self.mode == LockMode::Write || other.mode == LockMode::Write) && self.overlaps(other)
+    }
+
+    /// Whether this span covers all of `[start, end)` with at least `mode`.
+    pub fn covers(&self, start: &[u8], end: Option<&[u8]>, mode: LockMode) -> bool {
+        if mode == LockMode::Write && self.mode != LockMode::Write {
+            return false;
+        }
+        let starts_ok = self.start.as_slice() <= start;
+        let ends_ok = match (&self.end, end) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(mine), Some(theirs)) => theirs <= mine.as_slice(),
+        };
+        starts_ok && ends_ok
+    }
+}
+
+/// The smallest key greater than every key starting with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last != 0xFF {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Most requests waiting or held in one vShard's lock table; more are
+/// refused (the caller reports a retryable overload).
+pub const LOCK_REQUESTS_MAX: usize = 16_384;
+
+struct Request {
+    spans: Vec<LockSpan>,
+    granted: bool,
+    wake: Option<oneshot::Sender<()>>,
+}
+
+#[derive(Default)]
+struct Table {
+    next: u64,
+    requests: BTreeMap<u64, Request>,
+}
+
+impl Table {
+    fn conflicts_with_earlier(&self, id: u64, spans: &[LockSpan]) -> bool {
+        self.requests
+            .range(..id)
+            .any(|(_, r)| r.spans.iter().any(|a| spans.iter().any(|b| a.conflicts(b))))
+    }
+
+    /// Grants every waiting request no earlier one conflicts with.
+    fn grant_waiting(&mut self) {
+        let waiting: Vec<u64> = self.requests.iter().filter(|(_, r)| !r.granted).map(|(id, _)| *id).collect();
+        for id in waiting {
+            let spans = std::mem::take(&mut self.requests.get_mut(&id).expect("present").spans);
+            let blocked = self.conflicts_with_earlier(id, &spans);
+            let r = self.requests.get_mut(&id).expect("present");
+            r.spans = spans;
+            if !blocked {
+                r.granted = true;
+                if let Some(w) = r.wake.take() {
+                    let _ = w.send(());
+                }
+            }
+        }
+    }
+}
+
+/// One vShard's lock table.
+#[derive(Clone, Default)]
+pub struct LockTable {
+    table: Arc<Mutex<Table>>,
+}
+
+/// A place in the lock table's order; [`Ticket::granted`] waits for it.
+pub struct Ticket {
+    guard: LockGuard,
+    wait: Option<oneshot::Receiver<()>>,
+}
+
+/// Held locks; dropping it releases them and wakes whoever may go next.
+pub struct LockGuard {
+    table: Arc<Mutex<Table>>,
+    id: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overloaded(pub usize);
+
+impl LockTable {
+    /// Takes a place in the order now (synchronously, so the caller fixes
+    /// the order) for `spans`.
+    pub fn enqueue(&self, spans: Vec<LockSpan>) -> Result<Ticket, Overloaded> {
+        let mut t = self.table.lock();
+        if t.requests.len() >= LOCK_REQUESTS_MAX {
+            return Err(Overloaded(LOCK_REQUESTS_MAX));
+        }
+        let id = t.next;
+        t.next += 1;
+        let granted = !t.conflicts_with_earlier(id, &spans);
+        let (wake, wait) = if granted {
+            (None, None)
+        } else {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        };
+        t.requests.insert(id, Request { spans, granted, wake });
+        Ok(Ticket { guard: LockGuard { table: self.table.clone(), id }, wait })
+    }
+
+    /// Requests waiting or held (for metrics and tests).
+    pub fn len(&self) -> usize {
+        self.table.lock().requests.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Ticket {
+    pub fn is_granted(&self) -> bool {
+        self.wait.is_none()
+    }
+
+    /// Waits until every lock of this request is granted.
+    pub async fn granted(self) -> LockGuard {
+        if let Some(w) = self.wait {
+            // The sender lives in the table until granted or until the
+            // table itself goes away with our guard; it is never dropped
+            // unsent while we hold the guard.
+            let _ = w.await;
+        }
+        self.guard
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        let mut t = self.table.lock();
+        t.requests.remove(&self.id);
+        t.grant_waiting();
+    }
+}
+
+/// One lock table per vShard.
+pub struct ShardLocks {
+    tables: Vec<LockTable>,
 }
 
 impl ShardLocks {
     pub fn new(vshards: u32) -> ShardLocks {
-        ShardLocks { locks: (0..vshards).map(|_| Arc::new(Mutex::new(()))).collect() }
+        ShardLocks { tables: (0..vshards).map(|_| LockTable::default()).collect() }
     }
 
-    /// Waits for the vShard's turn. tokio's mutex is fair (FIFO), so writers
-    /// are served in the order they arrive.
-    pub async fn lock(&self, vshard: u32) -> ShardGuard {
-        let lock = self.locks[vshard as usize].clone();
-        ShardGuard { _guard: lock.lock_owned().await }
+    pub fn table(&self, vshard: u32) -> &LockTable {
+        &self.tables[vshard as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(k: &[u8]) -> LockSpan {
+        LockSpan::key(k, LockMode::Write)
+    }
+
+    fn r(k: &[u8]) -> LockSpan {
+        LockSpan::key(k, LockMode::Read)
+    }
+
+    #[tokio::test]
+    async fn non_conflicting_requests_run_together_conflicting_ones_in_order() {
+        let t = LockTable::default();
+        let a = t.enqueue(vec![w(b"a")]).unwrap();
+        let b = t.enqueue(vec![w(b"b")]).unwrap();
+        let a2 = t.enqueue(vec![r(b"a")]).unwrap();
+        let a3 = t.enqueue(vec![r(b"a")]).unwrap();
+        assert!(a.is_granted() && b.is_granted(), "different keys: both granted");
+        assert!(!a2.is_granted() && !a3.is_granted(), "reads wait for the earlier write");
+        drop(a.granted().await);
+        let a2 = a2.granted().await;
+        let a3 = a3.granted().await; // readers share
+        let a4 = t.enqueue(vec![w(b"a")]).unwrap();
+        assert!(!a4.is_granted());
+        drop(a2);
+        assert!(!a4.is_granted(), "still one reader");
+        drop(a3);
+        let _a4 = a4.granted().await;
+        drop(b);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_later_request_never_overtakes_an_earlier_conflicting_one() {
+        let t = LockTable::default();
+        let first = t.enqueue(vec![LockSpan::prefix(b"t1", LockMode::Write)]).unwrap();
+        let second = t.enqueue(vec![w(b"t1k"), w(b"z")]).unwrap();
+        // Would be free on its own, but conflicts with `second`, which is earlier.
+        let third = t.enqueue(vec![w(b"z")]).unwrap();
+        assert!(first.is_granted() && !second.is_granted() && !third.is_granted());
+        drop(first);
+        let second = second.granted().await;
+        assert!(t.enqueue(vec![r(b"q")]).unwrap().is_granted());
+        drop(second);
+        third.granted().await;
+    }
+
+    #[test]
+    fn spans_overlap_and_cover() {
+        let p = LockSpan::prefix(b"ab", LockMode::Write);
+        assert!(p.conflicts(&r(b"abc")));
+        assert!(!p.conflicts(&r(b"ac")));
+        assert!(!r(b"x").conflicts(&r(b"x")));
+        assert!(LockSpan::all(LockMode::Read).conflicts(&w(b"anything")));
+        assert!(p.covers(b"abz", Some(b"abz\0"), LockMode::Write));
+        assert!(!p.covers(b"a", Some(b"b"), LockMode::Read));
+        assert!(!r(b"k").covers(b"k", Some(b"k\0"), LockMode::Write));
+        assert!(LockSpan::prefix(&[0xFF], LockMode::Read).end.is_none());
     }
 }

@@ -178,7 +178,7 @@ fn plan_dml(
 
 async fn run_dml(engine: &SqlEngine, target: Target, req: DmlRequest) -> ExecResult<StatementResult> {
     let reqs: Vec<(u32, ShardRequest)> = match target {
-        Target::Point { vshard, .. } | Target::Shard(vshard) => vec![(vshard, ShardRequest::Dml(req))],
+        Target::Point { vshard, .. } | Target::Shard { vshard, .. } => vec![(vshard, ShardRequest::Dml(req))],
         Target::All => (0..engine.shared().vshards).map(|v| (v, ShardRequest::Dml(req.clone()))).collect(),
     };
     Ok(StatementResult::affected(fan_out(engine, reqs).await?))

@@ -30,6 +30,8 @@ use ordo_vshard::shard::{row_key, table_prefix, TxnPos};
 
 /// vShards scanned at once by one query.
 const SCAN_FANOUT_MAX: usize = 16;
+/// How long a query waits for a vShard's read snapshot.
+const SNAPSHOT_WAIT_MS: u64 = 15_000;
 
 /// Per query: the sequenced read position that all of its reads spanning
 /// vShards share, so the query sees one consistent state (taken lazily,
@@ -101,9 +103,18 @@ impl Shared {
     /// Rows under `prefix` of `vshard` as of read position `pos`.
     async fn rows_at(&self, vshard: u32, pos: TxnPos, prefix: Vec<u8>) -> ExecResult<Vec<Vec<u8>>> {
         let req = ShardRequest::ScanAt { pos, prefix };
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(SNAPSHOT_WAIT_MS);
         loop {
             match self.router.call(vshard_group(vshard), &req).await? {
                 ShardResponse::Pairs(rows) => return Ok(rows.into_iter().map(|(_, v)| v).collect()),
+                // A leader change after the snapshot was taken loses it:
+                // the query starts over at a new read position.
+                ShardResponse::NotYet if tokio::time::Instant::now() >= deadline => {
+                    return Err(ExecError::SerializationFailure(format!(
+                        "vShard {vshard} has no read snapshot at epoch {}; retry the query",
+                        pos.epoch
+                    )))
+                }
                 ShardResponse::NotYet => continue,
                 other => return Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
             }

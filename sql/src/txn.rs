@@ -18,14 +18,14 @@ use datafusion::sql::sqlparser::ast::{
     visit_expressions_mut, Expr, FunctionArguments, Query, SelectItem, SetExpr, Statement, TableFactor, Value,
 };
 use ordo_executor::arrow::param_sql;
-use ordo_executor::coerce::{coerce, decimal_to_string};
-use ordo_executor::eval::{eval_const, ident, vshard_of_key};
+use ordo_executor::coerce::decimal_to_string;
+use ordo_executor::eval::ident;
+use ordo_executor::locks::lock_set;
 use ordo_executor::program::{ProgStatement, Returning, StmtOutput, TxnProgram, TxnResult, PROGRAM_STATEMENTS_MAX};
 use ordo_executor::request::{encode, Param, ShardRequest, ShardResponse};
 use ordo_executor::sequenced::{SequencedInput, TxnRecord};
 use ordo_executor::{ExecError, ExecResult};
 use ordo_meta::catalog::TableDef;
-use ordo_meta::datum::Datum;
 use ordo_sequencer::EpochInput;
 use ordo_vshard::routing::{vshard_group, SEQUENCER_GROUP};
 use serde_json::Value as Json;
@@ -121,23 +121,18 @@ pub async fn compile(
     let vshards = engine.shared().vshards;
     let mut vars = Vars { base: params.len(), names: BTreeMap::new() };
     let mut program = Vec::with_capacity(statements.len());
-    let mut participants = BTreeSet::new();
     for st in statements {
         let mut st = st.clone();
         vars.rewrite(&mut st)?;
         let compiled = match &st {
             Statement::Insert(ins) => {
                 let (table, targets, rows) = crate::dml::insert_shape(engine, ins).await?;
-                for cells in &rows {
-                    participants.extend(insert_shards(&table, &targets, cells, params, vshards));
-                }
                 let rows = rows.iter().map(|r| r.iter().map(|e| e.to_string()).collect()).collect();
                 let returning = ins.returning.as_ref().map(|items| vars.returning(&table, items));
                 ProgStatement::Insert { table, targets, rows, returning }
             }
             Statement::Update(up) => {
-                let (target, req) = crate::dml::plan_update(engine, up, params).await?;
-                participants.extend(target.vshards(vshards));
+                let (_, req) = crate::dml::plan_update(engine, up, params).await?;
                 let returning = up.returning.as_ref().map(|items| vars.returning(&req.table, items));
                 ProgStatement::Modify {
                     table: req.table,
@@ -148,15 +143,12 @@ pub async fn compile(
                 }
             }
             Statement::Delete(del) => {
-                let (target, req) = crate::dml::plan_delete(engine, del, params).await?;
-                participants.extend(target.vshards(vshards));
+                let (_, req) = crate::dml::plan_delete(engine, del, params).await?;
                 let returning = del.returning.as_ref().map(|items| vars.returning(&req.table, items));
                 ProgStatement::Modify { table: req.table, assignments: Vec::new(), delete: true, selection: req.selection, returning }
             }
             Statement::Query(q) => {
                 let (table, selection, items) = single_table_select(engine, q).await?;
-                let t = ordo_executor::eval::target(&table, selection.as_ref(), params, vshards);
-                participants.extend(t.vshards(vshards));
                 let binds = vars.bind_items(&table, &items);
                 ProgStatement::Select { table, sql: q.to_string(), selection: selection.map(|s| s.to_string()), binds }
             }
@@ -170,27 +162,10 @@ pub async fn compile(
         program.push(compiled);
     }
     let program = TxnProgram { statements: program, params: params.to_vec(), vars: 1 + vars.names.len() };
+    // The vShards it locks rows in are the ones that take part; every
+    // participant derives the same locks from the program.
+    let participants = lock_set(&program, vshards).into_keys().collect();
     Ok((program, participants))
-}
-
-/// The vShards an INSERT row may land on: its partition key's, when the
-/// partition columns are constants now; any vShard when one depends on a
-/// variable.
-fn insert_shards(table: &TableDef, targets: &[usize], cells: &[Expr], params: &[Param], vshards: u32) -> Vec<u32> {
-    let part: Option<Vec<Datum>> = table.primary_key[..table.partition_len]
-        .iter()
-        .map(|ci| {
-            let pos = targets.iter().position(|t| t == ci)?;
-            let input = eval_const(cells.get(pos)?, params).ok()?;
-            coerce(input, &table.columns[*ci]).ok().filter(|d| !d.is_null())
-        })
-        .collect();
-    match part {
-        Some(p) => vec![vshard_of_key(table, &p, vshards)],
-        // Wrong or missing keys fail when the row is built; the program
-        // reports them wherever it runs.
-        None => (0..vshards).collect(),
-    }
 }
 
 /// `SELECT ... FROM one_table [WHERE ...]`: the table, the WHERE clause and

@@ -32,7 +32,10 @@ pub enum ShardCommand {
     /// participant fetches. Applied at most once: a command for a position
     /// at or before the shard's recorded one is skipped, so a new leader
     /// replaying an epoch cannot apply a transaction twice.
-    Sequenced { pos: TxnPos, writes: Vec<RowWrite>, outcome: Option<Vec<u8>> },
+    /// `watermark`: the proposer's word that every sequenced transaction of
+    /// this vShard up to it is applied once this command is (transactions
+    /// that do not conflict complete out of order).
+    Sequenced { pos: TxnPos, writes: Vec<RowWrite>, outcome: Option<Vec<u8>>, watermark: TxnPos },
 }
 
 /// A sequenced transaction's place in the global order: its epoch and its
@@ -43,18 +46,50 @@ pub struct TxnPos {
     pub index: u32,
 }
 
-/// Data key of the last sequenced position a vShard applied ("applied
-/// through epoch E"). Starts with 0xFF: table ids never do (they count up
-/// from 1), so it cannot collide with a row.
+/// Data key of the vShard's sequenced watermark ("applied through epoch
+/// E"): every sequenced transaction of the vShard up to it is applied.
+/// Starts with 0xFF: table ids never do (they count up from 1), so it
+/// cannot collide with a row.
 pub const APPLIED_POS_KEY: &[u8] = b"\xffpos";
 /// Data key prefix of the outcomes a coordinator recorded, by position.
 pub const OUTCOME_PREFIX: &[u8] = b"\xffout";
+/// Data key prefix of sequenced positions applied above the watermark.
+pub const DONE_PREFIX: &[u8] = b"\xffdone";
 
-pub fn outcome_key(pos: TxnPos) -> Vec<u8> {
-    let mut k = OUTCOME_PREFIX.to_vec();
+fn pos_key(prefix: &[u8], pos: TxnPos) -> Vec<u8> {
+    let mut k = prefix.to_vec();
     k.extend_from_slice(&pos.epoch.to_be_bytes());
     k.extend_from_slice(&pos.index.to_be_bytes());
     k
+}
+
+pub fn outcome_key(pos: TxnPos) -> Vec<u8> {
+    pos_key(OUTCOME_PREFIX, pos)
+}
+
+pub fn done_key(pos: TxnPos) -> Vec<u8> {
+    pos_key(DONE_PREFIX, pos)
+}
+
+fn decode_pos_key(prefix: &[u8], key: &[u8]) -> Option<TxnPos> {
+    let rest = key.strip_prefix(prefix)?;
+    let epoch = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    let index = u32::from_be_bytes(rest.get(8..12)?.try_into().ok()?);
+    Some(TxnPos { epoch, index })
+}
+
+/// Which sequenced transactions a vShard has applied: all up to the
+/// watermark, and these above it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SequencedProgress {
+    pub watermark: TxnPos,
+    pub done: std::collections::BTreeSet<TxnPos>,
+}
+
+impl SequencedProgress {
+    pub fn is_applied(&self, pos: TxnPos) -> bool {
+        pos <= self.watermark || self.done.contains(&pos)
+    }
 }
 
 impl ShardCommand {
@@ -79,7 +114,7 @@ pub fn row_key(table_id: u64, pk: &[u8]) -> Vec<u8> {
 /// applied position, which entries of one apply batch must see).
 #[derive(Default)]
 pub struct ShardLogic {
-    applied: parking_lot::Mutex<TxnPos>,
+    applied: parking_lot::Mutex<SequencedProgress>,
 }
 
 impl GroupLogic for ShardLogic {
@@ -103,12 +138,11 @@ impl GroupLogic for ShardLogic {
                 }
             }
             ShardCommand::DropTable { table_id } => ctx.delete_prefix(&table_prefix(table_id)),
-            ShardCommand::Sequenced { pos, writes, outcome } => {
+            ShardCommand::Sequenced { pos, writes, outcome, watermark } => {
                 let mut applied = self.applied.lock();
-                if pos <= *applied {
+                if applied.is_applied(pos) {
                     return b"duplicate".to_vec();
                 }
-                *applied = pos;
                 for w in writes {
                     match w.value {
                         Some(v) => ctx.put(&w.key, &v),
@@ -118,19 +152,29 @@ impl GroupLogic for ShardLogic {
                 if let Some(o) = outcome {
                     ctx.put(&outcome_key(pos), &o);
                 }
-                ctx.put(APPLIED_POS_KEY, &crate::codec::encode(&pos));
+                if watermark > applied.watermark {
+                    applied.watermark = watermark;
+                    ctx.put(APPLIED_POS_KEY, &crate::codec::encode(&watermark));
+                    // Point deletes, not a range delete: range tombstones in
+                    // the memtable slow every later read of the whole DB.
+                    let below: Vec<TxnPos> = applied.done.range(..=watermark).copied().collect();
+                    for d in below {
+                        ctx.delete(&done_key(d));
+                        applied.done.remove(&d);
+                    }
+                }
+                if pos > applied.watermark {
+                    applied.done.insert(pos);
+                    ctx.put(&done_key(pos), b"");
+                }
             }
         }
         Vec::new()
     }
 
     fn reload(&self, gid: GroupId, db: &rocksdb::DB) {
-        let pos = match db.get(keys::key(gid, Section::Data, APPLIED_POS_KEY)) {
-            Ok(Some(b)) => crate::codec::decode(&b).unwrap_or_else(|e| panic!("corrupt applied position of group {gid}: {e}")),
-            Ok(None) => TxnPos::default(),
-            Err(e) => panic!("cannot read applied position of group {gid}: {e}"),
-        };
-        *self.applied.lock() = pos;
+        let progress = read_progress(gid, db).unwrap_or_else(|e| panic!("cannot read sequenced progress of group {gid}: {e}"));
+        *self.applied.lock() = progress;
     }
 }
 
@@ -153,12 +197,21 @@ impl ShardReader {
         self.engine.db().get(keys::key(gid, Section::Data, key))
     }
 
-    /// The last sequenced position this replica of `gid` applied.
-    pub fn applied_pos(&self, gid: GroupId) -> Result<TxnPos, String> {
-        match self.get(gid, APPLIED_POS_KEY).map_err(|e| e.to_string())? {
-            Some(b) => crate::codec::decode(&b).map_err(|e| e.to_string()),
-            None => Ok(TxnPos::default()),
+    /// The sequenced transactions this replica of `gid` has applied.
+    pub fn sequenced_progress(&self, gid: GroupId) -> Result<SequencedProgress, String> {
+        read_progress(gid, self.engine.db())
+    }
+
+    /// Whether this replica of `gid` has applied sequenced position `pos`.
+    pub fn is_applied(&self, gid: GroupId, pos: TxnPos) -> Result<bool, String> {
+        if self.get(gid, &done_key(pos)).map_err(|e| e.to_string())?.is_some() {
+            return Ok(true);
         }
+        let watermark = match self.get(gid, APPLIED_POS_KEY).map_err(|e| e.to_string())? {
+            Some(b) => crate::codec::decode(&b).map_err(|e| e.to_string())?,
+            None => TxnPos::default(),
+        };
+        Ok(pos <= watermark)
     }
 
     /// Every `(key, value)` of `gid` whose key starts with `prefix`.
@@ -194,4 +247,23 @@ impl ShardReader {
         }
         Ok(out)
     }
+}
+
+fn read_progress(gid: GroupId, db: &rocksdb::DB) -> Result<SequencedProgress, String> {
+    let watermark = match db.get(keys::key(gid, Section::Data, APPLIED_POS_KEY)).map_err(|e| e.to_string())? {
+        Some(b) => crate::codec::decode(&b).map_err(|e| e.to_string())?,
+        None => TxnPos::default(),
+    };
+    let start = keys::key(gid, Section::Data, DONE_PREFIX);
+    let end = keys::prefix_end(&start).expect("prefix does not end in 0xFF");
+    let mut done = std::collections::BTreeSet::new();
+    for item in db.iterator(IteratorMode::From(&start, Direction::Forward)) {
+        let (k, _) = item.map_err(|e| e.to_string())?;
+        if *k >= *end {
+            break;
+        }
+        let pos = decode_pos_key(DONE_PREFIX, &k[keys::SECTION_PREFIX_LEN..]).ok_or("corrupt done key")?;
+        done.insert(pos);
+    }
+    Ok(SequencedProgress { watermark, done })
 }

@@ -47,6 +47,11 @@ impl ApplyContext<'_> {
         self.batch.delete_range(start, end);
     }
 
+    /// Deletes the data keys of this group in `[start, end)`.
+    pub fn delete_range(&mut self, start: &[u8], end: &[u8]) {
+        self.batch.delete_range(keys::key(self.gid, Section::Data, start), keys::key(self.gid, Section::Data, end));
+    }
+
     /// Reads committed state (not the writes of this batch).
     pub fn get(&self, suffix: &[u8]) -> Result<Option<Vec<u8>>, rocksdb::Error> {
         self.db.get(keys::key(self.gid, Section::Data, suffix))

@@ -1,0 +1,97 @@
+//! The locks a transaction program needs, per vShard, derived from the
+//! program and its parameters alone — before it runs, so every
+//! participant derives the same set and enqueues it in the same order.
+//!
+//! Each statement locks what its keys allow: a row when its whole primary
+//! key is known up front, the rows of one partition key when that is known
+//! (e.g. `WHERE w_id = 1 AND o_id = $o_id`), and otherwise the table in
+//! every vShard (a range lock that also covers rows inserted meanwhile, so
+//! a predicate on non-key columns re-checked at execution sees exactly the
+//! rows it would have seen alone). Values computed by earlier statements
+//! (variables) are unknown here and widen the lock.
+
+use std::collections::BTreeMap;
+
+use ordo_meta::catalog::TableDef;
+use ordo_meta::datum::{encode_key, Datum};
+use ordo_scheduler::{LockMode, LockSpan};
+use ordo_vshard::shard::{row_key, table_prefix};
+
+use crate::coerce::coerce;
+use crate::eval::{eval_const, parse_expr, target, vshard_of_key, Target};
+use crate::program::{ProgStatement, TxnProgram};
+use crate::request::Param;
+
+/// Lock spans by vShard.
+pub type LockSet = BTreeMap<u32, Vec<LockSpan>>;
+
+pub fn lock_set(program: &TxnProgram, vshards: u32) -> LockSet {
+    let mut set = LockSet::new();
+    for st in &program.statements {
+        match st {
+            ProgStatement::Insert { table, targets, rows, .. } => {
+                for cells in rows {
+                    insert_row_locks(&mut set, table, targets, cells, &program.params, vshards);
+                }
+            }
+            ProgStatement::Modify { table, selection, .. } => {
+                target_locks(&mut set, table, selection.as_deref(), &program.params, vshards, LockMode::Write)
+            }
+            ProgStatement::Select { table, selection, .. } => {
+                target_locks(&mut set, table, selection.as_deref(), &program.params, vshards, LockMode::Read)
+            }
+        }
+    }
+    set
+}
+
+fn target_locks(set: &mut LockSet, table: &TableDef, selection: Option<&str>, params: &[Param], vshards: u32, mode: LockMode) {
+    let sel = match selection.map(parse_expr).transpose() {
+        Ok(s) => s,
+        // Unparsable text fails when the statement runs; lock widely meanwhile.
+        Err(_) => return whole_table(set, table, vshards, mode),
+    };
+    match target(table, sel.as_ref(), params, vshards) {
+        Target::Point { vshard, pk } => set.entry(vshard).or_default().push(LockSpan::key(&row_key(table.id, &pk), mode)),
+        Target::Shard { vshard, part } => {
+            set.entry(vshard).or_default().push(LockSpan::prefix(&row_key(table.id, &part), mode))
+        }
+        Target::All => whole_table(set, table, vshards, mode),
+    }
+}
+
+fn whole_table(set: &mut LockSet, table: &TableDef, vshards: u32, mode: LockMode) {
+    for v in 0..vshards {
+        set.entry(v).or_default().push(LockSpan::prefix(&table_prefix(table.id), mode));
+    }
+}
+
+/// A row's key (or partition) from constant cells; wider when unknown.
+fn insert_row_locks(set: &mut LockSet, table: &TableDef, targets: &[usize], cells: &[String], params: &[Param], vshards: u32) {
+    let value = |ci: usize| -> Option<Datum> {
+        let pos = targets.iter().position(|&t| t == ci)?;
+        let input = eval_const(&parse_expr(cells.get(pos)?).ok()?, params).ok()?;
+        coerce(input, &table.columns[ci]).ok().filter(|d| !d.is_null())
+    };
+    let known: Vec<Option<Datum>> = table.primary_key.iter().map(|&ci| value(ci)).collect();
+    let mode = LockMode::Write;
+    if let Some(pk) = known.iter().cloned().collect::<Option<Vec<Datum>>>() {
+        let v = vshard_of_key(table, &pk, vshards);
+        let key = row_key(table.id, &encode_key(&pk.iter().collect::<Vec<_>>()));
+        set.entry(v).or_default().push(LockSpan::key(&key, mode));
+    } else if let Some(part) = known[..table.partition_len].iter().cloned().collect::<Option<Vec<Datum>>>() {
+        let v = vshard_of_key(table, &part, vshards);
+        let prefix = row_key(table.id, &encode_key(&part.iter().collect::<Vec<_>>()));
+        set.entry(v).or_default().push(LockSpan::prefix(&prefix, mode));
+    } else {
+        // Missing or computed partition columns: the row could land in any
+        // vShard (or fail to be built, which the program reports).
+        whole_table(set, table, vshards, mode);
+    }
+}
+
+/// Whether `set` lets a transaction read `[start, end)` (or write it, with
+/// `mode == Write`) in `vshard`.
+pub fn covered(set: &LockSet, vshard: u32, start: &[u8], end: Option<&[u8]>, mode: LockMode) -> bool {
+    set.get(&vshard).is_some_and(|spans| spans.iter().any(|s| s.covers(start, end, mode)))
+}
