@@ -16,14 +16,16 @@ use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion::sql::sqlparser::ast::{visit_expressions_mut, Expr};
+use datafusion::sql::sqlparser::ast::{visit_expressions_mut, Expr, GroupByExpr, SelectItem, SetExpr, Statement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
-use ordo_meta::catalog::TableDef;
+use ordo_meta::catalog::{SqlType, TableDef};
 use ordo_meta::datum::{decode_row, encode_key, encode_row, Datum};
 use ordo_vshard::shard::{row_key, table_prefix, RowWrite};
 
-use crate::arrow::{input_at, param_at, param_sql, pg_type_name, rows_to_batch, table_schema};
+use crate::arrow::{arrow_type, input_at, param_at, param_sql, pg_type_name, rows_to_batch, table_schema};
+use crate::eval::ident;
+use crate::fast;
 use crate::coerce::{coerce, Input};
 use crate::error::{from_datafusion, ExecError, ExecResult};
 use crate::eval::{eval_const, parse_expr, target, vshard_of_key, Target};
@@ -203,6 +205,10 @@ impl Run<'_> {
                 let sel = selection.as_deref().map(parse_expr).transpose()?;
                 let t = target(table, sel.as_ref(), &self.params, self.vshards);
                 let candidates = self.candidates(table, &t).await?;
+                if let Some(changed) = self.modify_fast(table, assignments, *delete, sel.as_ref(), &candidates)? {
+                    let n = changed.len() as u64;
+                    return self.returning(table, returning.as_ref(), &changed, n).await;
+                }
                 let mut select = format!("SELECT \"{ROW_INDEX_COLUMN}\"");
                 for (_, expr) in assignments {
                     select.push_str(&format!(", ({expr})"));
@@ -244,6 +250,9 @@ impl Run<'_> {
                 let sel = selection.as_deref().map(parse_expr).transpose()?;
                 let t = target(table, sel.as_ref(), &self.params, self.vshards);
                 let rows: Vec<Vec<Datum>> = self.candidates(table, &t).await?.into_iter().map(|c| c.row).collect();
+                if let Some(out) = self.select_fast(table, sql, sel.as_ref(), &rows, binds)? {
+                    return Ok(out);
+                }
                 let batch = rows_to_batch(table, &table_schema(table), &rows)?;
                 let out = self.query(table, batch, sql).await?;
                 self.output(&out, binds, None)
@@ -263,6 +272,11 @@ impl Run<'_> {
         let Some(r) = returning else {
             return Ok(StmtOutput { rows_affected: affected, ..Default::default() });
         };
+        if let Some(items) = parse_items(&r.items).and_then(|items| plain_columns(&items, table)) {
+            let mut out = self.plain_output(table, &items, rows.iter(), &r.binds)?;
+            out.rows_affected = affected;
+            return Ok(out);
+        }
         let batch = rows_to_batch(table, &table_schema(table), rows)?;
         let out = self.query(table, batch, &format!("SELECT {} FROM \"{}\"", r.items, table.name)).await?;
         self.output(&out, &r.binds, Some(affected))
@@ -298,6 +312,114 @@ impl Run<'_> {
             }
         }
         out.rows_affected = affected.unwrap_or(out.rows.len() as u64);
+        Ok(out)
+    }
+
+    /// UPDATE/DELETE without a query plan (see [`modify_fast`]): the
+    /// changed rows (old ones for DELETE), or `None` for the DataFusion path.
+    fn modify_fast(
+        &mut self,
+        table: &TableDef,
+        assignments: &[(usize, String)],
+        delete: bool,
+        sel: Option<&Expr>,
+        candidates: &[Candidate],
+    ) -> ExecResult<Option<Vec<Vec<Datum>>>> {
+        let rows: Vec<&Vec<Datum>> = candidates.iter().map(|c| &c.row).collect();
+        let Some(changes) = modify_fast(table, assignments, delete, sel, &self.params, &rows)? else { return Ok(None) };
+        let mut changed = Vec::with_capacity(changes.len());
+        for (i, new) in changes {
+            let c = &candidates[i];
+            match new {
+                Some(row) => {
+                    self.write(c.vshard, c.key.clone(), Some(encode_row(&row)))?;
+                    changed.push(row);
+                }
+                None => {
+                    self.write(c.vshard, c.key.clone(), None)?;
+                    changed.push(c.row.clone());
+                }
+            }
+        }
+        Ok(Some(changed))
+    }
+
+    /// A SELECT of plain columns with a simple WHERE, no grouping, ordering
+    /// or limit, without a query plan; `None` for anything else.
+    fn select_fast(
+        &mut self,
+        table: &TableDef,
+        sql: &str,
+        sel: Option<&Expr>,
+        rows: &[Vec<Datum>],
+        binds: &[Option<usize>],
+    ) -> ExecResult<Option<StmtOutput>> {
+        let Ok(mut parsed) = Parser::parse_sql(&PostgreSqlDialect {}, sql) else { return Ok(None) };
+        let Some(Statement::Query(q)) = parsed.pop() else { return Ok(None) };
+        if q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some() || q.with.is_some() {
+            return Ok(None);
+        }
+        let SetExpr::Select(s) = q.body.as_ref() else { return Ok(None) };
+        let simple = s.distinct.is_none()
+            && s.having.is_none()
+            && matches!(&s.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
+        if !simple {
+            return Ok(None);
+        }
+        let Some(items) = plain_columns(&s.projection, table) else { return Ok(None) };
+        let pred = match sel {
+            Some(e) => match fast::compile(e, table, &self.params) {
+                Some(p) => Some(p),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        let mut kept = Vec::new();
+        for row in rows {
+            let keep = match &pred {
+                Some(p) => fast::keeps(p, row, table),
+                None => Ok(true),
+            };
+            match fast::sql(keep)? {
+                None => return Ok(None),
+                Some(true) => kept.push(row),
+                Some(false) => {}
+            }
+        }
+        self.plain_output(table, &items, kept.into_iter(), binds).map(Some)
+    }
+
+    /// Output rows of plain column items, with their bindings.
+    fn plain_output<'r>(
+        &mut self,
+        table: &TableDef,
+        items: &[(String, usize)],
+        rows: impl Iterator<Item = &'r Vec<Datum>>,
+        binds: &[Option<usize>],
+    ) -> ExecResult<StmtOutput> {
+        let mut out = StmtOutput {
+            columns: items
+                .iter()
+                .map(|(name, ci)| (name.clone(), pg_type_name(&arrow_type(&table.columns[*ci].ty)).to_string()))
+                .collect(),
+            ..Default::default()
+        };
+        for row in rows {
+            if out.rows.len() >= STATEMENT_ROWS_MAX {
+                return Err(ExecError::ProgramLimitExceeded(format!(
+                    "a statement inside a transaction may return at most {STATEMENT_ROWS_MAX} rows"
+                )));
+            }
+            out.rows.push(items.iter().map(|(_, ci)| datum_param(&row[*ci], &table.columns[*ci].ty)).collect());
+        }
+        for (ci, slot) in binds.iter().enumerate() {
+            if let Some(slot) = *slot {
+                let value = out.rows.first().and_then(|r| r.get(ci)).cloned().unwrap_or(Param::Null);
+                let p = self.params.get_mut(slot).ok_or_else(|| ExecError::Internal(format!("variable slot {slot} out of range")))?;
+                *p = value;
+            }
+        }
+        out.rows_affected = out.rows.len() as u64;
         Ok(out)
     }
 
@@ -354,4 +476,110 @@ pub fn rows_with_index(table: &TableDef, rows: &[Vec<Datum>]) -> ExecResult<Reco
     let mut cols: Vec<ArrayRef> = base.columns().to_vec();
     cols.push(Arc::new(Int64Array::from_iter_values(0..rows.len() as i64)));
     RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(|e| ExecError::Internal(e.to_string()))
+}
+
+/// `a, b AS x, *` as select items.
+fn parse_items(items: &str) -> Option<Vec<SelectItem>> {
+    let mut parsed = Parser::parse_sql(&PostgreSqlDialect {}, &format!("SELECT {items}")).ok()?;
+    match parsed.pop()? {
+        Statement::Query(q) => match *q.body {
+            SetExpr::Select(s) => Some(s.projection),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Output name and column of each item, when every item is a plain column
+/// (or `*`).
+fn plain_columns(items: &[SelectItem], table: &TableDef) -> Option<Vec<(String, usize)>> {
+    let col = |e: &Expr| match e {
+        Expr::Identifier(i) => table.column_index(&ident(i)),
+        Expr::CompoundIdentifier(p) if p.len() == 2 => table.column_index(&ident(&p[1])),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    for item in items {
+        match item {
+            SelectItem::UnnamedExpr(e) => {
+                let ci = col(e)?;
+                out.push((table.columns[ci].name.clone(), ci));
+            }
+            SelectItem::ExprWithAlias { expr, alias } => out.push((ident(alias), col(expr)?)),
+            SelectItem::Wildcard(opts) if opts.opt_exclude.is_none() && opts.opt_except.is_none() => {
+                out.extend(table.columns.iter().enumerate().map(|(i, c)| (c.name.clone(), i)));
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// A stored value as a typed parameter (what DataFusion's output gives).
+fn datum_param(d: &Datum, ty: &SqlType) -> Param {
+    match (d, ty) {
+        (Datum::Null, _) => Param::Null,
+        (Datum::Int(i), _) => Param::Int(*i),
+        (Datum::Float(f), _) => Param::Float(*f),
+        (Datum::Decimal(v), SqlType::Numeric { precision, scale }) => Param::Decimal { value: *v, precision: *precision, scale: *scale },
+        (Datum::Decimal(v), _) => Param::Decimal { value: *v, precision: 38, scale: 0 },
+        (Datum::Text(s), _) => Param::Text(s.clone()),
+        (Datum::Bool(b), _) => Param::Bool(*b),
+        (Datum::Date(d), _) => Param::Date(*d),
+        (Datum::Timestamp(t), _) => Param::Timestamp(*t),
+    }
+}
+
+/// The changes of an UPDATE (`Some(new row)`) or DELETE (`None`) by index
+/// into `rows`, computed without a query plan when the WHERE clause and
+/// every assignment are simple (see [`crate::fast`]); `None` when they are
+/// not, and the caller plans the statement with DataFusion instead.
+pub fn modify_fast(
+    table: &TableDef,
+    assignments: &[(usize, String)],
+    delete: bool,
+    sel: Option<&Expr>,
+    params: &[Param],
+    rows: &[&Vec<Datum>],
+) -> ExecResult<Option<Vec<(usize, Option<Vec<Datum>>)>>> {
+    let pred = match sel {
+        Some(e) => match fast::compile(e, table, params) {
+            Some(p) => Some(p),
+            None => return Ok(None),
+        },
+        None => None,
+    };
+    let mut assigns = Vec::with_capacity(assignments.len());
+    for (ci, text) in assignments {
+        match fast::compile(&parse_expr(text)?, table, params) {
+            Some(f) => assigns.push((*ci, f)),
+            None => return Ok(None),
+        }
+    }
+    let mut changes = Vec::new();
+    for (i, old) in rows.iter().enumerate() {
+        let keep = match &pred {
+            Some(p) => fast::keeps(p, old, table),
+            None => Ok(true),
+        };
+        match fast::sql(keep)? {
+            None => return Ok(None),
+            Some(false) => continue,
+            Some(true) => {}
+        }
+        if delete {
+            changes.push((i, None));
+        } else {
+            let mut row = (*old).clone();
+            for (ci, f) in &assigns {
+                let Some(v) = fast::sql(f.eval(old, table))? else { return Ok(None) };
+                row[*ci] = coerce(fast::val_input(v), &table.columns[*ci])?;
+            }
+            changes.push((i, Some(row)));
+        }
+        if changes.len() > MODIFY_ROWS_MAX {
+            return Err(ExecError::ProgramLimitExceeded(format!("one statement may change at most {MODIFY_ROWS_MAX} rows")));
+        }
+    }
+    Ok(Some(changes))
 }

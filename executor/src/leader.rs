@@ -328,6 +328,14 @@ impl LeaderExecutor {
         }
         let rows: Vec<Vec<Datum>> =
             stored.iter().map(|(_, v)| decode_row(v)).collect::<Result<_, _>>().map_err(|e| ExecError::Internal(e.to_string()))?;
+        let sel = dml.selection.as_deref().map(crate::eval::parse_expr).transpose()?;
+        let refs: Vec<&Vec<Datum>> = rows.iter().collect();
+        if let Some(changes) = crate::interp::modify_fast(table, &dml.assignments, dml.delete, sel.as_ref(), &dml.params, &refs)? {
+            return Ok(changes
+                .into_iter()
+                .map(|(i, new)| RowWrite { key: stored[i].0.clone(), value: new.map(|r| encode_row(&r)) })
+                .collect());
+        }
         let batch = rows_with_index(table, &rows)?;
         let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
         let mem = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(|e| ExecError::Internal(e.to_string()))?;

@@ -19,6 +19,7 @@ pub mod arrow;
 pub mod coerce;
 pub mod error;
 pub mod eval;
+pub mod fast;
 pub mod interp;
 pub mod leader;
 pub mod locks;
