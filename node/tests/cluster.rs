@@ -420,7 +420,9 @@ async fn the_same_workload_twice_gives_identical_replicas() {
         runs.push(group_hashes(&c).await);
     }
     assert_eq!(runs[0].len(), 66);
-    let differing: Vec<u64> = runs[0].keys().filter(|g| runs[0][g] != runs[1][g]).copied().collect();
+    // The sequencer's log holds wall-clock epoch times and timing-dependent
+    // batching: it is compared across replicas (verify), not across runs.
+    let differing: Vec<u64> = runs[0].keys().filter(|&&g| g != 1 && runs[0][&g] != runs[1][&g]).copied().collect();
     assert!(differing.is_empty(), "groups whose data differs between runs: {differing:?}");
     // Not vacuous: vShards that got rows hash differently from empty ones.
     let distinct: BTreeSet<&String> = runs[0].values().collect();
