@@ -304,13 +304,7 @@ impl Run<'_> {
                 out.rows.push(b.columns().iter().map(|c| param_at(c.as_ref(), r)).collect::<ExecResult<_>>()?);
             }
         }
-        for (ci, slot) in binds.iter().enumerate() {
-            if let Some(slot) = *slot {
-                let value = out.rows.first().and_then(|r| r.get(ci)).cloned().unwrap_or(Param::Null);
-                let p = self.params.get_mut(slot).ok_or_else(|| ExecError::Internal(format!("variable slot {slot} out of range")))?;
-                *p = value;
-            }
-        }
+        self.bind(&out, binds)?;
         out.rows_affected = affected.unwrap_or(out.rows.len() as u64);
         Ok(out)
     }
@@ -389,6 +383,19 @@ impl Run<'_> {
         self.plain_output(table, &items, kept.into_iter(), binds).map(Some)
     }
 
+    /// Binds each output column's slot to its value in the first row (NULL
+    /// when there is no row).
+    fn bind(&mut self, out: &StmtOutput, binds: &[Option<usize>]) -> ExecResult<()> {
+        for (ci, slot) in binds.iter().enumerate() {
+            if let Some(slot) = *slot {
+                let value = out.rows.first().and_then(|r| r.get(ci)).cloned().unwrap_or(Param::Null);
+                let p = self.params.get_mut(slot).ok_or_else(|| ExecError::Internal(format!("variable slot {slot} out of range")))?;
+                *p = value;
+            }
+        }
+        Ok(())
+    }
+
     /// Output rows of plain column items, with their bindings.
     fn plain_output<'r>(
         &mut self,
@@ -412,13 +419,7 @@ impl Run<'_> {
             }
             out.rows.push(items.iter().map(|(_, ci)| datum_param(&row[*ci], &table.columns[*ci].ty)).collect());
         }
-        for (ci, slot) in binds.iter().enumerate() {
-            if let Some(slot) = *slot {
-                let value = out.rows.first().and_then(|r| r.get(ci)).cloned().unwrap_or(Param::Null);
-                let p = self.params.get_mut(slot).ok_or_else(|| ExecError::Internal(format!("variable slot {slot} out of range")))?;
-                *p = value;
-            }
-        }
+        self.bind(&out, binds)?;
         out.rows_affected = out.rows.len() as u64;
         Ok(out)
     }

@@ -153,7 +153,7 @@ impl LeaderExecutor {
                 let spans = rows.iter().map(|(pk, _)| LockSpan::key(&row_key(table.id, pk), LockMode::Write)).collect();
                 let _locks = self.lock(vshard_of_group(gid)?, spans).await?;
                 group.write_barrier().await?;
-                let writes = self.insert_writes(gid, &table, rows, &Overlay::default())?;
+                let writes = self.insert_writes(gid, &table, rows)?;
                 let n = writes.len() as u64;
                 group.propose(ShardCommand::Write(writes).encode()).await?;
                 Ok(ShardResponse::Count(n))
@@ -235,7 +235,7 @@ impl LeaderExecutor {
                 };
                 let _locks = self.lock(vshard_of_group(gid)?, vec![span]).await?;
                 group.write_barrier().await?;
-                let writes = self.dml_writes(gid, &dml, &Overlay::default()).await?;
+                let writes = self.dml_writes(gid, &dml).await?;
                 let n = writes.len() as u64;
                 if n > 0 {
                     group.propose(ShardCommand::Write(writes).encode()).await?;
@@ -274,13 +274,12 @@ impl LeaderExecutor {
         gid: GroupId,
         table: &TableDef,
         rows: Vec<(Vec<u8>, Vec<u8>)>,
-        overlay: &Overlay,
     ) -> Result<Vec<RowWrite>, Fail> {
         let mut seen = BTreeSet::new();
         let mut writes = Vec::with_capacity(rows.len());
         for (pk, row) in rows {
             let key = row_key(table.id, &pk);
-            if !seen.insert(key.clone()) || self.get(gid, &key, overlay)?.is_some() {
+            if !seen.insert(key.clone()) || self.get(gid, &key)?.is_some() {
                 return Err(ExecError::UniqueViolation(table.name.clone()).into());
             }
             writes.push(RowWrite { key, value: Some(row) });
@@ -289,38 +288,22 @@ impl LeaderExecutor {
     }
 
     /// A row as the running transaction sees it.
-    fn get(&self, gid: GroupId, key: &[u8], overlay: &Overlay) -> Result<Option<Vec<u8>>, Fail> {
-        match overlay.0.get(key) {
-            Some(v) => Ok(v.clone()),
-            None => self.reader.get(gid, key).map_err(storage),
-        }
+    fn get(&self, gid: GroupId, key: &[u8]) -> Result<Option<Vec<u8>>, Fail> {
+        self.reader.get(gid, key).map_err(storage)
     }
 
     /// The write set of an UPDATE/DELETE on this vShard: the matching rows
     /// are found and the new values computed by DataFusion over the shard's
     /// rows of the table as the transaction sees them.
-    async fn dml_writes(&self, gid: GroupId, dml: &DmlRequest, overlay: &Overlay) -> Result<Vec<RowWrite>, Fail> {
+    async fn dml_writes(&self, gid: GroupId, dml: &DmlRequest) -> Result<Vec<RowWrite>, Fail> {
         let table = &dml.table;
         let stored: Vec<(Vec<u8>, Vec<u8>)> = match &dml.point {
             Some(pk) => {
                 let key = row_key(table.id, pk);
-                self.get(gid, &key, overlay)?.map(|v| (key, v)).into_iter().collect()
+                self.get(gid, &key)?.map(|v| (key, v)).into_iter().collect()
             }
             None => {
-                let prefix = table_prefix(table.id);
-                let mut rows: BTreeMap<Vec<u8>, Vec<u8>> = self
-                    .reader
-                    .scan_prefix(gid, &prefix)
-                    .map_err(ExecError::ProgramLimitExceeded)?
-                    .into_iter()
-                    .collect();
-                for (k, v) in overlay.0.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(&prefix)) {
-                    match v {
-                        Some(v) => rows.insert(k.clone(), v.clone()),
-                        None => rows.remove(k),
-                    };
-                }
-                rows.into_iter().collect()
+                self.reader.scan_prefix(gid, &table_prefix(table.id)).map_err(ExecError::ProgramLimitExceeded)?
             }
         };
         if stored.is_empty() {
@@ -379,11 +362,6 @@ impl LeaderExecutor {
         Ok(writes)
     }
 }
-
-/// The writes of a transaction so far, by key (`None`: deleted); later
-/// statements read through it.
-#[derive(Default)]
-struct Overlay(BTreeMap<Vec<u8>, Option<Vec<u8>>>);
 
 /// This node's replicas' current rows: the view of a transaction that
 /// holds its vShard's lock on the leader.

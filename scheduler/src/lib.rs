@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use ordo_vshard::keys::prefix_end;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
@@ -71,18 +72,6 @@ impl LockSpan {
         };
         starts_ok && ends_ok
     }
-}
-
-/// The smallest key greater than every key starting with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last != 0xFF {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
 }
 
 /// Most requests waiting or held in one vShard's lock table; more are
