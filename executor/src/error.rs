@@ -47,6 +47,9 @@ pub enum ExecError {
     /// Retryable: no leader known yet, or the leader changed under us.
     #[error("{0}")]
     Unavailable(String),
+    /// Retryable: the statement ran out of time (nothing was written).
+    #[error("canceling statement due to statement timeout: {0}")]
+    StatementTimeout(String),
     /// Retryable: a bounded queue is full.
     #[error("{0}")]
     Overloaded(String),
@@ -76,6 +79,7 @@ impl ExecError {
             ExecError::DivisionByZero(_) => "22012",
             ExecError::ProgramLimitExceeded(_) => "54000",
             ExecError::Unavailable(_) => "57P03",
+            ExecError::StatementTimeout(_) => "57014",
             ExecError::Overloaded(_) => "53300",
             ExecError::Internal(_) => "XX000",
             ExecError::SerializationFailure(_) => "40001",
@@ -84,7 +88,13 @@ impl ExecError {
 
     /// Whether a client may simply retry the statement.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ExecError::Unavailable(_) | ExecError::Overloaded(_) | ExecError::SerializationFailure(_))
+        matches!(
+            self,
+            ExecError::Unavailable(_)
+                | ExecError::Overloaded(_)
+                | ExecError::SerializationFailure(_)
+                | ExecError::StatementTimeout(_)
+        )
     }
 }
 

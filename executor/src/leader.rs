@@ -212,6 +212,19 @@ impl LeaderExecutor {
             }
             ShardRequest::ScanAt { pos, prefix } => {
                 let vshard = vshard_of_group(gid)?;
+                if !self.board.has_snapshot(vshard, pos) {
+                    // This leader's progress is past `pos` without a snapshot
+                    // here: it was taken by an earlier leader, or expired.
+                    // Waiting would not help; the query starts over.
+                    let progress = self.reader.sequenced_progress(gid).map_err(ExecError::Internal)?;
+                    if progress.watermark >= pos {
+                        return Err(ExecError::SerializationFailure(format!(
+                            "the read snapshot of vShard {vshard} at epoch {} is gone (leader change or expiry); retry",
+                            pos.epoch
+                        ))
+                        .into());
+                    }
+                }
                 match self.board.snapshot_at(vshard, pos, Duration::from_millis(LONG_POLL_MS)).await {
                     None => Ok(ShardResponse::NotYet),
                     Some(snap) => {

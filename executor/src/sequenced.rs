@@ -72,6 +72,25 @@ pub struct TxnRecord {
     pub writes: BTreeMap<u32, Vec<RowWrite>>,
 }
 
+/// A scheduler's state as operators see it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SchedulerStat {
+    /// The term this scheduler leads in; `None` while it does not lead.
+    pub leading_term: Option<u64>,
+    /// The next epoch it reads from the sequencer's log.
+    pub next_epoch: u64,
+    /// Every sequenced position of this vShard up to here is complete.
+    pub watermark: TxnPos,
+    /// Enqueued, not yet complete.
+    pub unfinished: usize,
+    /// The oldest unfinished positions (at most `STAT_POSITIONS_MAX`).
+    pub oldest_unfinished: Vec<TxnPos>,
+    /// Positions whose locks are held and whose reads are being served.
+    pub serving: Vec<TxnPos>,
+}
+
+const STAT_POSITIONS_MAX: usize = 8;
+
 /// Epochs read from the log at once.
 const EPOCHS_PER_STEP: usize = 64;
 /// How often an idle scheduler rechecks leadership.
@@ -94,6 +113,7 @@ const SNAPSHOTS_MAX: usize = 4096;
 /// and wake-ups for waiters.
 pub struct TxnBoard {
     serving: Vec<watch::Sender<BTreeSet<TxnPos>>>,
+    schedulers: Vec<Mutex<SchedulerStat>>,
     applied: Vec<Notify>,
     snapshots: Mutex<BTreeMap<(u32, TxnPos), (tokio::time::Instant, Arc<OwnedSnapshot>)>>,
     snapshot_taken: Notify,
@@ -103,6 +123,7 @@ impl TxnBoard {
     pub fn new(vshards: u32) -> TxnBoard {
         TxnBoard {
             serving: (0..vshards).map(|_| watch::channel(BTreeSet::new()).0).collect(),
+            schedulers: (0..vshards).map(|_| Mutex::new(SchedulerStat::default())).collect(),
             applied: (0..vshards).map(|_| Notify::new()).collect(),
             snapshots: Mutex::new(BTreeMap::new()),
             snapshot_taken: Notify::new(),
@@ -121,6 +142,18 @@ impl TxnBoard {
             map.insert((vshard, pos), (now, snap));
         }
         self.snapshot_taken.notify_waiters();
+    }
+
+    /// What `vshard`'s scheduler on this node is doing, for operators
+    /// (`GET /v1/admin/transactions`).
+    pub fn scheduler_stat(&self, vshard: u32) -> SchedulerStat {
+        let mut stat = self.schedulers[vshard as usize].lock().clone();
+        stat.serving = self.serving[vshard as usize].borrow().iter().copied().take(STAT_POSITIONS_MAX).collect();
+        stat
+    }
+
+    pub fn has_snapshot(&self, vshard: u32, pos: TxnPos) -> bool {
+        self.snapshots.lock().contains_key(&(vshard, pos))
     }
 
     /// The snapshot `vshard` took at read position `pos`, once taken;
@@ -173,7 +206,7 @@ pub fn spawn_schedulers(router: Arc<Router>, log: EpochLog, epochs: watch::Recei
     let vshards = router.local().vshards();
     for v in 0..vshards {
         let Some(group) = router.local().group(vshard_group(v)).cloned() else { continue };
-        let s = Scheduler { vshard: v, group, router: router.clone(), log: log.clone(), epochs: epochs.clone() };
+        let s = Scheduler { vshard: v, term: 0, group, router: router.clone(), log: log.clone(), epochs: epochs.clone() };
         tokio::spawn(s.run());
     }
 }
@@ -181,6 +214,8 @@ pub fn spawn_schedulers(router: Arc<Router>, log: EpochLog, epochs: watch::Recei
 #[derive(Clone)]
 struct Scheduler {
     vshard: u32,
+    /// The term of the current `lead()` round.
+    term: u64,
     group: Arc<dyn Consensus>,
     router: Arc<Router>,
     log: EpochLog,
@@ -224,15 +259,36 @@ impl Progress {
 impl Scheduler {
     async fn run(mut self) {
         loop {
-            if !self.group.is_leader() {
+            let Some(term) = self.group.leader_term() else {
                 tokio::time::sleep(Duration::from_millis(LEADERSHIP_POLL_MS)).await;
                 continue;
-            }
+            };
+            self.term = term;
             if let Err(e) = self.lead().await {
                 tracing::debug!(vshard = self.vshard, "scheduler step failed, resuming: {e}");
                 tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await;
             }
+            *self.stat() = SchedulerStat::default();
         }
+    }
+
+    /// Whether this node still leads in the term this round started in.
+    fn leading(&self) -> bool {
+        self.group.leader_term() == Some(self.term)
+    }
+
+    fn stat(&self) -> parking_lot::MutexGuard<'_, SchedulerStat> {
+        self.router.local().board().schedulers[self.vshard as usize].lock()
+    }
+
+    fn publish(&self, next_epoch: u64, progress: &Progress) {
+        let unfinished: Vec<TxnPos> = progress.order.iter().filter(|(_, done)| !done).map(|(p, _)| *p).collect();
+        let mut stat = self.stat();
+        stat.leading_term = Some(self.term);
+        stat.next_epoch = next_epoch;
+        stat.watermark = progress.watermark;
+        stat.unfinished = unfinished.len();
+        stat.oldest_unfinished = unfinished.into_iter().take(STAT_POSITIONS_MAX).collect();
     }
 
     /// Takes this vShard's sequenced transactions in order while this node
@@ -256,9 +312,10 @@ impl Scheduler {
             while let Some(done) = tasks.try_join_next() {
                 done.map_err(|e| e.to_string())??;
             }
-            if !self.group.is_leader() {
+            if !self.leading() {
                 return Ok(());
             }
+            self.publish(next, &progress.lock());
             let epochs = self.log.read(next, EPOCHS_PER_STEP)?;
             if epochs.is_empty() {
                 tokio::select! {
@@ -383,7 +440,7 @@ impl Scheduler {
 
     async fn fetch_outcome(&self, coordinator: u32, pos: TxnPos) -> Result<TxnRecord, String> {
         loop {
-            if !self.group.is_leader() {
+            if !self.leading() {
                 return Err("lost leadership".into());
             }
             match self.router.call(vshard_group(coordinator), &ShardRequest::Outcome { pos }).await {
@@ -410,7 +467,7 @@ struct PositionView<'a> {
 impl PositionView<'_> {
     async fn remote(&self, vshard: u32, req: ShardRequest) -> ExecResult<Vec<(Vec<u8>, Vec<u8>)>> {
         loop {
-            if !self.leader.group.is_leader() {
+            if !self.leader.leading() {
                 return Err(ExecError::Unavailable("lost leadership".into()));
             }
             match self.router.call(vshard_group(vshard), &req).await {

@@ -1,4 +1,5 @@
-//! The HTTP API: `POST /v1/sql`, `GET /v1/cluster`, `GET /health`.
+//! The HTTP API: `POST /v1/sql`, `GET /v1/cluster`, `GET /health`, and
+//! admin endpoints (`POST /v1/admin/verify`, `GET /v1/admin/transactions`).
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ pub fn router(state: Arc<NodeState>, body_bytes_max: usize) -> axum::Router {
         .route("/v1/cluster", get(cluster))
         .route("/health", get(health))
         .route("/v1/admin/verify", post(verify))
+        .route("/v1/admin/transactions", get(transactions))
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .with_state(state)
 }
@@ -137,4 +139,27 @@ async fn health(State(state): State<Arc<NodeState>>) -> Response {
 async fn verify(State(state): State<Arc<NodeState>>) -> Response {
     let verdict = ordo_executor::verify::verify_all(&state.router).await;
     Json(verdict).into_response()
+}
+
+/// Per vShard hosted here: its scheduler (leading term, next epoch,
+/// watermark, unfinished positions), its lock table and its durable
+/// sequenced progress. For operators chasing a stuck transaction.
+async fn transactions(State(state): State<Arc<NodeState>>) -> Response {
+    let local = state.router.local();
+    let vshards: Vec<_> = (0..local.vshards())
+        .filter_map(|v| {
+            let gid = ordo_vshard::routing::vshard_group(v);
+            let group = local.group(gid)?;
+            let durable = local.reader().sequenced_progress(gid).ok();
+            Some(json!({
+                "vshard": v,
+                "leader": group.is_leader(),
+                "scheduler": local.board().scheduler_stat(v),
+                "locks": local.locks().table(v).stats(),
+                "durable_watermark": durable.as_ref().map(|p| p.watermark),
+                "durable_done_above_watermark": durable.as_ref().map(|p| p.done.len()),
+            }))
+        })
+        .collect();
+    Json(json!({"node_id": state.node_id, "vshards": vshards})).into_response()
 }

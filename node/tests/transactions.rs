@@ -198,7 +198,10 @@ async fn bank_transfers_survive_sigkills_and_conserve_the_total() {
     assert!(audits > 5, "too few audits succeeded: {audits}");
 
     // Every node has applied everything before we look (and verify compares).
-    let balances = c.sql_retry(1, "SELECT id, bal FROM acct ORDER BY id", json!([]), HEALTHY_WITHIN).await.unwrap();
+    let balances = match c.sql_retry(1, "SELECT id, bal FROM acct ORDER BY id", json!([]), HEALTHY_WITHIN).await {
+        Ok(b) => b,
+        Err(e) => panic!("final read failed: {e:?}\ntransaction state: {:#}", c.transactions_state().await),
+    };
     let recorded = c.sql_retry(2, "SELECT id, src, dst, amount FROM transfers", json!([]), HEALTHY_WITHIN).await.unwrap();
     let mut expected = vec![INITIAL; ACCOUNTS as usize];
     let mut ids = BTreeSet::new();

@@ -133,6 +133,13 @@ pub struct LockGuard {
     id: u64,
 }
 
+/// A lock table's occupancy, for operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct LockStats {
+    pub requests: usize,
+    pub granted: usize,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Overloaded(pub usize);
 
@@ -160,6 +167,12 @@ impl LockTable {
     /// Requests waiting or held (for metrics and tests).
     pub fn len(&self) -> usize {
         self.table.lock().requests.len()
+    }
+
+    /// Requests queued and how many of them hold their locks.
+    pub fn stats(&self) -> LockStats {
+        let t = self.table.lock();
+        LockStats { requests: t.requests.len(), granted: t.requests.values().filter(|r| r.granted).count() }
     }
 
     pub fn is_empty(&self) -> bool {

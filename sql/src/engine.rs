@@ -20,6 +20,9 @@ use crate::result::StatementResult;
 
 /// Times a query is rerun when its read snapshot went away.
 const QUERY_RETRIES_MAX: usize = 3;
+/// Longest a query runs, retries included (reads only: a write's outcome
+/// is awaited separately, see `txn`).
+const QUERY_TIMEOUT_MS: u64 = 30_000;
 /// Most statements in one request.
 const STATEMENTS_PER_REQUEST_MAX: usize = 1024;
 
@@ -174,12 +177,18 @@ impl SqlEngine {
 
     /// A query; a read snapshot that went away (leader change) is retried.
     async fn query(&self, st: Statement, params: &[Param]) -> ExecResult<StatementResult> {
-        let mut attempt = 0;
-        loop {
-            match self.query_once(st.clone(), params).await {
-                Err(ExecError::SerializationFailure(_)) if attempt < QUERY_RETRIES_MAX => attempt += 1,
-                other => return other,
+        let attempts = async {
+            let mut attempt = 0;
+            loop {
+                match self.query_once(st.clone(), params).await {
+                    Err(ExecError::SerializationFailure(_)) if attempt < QUERY_RETRIES_MAX => attempt += 1,
+                    other => return other,
+                }
             }
+        };
+        match tokio::time::timeout(std::time::Duration::from_millis(QUERY_TIMEOUT_MS), attempts).await {
+            Ok(r) => r,
+            Err(_) => Err(ExecError::StatementTimeout(format!("the query took longer than {QUERY_TIMEOUT_MS} ms"))),
         }
     }
 

@@ -208,6 +208,20 @@ impl Cluster {
         r.json().await.expect("json")
     }
 
+    /// Every running node's `/v1/admin/transactions` (scheduler and lock
+    /// state per vShard), for failure messages.
+    pub async fn transactions_state(&self) -> Value {
+        let mut all = Vec::new();
+        for n in self.nodes.iter().filter(|n| n.child.is_some()) {
+            let r = self.client.get(format!("{}/v1/admin/transactions", self.url(n.id))).send().await;
+            all.push(match r {
+                Ok(r) => r.json().await.unwrap_or_else(|e| json!({"node": n.id, "error": e.to_string()})),
+                Err(e) => json!({"node": n.id, "error": e.to_string()}),
+            });
+        }
+        Value::Array(all)
+    }
+
     pub async fn cluster_status(&self, id: u64) -> Value {
         self.client.get(format!("{}/v1/cluster", self.url(id))).send().await.expect("cluster").json().await.expect("json")
     }

@@ -51,6 +51,10 @@ pub trait Consensus: Send + Sync {
     /// The leader this replica knows of, if any.
     fn leader(&self) -> Option<u64>;
     fn is_leader(&self) -> bool;
+    /// The term this replica leads in, if it is the leader: work started
+    /// for one term must stop when it changes, even if this node leads
+    /// again in a later one (another leader may have acted in between).
+    fn leader_term(&self) -> Option<u64>;
     /// Replicates `command`, waits until it is applied here, returns its reply.
     async fn propose(&self, command: Vec<u8>) -> Result<Vec<u8>, ConsensusError>;
     /// Replicates a checksum point: every replica hashes its data at that
@@ -201,6 +205,12 @@ impl Consensus for RaftGroup {
 
     fn is_leader(&self) -> bool {
         self.raft.metrics().borrow_watched().state == ServerState::Leader
+    }
+
+    fn leader_term(&self) -> Option<u64> {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        (m.state == ServerState::Leader).then_some(m.current_term)
     }
 
     async fn propose(&self, command: Vec<u8>) -> Result<Vec<u8>, ConsensusError> {
