@@ -10,6 +10,9 @@
 
 mod micro;
 mod target;
+// Not wired to a subcommand yet; its unit tests run.
+#[allow(dead_code)]
+mod tpcc;
 
 use std::path::PathBuf;
 use std::sync::Arc;
