@@ -216,8 +216,7 @@ impl LeaderExecutor {
                     // This leader's progress is past `pos` without a snapshot
                     // here: it was taken by an earlier leader, or expired.
                     // Waiting would not help; the query starts over.
-                    let progress = self.reader.sequenced_progress(gid).map_err(ExecError::Internal)?;
-                    if progress.watermark >= pos {
+                    if self.reader.sequenced_watermark(gid).map_err(ExecError::Internal)? >= pos {
                         return Err(ExecError::SerializationFailure(format!(
                             "the read snapshot of vShard {vshard} at epoch {} is gone (leader change or expiry); retry",
                             pos.epoch

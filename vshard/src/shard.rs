@@ -202,16 +202,18 @@ impl ShardReader {
         read_progress(gid, self.engine.db())
     }
 
+    /// The watermark of [`ShardReader::sequenced_progress`] alone (one
+    /// key read, no scan of the positions applied above it).
+    pub fn sequenced_watermark(&self, gid: GroupId) -> Result<TxnPos, String> {
+        read_watermark(gid, self.engine.db())
+    }
+
     /// Whether this replica of `gid` has applied sequenced position `pos`.
     pub fn is_applied(&self, gid: GroupId, pos: TxnPos) -> Result<bool, String> {
         if self.get(gid, &done_key(pos)).map_err(|e| e.to_string())?.is_some() {
             return Ok(true);
         }
-        let watermark = match self.get(gid, APPLIED_POS_KEY).map_err(|e| e.to_string())? {
-            Some(b) => crate::codec::decode(&b).map_err(|e| e.to_string())?,
-            None => TxnPos::default(),
-        };
-        Ok(pos <= watermark)
+        Ok(pos <= self.sequenced_watermark(gid)?)
     }
 
     /// Every `(key, value)` of `gid` whose key starts with `prefix`.
@@ -249,11 +251,15 @@ impl ShardReader {
     }
 }
 
+fn read_watermark(gid: GroupId, db: &rocksdb::DB) -> Result<TxnPos, String> {
+    match db.get(keys::key(gid, Section::Data, APPLIED_POS_KEY)).map_err(|e| e.to_string())? {
+        Some(b) => crate::codec::decode(&b).map_err(|e| e.to_string()),
+        None => Ok(TxnPos::default()),
+    }
+}
+
 fn read_progress(gid: GroupId, db: &rocksdb::DB) -> Result<SequencedProgress, String> {
-    let watermark = match db.get(keys::key(gid, Section::Data, APPLIED_POS_KEY)).map_err(|e| e.to_string())? {
-        Some(b) => crate::codec::decode(&b).map_err(|e| e.to_string())?,
-        None => TxnPos::default(),
-    };
+    let watermark = read_watermark(gid, db)?;
     let start = keys::key(gid, Section::Data, DONE_PREFIX);
     let end = keys::prefix_end(&start).expect("prefix does not end in 0xFF");
     let mut done = std::collections::BTreeSet::new();

@@ -122,6 +122,7 @@ impl TpccRand {
     /// `I_DATA` / `S_DATA`: an a-string, in 10% of rows with "ORIGINAL" at
     /// a random place.
     pub fn data(&mut self, min: usize, max: usize) -> String {
+        assert!(min >= 8, "a data field must have room for ORIGINAL");
         let mut s = self.a_string(min, max);
         if self.percent(10) {
             let at = self.rng.random_range(0..=s.len() - 8);
