@@ -40,6 +40,26 @@ pub fn eval_const(expr: &Expr, params: &[Param]) -> ExecResult<Input> {
     }
 }
 
+/// A value expression without column references, as in `INSERT ...
+/// VALUES ($q * $price, now())`: constants directly, arithmetic and CASE
+/// through the fast evaluator over no columns.
+pub fn eval_scalar(expr: &Expr, params: &[Param]) -> ExecResult<Input> {
+    match eval_const(expr, params) {
+        Err(ExecError::FeatureNotSupported(msg)) => {
+            let none = TableDef { id: 0, name: String::new(), columns: Vec::new(), primary_key: Vec::new(), partition_len: 0 };
+            let compiled = crate::fast::compile(expr, &none, params).ok_or(ExecError::FeatureNotSupported(msg))?;
+            match compiled.eval(&[], &none) {
+                Ok(v) => Ok(crate::fast::val_input(v)),
+                Err(crate::fast::EvalError::Sql(e)) => Err(e),
+                Err(crate::fast::EvalError::Unsupported) => {
+                    Err(ExecError::FeatureNotSupported(format!("cannot evaluate {expr} here")))
+                }
+            }
+        }
+        other => other,
+    }
+}
+
 fn value(v: &Value, params: &[Param]) -> ExecResult<Input> {
     Ok(match v {
         Value::Number(n, _) => Input::from_number_literal(n),
@@ -114,7 +134,10 @@ pub fn key_equalities(table: &TableDef, e: &Expr, params: &[Param], out: &mut BT
 pub enum Target {
     /// One row: its vShard and encoded primary key.
     Point { vshard: u32, pk: Vec<u8> },
-    /// The rows of one partition key (`part`, encoded): one vShard.
+    /// The rows under one primary-key prefix (`part`, encoded): at least
+    /// the partition key, so one vShard; longer when more leading key
+    /// columns are bound (keys are self-delimiting, so a byte prefix of
+    /// the encoded key selects exactly those rows).
     Shard { vshard: u32, part: Vec<u8> },
     /// Any row.
     All,
@@ -130,7 +153,8 @@ impl Target {
 }
 
 /// Where a `WHERE` clause on `table` can match: the full primary key bound
-/// by equalities gives one row, the partition key one vShard.
+/// by equalities gives one row, the partition key (or a longer leading
+/// part of the primary key) a range of one vShard.
 pub fn target(table: &TableDef, selection: Option<&Expr>, params: &[Param], vshards: u32) -> Target {
     let Some(sel) = selection else { return Target::All };
     let mut eq = BTreeMap::new();
@@ -148,9 +172,11 @@ pub fn target(table: &TableDef, selection: Option<&Expr>, params: &[Param], vsha
         let vshard = vshard_of_key(table, &pk, vshards);
         return Target::Point { vshard, pk: encode_key(&pk.iter().collect::<Vec<_>>()) };
     }
-    if let Some(part) = bind(table.partition_len) {
-        let vshard = vshard_of_key(table, &part, vshards);
-        return Target::Shard { vshard, part: encode_key(&part.iter().collect::<Vec<_>>()) };
+    for n in (table.partition_len..table.primary_key.len()).rev() {
+        if let Some(part) = bind(n).filter(|_| n > 0) {
+            let vshard = vshard_of_key(table, &part, vshards);
+            return Target::Shard { vshard, part: encode_key(&part.iter().collect::<Vec<_>>()) };
+        }
     }
     Target::All
 }

@@ -28,7 +28,7 @@ use crate::eval::ident;
 use crate::fast;
 use crate::coerce::{coerce, Input};
 use crate::error::{from_datafusion, ExecError, ExecResult};
-use crate::eval::{eval_const, parse_expr, target, vshard_of_key, Target};
+use crate::eval::{eval_scalar, parse_expr, target, vshard_of_key, Target};
 use crate::program::{ProgStatement, Returning, StmtOutput, TxnProgram, STATEMENT_ROWS_MAX};
 use crate::locks::{covered, LockSet};
 use crate::request::Param;
@@ -183,7 +183,7 @@ impl Run<'_> {
                 for cells in rows {
                     let mut inputs = vec![Input::Null; table.columns.len()];
                     for (text, &ci) in cells.iter().zip(targets) {
-                        inputs[ci] = eval_const(&parse_expr(text)?, &self.params)?;
+                        inputs[ci] = eval_scalar(&parse_expr(text)?, &self.params)?;
                     }
                     let mut row = Vec::with_capacity(table.columns.len());
                     for (input, col) in inputs.into_iter().zip(&table.columns) {

@@ -144,9 +144,9 @@ impl LeaderExecutor {
                 }
                 Ok(ShardResponse::Rows(rows))
             }
-            ShardRequest::Scan { table } => {
+            ShardRequest::Scan { table, prefix } => {
                 group.read_barrier().await?;
-                let rows = self.reader.scan_prefix(gid, &table_prefix(table.id)).map_err(ExecError::ProgramLimitExceeded)?;
+                let rows = self.reader.scan_prefix(gid, &row_key(table.id, &prefix)).map_err(ExecError::ProgramLimitExceeded)?;
                 Ok(ShardResponse::Rows(rows.into_iter().map(|(_, v)| v).collect()))
             }
             ShardRequest::Insert { table, rows } => {

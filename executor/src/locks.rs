@@ -18,7 +18,7 @@ use ordo_scheduler::{LockMode, LockSpan};
 use ordo_vshard::shard::{row_key, table_prefix};
 
 use crate::coerce::coerce;
-use crate::eval::{eval_const, parse_expr, target, vshard_of_key, Target};
+use crate::eval::{eval_scalar, parse_expr, target, vshard_of_key, Target};
 use crate::program::{ProgStatement, TxnProgram};
 use crate::request::Param;
 
@@ -70,7 +70,7 @@ fn whole_table(set: &mut LockSet, table: &TableDef, vshards: u32, mode: LockMode
 fn insert_row_locks(set: &mut LockSet, table: &TableDef, targets: &[usize], cells: &[String], params: &[Param], vshards: u32) {
     let value = |ci: usize| -> Option<Datum> {
         let pos = targets.iter().position(|&t| t == ci)?;
-        let input = eval_const(&parse_expr(cells.get(pos)?).ok()?, params).ok()?;
+        let input = eval_scalar(&parse_expr(cells.get(pos)?).ok()?, params).ok()?;
         coerce(input, &table.columns[ci]).ok().filter(|d| !d.is_null())
     };
     let known: Vec<Option<Datum>> = table.primary_key.iter().map(|&ci| value(ci)).collect();

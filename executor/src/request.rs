@@ -49,8 +49,9 @@ pub enum ShardRequest {
     Meta(MetaCommand),
     /// Rows with these encoded primary keys.
     Get { table: TableDef, pks: Vec<Vec<u8>> },
-    /// Every row of the table in this vShard.
-    Scan { table: TableDef },
+    /// The rows of the table in this vShard under an encoded primary-key
+    /// prefix (empty: every row).
+    Scan { table: TableDef, prefix: Vec<u8> },
     /// Insert rows (encoded pk, encoded row); fails on an existing key.
     Insert { table: TableDef, rows: Vec<(Vec<u8>, Vec<u8>)> },
     /// UPDATE or DELETE of the rows of this vShard matching `selection`.

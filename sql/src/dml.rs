@@ -8,7 +8,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use futures::{StreamExt, TryStreamExt};
 use ordo_executor::coerce::{coerce, Input};
-use ordo_executor::eval::{eval_const, target, Target};
+use ordo_executor::eval::{eval_scalar, target, Target};
 use ordo_executor::request::{DmlRequest, Param, ShardRequest, ShardResponse};
 use ordo_executor::{ExecError, ExecResult};
 use ordo_meta::catalog::TableDef;
@@ -111,7 +111,7 @@ async fn plan_insert(engine: &SqlEngine, ins: &Insert, params: &[Param]) -> Exec
     for row_exprs in rows {
         let mut inputs: Vec<Input> = vec![Input::Null; table.columns.len()];
         for (expr, &ci) in row_exprs.iter().zip(&targets) {
-            inputs[ci] = eval_const(expr, params)?;
+            inputs[ci] = eval_scalar(expr, params)?;
         }
         let mut row = Vec::with_capacity(table.columns.len());
         for (input, col) in inputs.into_iter().zip(&table.columns) {

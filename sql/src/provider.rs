@@ -1,7 +1,8 @@
 //! DataFusion's view of OrdoDB tables: a [`SchemaProvider`] over the
 //! replicated catalog and a [`TableProvider`] per table whose scan reads
 //! every vShard (one partition each) — or only the vShard a primary-key or
-//! partition-key equality names.
+//! partition-key equality names, and there only the rows under the longest
+//! bound leading part of the primary key.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -263,7 +264,9 @@ impl TableProvider for OrdoTable {
         let eq = equalities(&self.def, filters);
         let pk_len = self.def.primary_key.len();
         let point = self.bound_key(&eq, pk_len);
-        let partition = self.bound_key(&eq, self.def.partition_len);
+        // The longest bound leading part of the primary key, at least the
+        // partition key: one vShard, and only the rows under that prefix.
+        let partition = (self.def.partition_len.max(1)..pk_len).rev().find_map(|n| self.bound_key(&eq, n));
         let snapshot = state.config().get_extension::<QuerySnapshot>();
         let at = match &snapshot {
             Some(s) if s.eager || (point.is_none() && partition.is_none()) => Some(self.shared.snapshot_pos(s).await.map_err(ext)?),
@@ -279,7 +282,8 @@ impl TableProvider for OrdoTable {
                 }
                 (None, Some(part)) => {
                     let vshard = self.shared.vshard_of_key(&self.def, &part);
-                    vec![self.shared.rows_at(vshard, pos, table_prefix(table_id).to_vec()).await.map_err(ext)?]
+                    let prefix = row_key(table_id, &encode_key(&part.iter().collect::<Vec<_>>()));
+                    vec![self.shared.rows_at(vshard, pos, prefix).await.map_err(ext)?]
                 }
                 (None, None) => futures::stream::iter(0..self.shared.vshards)
                     .map(|v| self.shared.rows_at(v, pos, table_prefix(table_id).to_vec()))
@@ -294,10 +298,11 @@ impl TableProvider for OrdoTable {
             vec![self.shared.rows(vshard, ShardRequest::Get { table: self.def.clone(), pks: vec![key] }).await.map_err(ext)?]
         } else if let Some(part) = partition {
             let vshard = self.shared.vshard_of_key(&self.def, &part);
-            vec![self.shared.rows(vshard, ShardRequest::Scan { table: self.def.clone() }).await.map_err(ext)?]
+            let prefix = encode_key(&part.iter().collect::<Vec<_>>());
+            vec![self.shared.rows(vshard, ShardRequest::Scan { table: self.def.clone(), prefix }).await.map_err(ext)?]
         } else {
             futures::stream::iter(0..self.shared.vshards)
-                .map(|v| self.shared.rows(v, ShardRequest::Scan { table: self.def.clone() }))
+                .map(|v| self.shared.rows(v, ShardRequest::Scan { table: self.def.clone(), prefix: Vec::new() }))
                 .buffered(SCAN_FANOUT_MAX)
                 .try_collect()
                 .await
