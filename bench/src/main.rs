@@ -5,13 +5,12 @@
 //!   cross-shard figures as ratios of the single-shard ones measured in the
 //!   same run. Starts a local 3-node cluster unless `--target` names one.
 //!
-//! The TPC-C harness (issue 8) will live here too, behind the same
-//! [`target::Target`] trait.
+//! - `prepare`, `run`, `check`, `compare`: the TPC-C harness ([`tpcc`])
+//!   against OrdoDB and PostgreSQL; `compare` starts both itself.
 
+mod cli;
 mod micro;
 mod target;
-// Not wired to a subcommand yet; its unit tests run.
-#[allow(dead_code)]
 mod tpcc;
 
 use std::path::PathBuf;
@@ -48,16 +47,30 @@ enum Command {
         #[arg(long)]
         ordo_bin: Option<PathBuf>,
     },
+    /// TPC-C: create the tables and load W warehouses.
+    Prepare(cli::PrepareArgs),
+    /// TPC-C: run the standard mix and print tpmC and latencies.
+    Run(cli::RunArgs),
+    /// TPC-C: check the consistency conditions (exit 1 when one fails).
+    Check(cli::CheckArgs),
+    /// TPC-C: start a 3-node OrdoDB and a PostgreSQL 15, load, run both in
+    /// interleaved rounds, check both, print the side-by-side table.
+    Compare(cli::CompareArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(async {
+    let code = rt.block_on(async {
         match cli.command {
-            Command::Micro { target, seconds, clients, ordo_bin } => micro_cmd(target, seconds, clients, ordo_bin).await,
+            Command::Micro { target, seconds, clients, ordo_bin } => micro_cmd(target, seconds, clients, ordo_bin).await.map(|_| 0),
+            Command::Prepare(a) => cli::prepare(a).await.map(|_| 0),
+            Command::Run(a) => cli::run(a).await.map(|_| 0),
+            Command::Check(a) => cli::check(a).await,
+            Command::Compare(a) => cli::compare(a).await,
         }
-    })
+    })?;
+    std::process::exit(code)
 }
 
 async fn micro_cmd(target: Option<String>, seconds: u64, clients: Vec<usize>, ordo_bin: Option<PathBuf>) -> anyhow::Result<()> {
@@ -66,15 +79,7 @@ async fn micro_cmd(target: Option<String>, seconds: u64, clients: Vec<usize>, or
     let spec = match target {
         Some(t) => t.strip_prefix("ordo://").unwrap_or(&t).to_string(),
         None => {
-            let bin = match ordo_bin {
-                Some(b) => b,
-                None => std::env::current_exe()?.with_file_name("ordo"),
-            };
-            anyhow::ensure!(bin.exists(), "{} not found: build it (cargo build --bins) or pass --ordo-bin", bin.display());
-            eprintln!("starting a local 3-node cluster ({})", bin.display());
-            let c = ordo_tests::Cluster::start(bin.to_str().unwrap_or("ordo"), 3, &[]);
-            c.wait_healthy(Duration::from_secs(120)).await;
-            let spec = (1..=3).map(|i| c.url(i).trim_start_matches("http://").to_string()).collect::<Vec<_>>().join(",");
+            let (c, spec) = cli::local_cluster(ordo_bin).await?;
             _cluster = Some(c);
             spec
         }
