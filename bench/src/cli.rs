@@ -9,16 +9,15 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::tpcc::db::TpccDb;
-use crate::tpcc::ordo::OrdoDb;
-use crate::tpcc::pg::{PgDb, PgMode};
-use crate::tpcc::run::{RunConfig, RunResult};
-use crate::tpcc::{check as checks, prepare as load, report};
+use ordo_bench::tpcc::db::TpccDb;
+use ordo_bench::tpcc::ordo::OrdoDb;
+use ordo_bench::tpcc::pg::{PgDb, PgMode};
+use ordo_bench::tpcc::pg_server::LocalPostgres;
+use ordo_bench::tpcc::run::{RunConfig, RunResult};
+use ordo_bench::tpcc::{check as checks, prepare as load, report};
 
 /// Where the dev cluster (`scripts/dev.sh`) listens.
 const DEV_CLUSTER: &str = "ordo://127.0.0.1:8080,127.0.0.1:8081,127.0.0.1:8082";
-/// The PostgreSQL start script, shipped inside the binary.
-const POSTGRES_SCRIPT: &str = include_str!("../../scripts/postgres.sh");
 
 #[derive(Args, Clone)]
 pub struct TargetArgs {
@@ -177,7 +176,7 @@ async fn run_one(db: Arc<dyn TpccDb>, cfg: RunConfig) -> anyhow::Result<RunResul
             }
         })
     };
-    let r = crate::tpcc::run::run(db, cfg, counter).await;
+    let r = ordo_bench::tpcc::run::run(db, cfg, counter).await;
     ticker.abort();
     bar.finish_and_clear();
     r
@@ -244,30 +243,6 @@ pub async fn local_cluster(ordo_bin: Option<PathBuf>) -> anyhow::Result<(ordo_te
     Ok((c, spec))
 }
 
-/// A PostgreSQL started by the shipped script; stopped on drop.
-struct LocalPostgres {
-    script: PathBuf,
-    dir: PathBuf,
-}
-
-impl LocalPostgres {
-    fn start(dir: &Path, port: u16) -> anyhow::Result<LocalPostgres> {
-        let script = dir.join("postgres.sh");
-        std::fs::write(&script, POSTGRES_SCRIPT)?;
-        let data = dir.join("pg");
-        let out = std::process::Command::new("bash").arg(&script).arg("start").arg(&data).arg(port.to_string()).output()?;
-        anyhow::ensure!(out.status.success(), "starting PostgreSQL failed: {}", String::from_utf8_lossy(&out.stderr));
-        println!("PostgreSQL settings:\n{}", String::from_utf8_lossy(&out.stdout));
-        Ok(LocalPostgres { script, dir: data })
-    }
-}
-
-impl Drop for LocalPostgres {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("bash").arg(&self.script).arg("stop").arg(&self.dir).status();
-    }
-}
-
 pub async fn compare(a: CompareArgs) -> anyhow::Result<i32> {
     anyhow::ensure!(a.rounds >= 1, "at least one round");
     let tmp;
@@ -281,6 +256,7 @@ pub async fn compare(a: CompareArgs) -> anyhow::Result<i32> {
     std::fs::create_dir_all(&dir)?;
     let (_cluster, nodes) = local_cluster(a.ordo_bin.clone()).await?;
     let _pg = LocalPostgres::start(&dir, a.pg_port)?;
+    println!("PostgreSQL settings:\n{}", _pg.settings);
     let targets = TargetArgs {
         target: vec![format!("ordo://{nodes}"), format!("postgres://postgres@127.0.0.1:{}/postgres", a.pg_port)],
         pg_forms: vec!["interactive".into(), "function".into()],

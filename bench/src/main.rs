@@ -10,8 +10,6 @@
 
 mod cli;
 mod micro;
-mod target;
-mod tpcc;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,7 +18,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::micro::Workload;
-use crate::target::{OrdoHttp, Target};
+use ordo_bench::target::{OrdoHttp, Target};
 
 #[derive(Parser)]
 #[command(name = "ordo-bench", about = "OrdoDB benchmarks")]

@@ -15,6 +15,7 @@ pub mod input;
 pub mod load;
 pub mod ordo;
 pub mod pg;
+pub mod pg_server;
 pub mod random;
 pub mod report;
 pub mod run;

@@ -64,6 +64,16 @@ fn retryable(e: &TxnError) -> bool {
     e.code == "40001" || e.code == "40P01"
 }
 
+/// Waits before retry `n` (from 1): jittered, doubling up to 32 ms, so
+/// retries of hot rows do not collide again at once (what client
+/// libraries of serializable databases do).
+async fn backoff(n: u32) {
+    use rand::Rng;
+    let cap_us = 1000u64 << n.min(5);
+    let wait_us = rand::rng().random_range(cap_us / 2..=cap_us);
+    tokio::time::sleep(std::time::Duration::from_micros(wait_us)).await;
+}
+
 /// A NUMERIC's text as cents (values of scale <= 2).
 fn cents(s: &str) -> Result<i64, TxnError> {
     let (neg, s) = s.strip_prefix('-').map_or((false, s), |r| (true, r));
@@ -300,7 +310,10 @@ impl PgSession {
             };
             match result {
                 Ok(rolled_back) => return Ok(Done { rolled_back, retries }),
-                Err(e) if retryable(&e) && retries < RETRIES_MAX => retries += 1,
+                Err(e) if retryable(&e) && retries < RETRIES_MAX => {
+                    retries += 1;
+                    backoff(retries).await;
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -312,7 +325,10 @@ impl PgSession {
         loop {
             match self.client.query(stmt, params).await.map_err(pg_err) {
                 Ok(_) => return Ok(Done { rolled_back: false, retries }),
-                Err(e) if retryable(&e) && retries < RETRIES_MAX => retries += 1,
+                Err(e) if retryable(&e) && retries < RETRIES_MAX => {
+                    retries += 1;
+                    backoff(retries).await;
+                }
                 Err(e) => return Err(e),
             }
         }
