@@ -38,6 +38,8 @@ pub enum Fast {
     /// Searched CASE: the first branch whose condition is TRUE, else the
     /// ELSE value (NULL without one).
     Case(Vec<(Fast, Fast)>, Option<Box<Fast>>),
+    /// `substr(text, from [, count])`, 1-based, in characters.
+    Substr(Box<Fast>, Box<Fast>, Option<Box<Fast>>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +100,15 @@ pub fn compile(expr: &Expr, table: &TableDef, params: &[Param]) -> Option<Fast> 
             };
             Fast::Bin(Box::new(compile(left, table, params)?), op, Box::new(compile(right, table, params)?))
         }
+        // substr(s, from[, count]) and SUBSTRING(s FROM from [FOR count]).
+        Expr::Substring { expr, substring_from: Some(from), substring_for, .. } => Fast::Substr(
+            Box::new(compile(expr, table, params)?),
+            Box::new(compile(from, table, params)?),
+            match substring_for {
+                Some(c) => Some(Box::new(compile(c, table, params)?)),
+                None => None,
+            },
+        ),
         Expr::Case { operand: None, conditions, else_result, .. } => {
             let branches = conditions
                 .iter()
@@ -210,6 +221,30 @@ impl Fast {
                 _ => Err(EvalError::Unsupported),
             },
             Fast::IsNull(e, want_null) => Ok(Val::Bool((e.eval(row, table)? == Val::Null) == *want_null)),
+            Fast::Substr(s, from, count) => {
+                let (s, from) = (s.eval(row, table)?, from.eval(row, table)?);
+                let count = match count {
+                    Some(c) => Some(c.eval(row, table)?),
+                    None => None,
+                };
+                match (s, from, count) {
+                    (Val::Null, _, _) | (_, Val::Null, _) | (_, _, Some(Val::Null)) => Ok(Val::Null),
+                    (Val::Text(s), Val::Int(from), count) => {
+                        // PostgreSQL: characters from..from+count, clipped to the string.
+                        let end = match count {
+                            None => i64::MAX,
+                            Some(Val::Int(c)) if c < 0 => {
+                                return Err(EvalError::Sql(ExecError::InvalidParameter("negative substring length not allowed".into())))
+                            }
+                            Some(Val::Int(c)) => from.saturating_add(c),
+                            Some(_) => return Err(EvalError::Unsupported),
+                        };
+                        let (lo, hi) = (from.max(1), end.max(1));
+                        Ok(Val::Text(s.chars().skip((lo - 1) as usize).take(hi.saturating_sub(lo) as usize).collect()))
+                    }
+                    _ => Err(EvalError::Unsupported),
+                }
+            }
             Fast::Case(branches, otherwise) => {
                 for (cond, result) in branches {
                     if keeps(cond, row, table)? {
@@ -240,7 +275,7 @@ fn logic(a: Val, b: Val, and: bool) -> Eval {
     })
 }
 
-fn binary(a: Val, op: Op, b: Val) -> Eval {
+pub fn binary(a: Val, op: Op, b: Val) -> Eval {
     use std::cmp::Ordering;
     if a == Val::Null || b == Val::Null {
         return Ok(Val::Null);
@@ -354,7 +389,7 @@ mod tests {
 
     fn eval(sql: &str, row: &[Datum]) -> Result<Val, EvalError> {
         let t = table();
-        compile(&parse_expr(sql).unwrap(), &t, &[Param::Int(7)]).expect("compiles").eval(row, &t)
+        compile(&parse_expr(sql).unwrap(), &t, &[Param::Int(7)]).unwrap_or_else(|| panic!("{sql} compiles")).eval(row, &t)
     }
 
     #[test]
@@ -376,6 +411,11 @@ mod tests {
         assert_eq!(eval("CASE WHEN id > 1 THEN bal END", &row).unwrap(), Val::Dec(1050, 2));
         assert_eq!(eval("CASE WHEN n > 1 THEN 1 END", &row).unwrap(), Val::Null);
         assert_eq!(eval("name || '  ' || name", &row).unwrap(), Val::Text("ab  ab".into()));
+        assert_eq!(eval("substr('x' || name, 1, 2)", &row).unwrap(), Val::Text("xa".into()));
+        assert_eq!(eval("substr(name, 2)", &row).unwrap(), Val::Text("b".into()));
+        assert_eq!(eval("substr(name, 0, 2)", &row).unwrap(), Val::Text("a".into()));
+        assert_eq!(eval("substr(name, 5, 2)", &row).unwrap(), Val::Text("".into()));
+        assert_eq!(eval("substr(n, 1, 2)", &row).unwrap(), Val::Null);
         assert!(matches!(eval("n + 1", &big), Err(EvalError::Sql(ExecError::NumericValueOutOfRange(_)))));
     }
 

@@ -26,6 +26,7 @@ use ordo_vshard::shard::{row_key, table_prefix, RowWrite};
 use crate::arrow::{arrow_type, input_at, param_at, param_sql, pg_type_name, rows_to_batch, table_schema};
 use crate::eval::ident;
 use crate::fast;
+use crate::fast_select;
 use crate::coerce::{coerce, Input};
 use crate::error::{from_datafusion, ExecError, ExecResult};
 use crate::eval::{eval_scalar, parse_expr, target, vshard_of_key, Target};
@@ -350,9 +351,11 @@ impl Run<'_> {
     ) -> ExecResult<Option<StmtOutput>> {
         let Ok(mut parsed) = Parser::parse_sql(&PostgreSqlDialect {}, sql) else { return Ok(None) };
         let Some(Statement::Query(q)) = parsed.pop() else { return Ok(None) };
-        if q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some() || q.with.is_some() {
+        if q.fetch.is_some() || q.with.is_some() {
             return Ok(None);
         }
+        let Some(order) = fast_select::order_column(q.order_by.as_ref(), table) else { return Ok(None) };
+        let Some(limit) = fast_select::limit(q.limit_clause.as_ref()) else { return Ok(None) };
         let SetExpr::Select(s) = q.body.as_ref() else { return Ok(None) };
         let simple = s.distinct.is_none()
             && s.having.is_none()
@@ -360,7 +363,14 @@ impl Run<'_> {
         if !simple {
             return Ok(None);
         }
-        let Some(items) = plain_columns(&s.projection, table) else { return Ok(None) };
+        let items = plain_columns(&s.projection, table);
+        let aggs = match items {
+            Some(_) => None,
+            None => match fast_select::aggregates(&s.projection, table) {
+                Some(a) if order.is_none() && limit.is_none() => Some(a),
+                _ => return Ok(None),
+            },
+        };
         let pred = match sel {
             Some(e) => match fast::compile(e, table, &self.params) {
                 Some(p) => Some(p),
@@ -379,6 +389,29 @@ impl Run<'_> {
                 Some(true) => kept.push(row),
                 Some(false) => {}
             }
+        }
+        if let Some(aggs) = aggs {
+            let mut out = StmtOutput::default();
+            let mut row = Vec::with_capacity(aggs.len());
+            for (name, agg) in &aggs {
+                let Some(ty) = fast_select::type_name(*agg, table) else { return Ok(None) };
+                let Some(v) = fast_select::evaluate(*agg, &kept, table)? else { return Ok(None) };
+                out.columns.push((name.clone(), ty.to_string()));
+                row.push(v);
+            }
+            out.rows.push(row);
+            self.bind(&out, binds)?;
+            out.rows_affected = 1;
+            return Ok(Some(out));
+        }
+        let items = items.expect("plain columns when not aggregates");
+        if let Some((ci, desc)) = order {
+            if fast_select::sort(&mut kept, ci, desc, table).is_none() {
+                return Ok(None);
+            }
+        }
+        if let Some(n) = limit {
+            kept.truncate(n);
         }
         self.plain_output(table, &items, kept.into_iter(), binds).map(Some)
     }
@@ -517,7 +550,7 @@ fn plain_columns(items: &[SelectItem], table: &TableDef) -> Option<Vec<(String, 
 }
 
 /// A stored value as a typed parameter (what DataFusion's output gives).
-fn datum_param(d: &Datum, ty: &SqlType) -> Param {
+pub fn datum_param(d: &Datum, ty: &SqlType) -> Param {
     match (d, ty) {
         (Datum::Null, _) => Param::Null,
         (Datum::Int(i), _) => Param::Int(*i),

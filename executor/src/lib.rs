@@ -20,6 +20,7 @@ pub mod coerce;
 pub mod error;
 pub mod eval;
 pub mod fast;
+pub mod fast_select;
 pub mod interp;
 pub mod leader;
 pub mod locks;

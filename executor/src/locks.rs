@@ -79,7 +79,12 @@ fn insert_row_locks(set: &mut LockSet, table: &TableDef, targets: &[usize], cell
         let v = vshard_of_key(table, &pk, vshards);
         let key = row_key(table.id, &encode_key(&pk.iter().collect::<Vec<_>>()));
         set.entry(v).or_default().push(LockSpan::key(&key, mode));
-    } else if let Some(part) = known[..table.partition_len].iter().cloned().collect::<Option<Vec<Datum>>>() {
+    } else if let Some(part) = (table.partition_len.max(1)..=table.primary_key.len())
+        .rev()
+        .find_map(|n| known[..n].iter().cloned().collect::<Option<Vec<Datum>>>())
+    {
+        // The longest known leading part of the key (e.g. warehouse and
+        // district of an order whose id comes from an earlier statement).
         let v = vshard_of_key(table, &part, vshards);
         let prefix = row_key(table.id, &encode_key(&part.iter().collect::<Vec<_>>()));
         set.entry(v).or_default().push(LockSpan::prefix(&prefix, mode));
