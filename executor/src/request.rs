@@ -53,7 +53,11 @@ pub enum ShardRequest {
     /// prefix (empty: every row).
     Scan { table: TableDef, prefix: Vec<u8> },
     /// Insert rows (encoded pk, encoded row); fails on an existing key.
-    Insert { table: TableDef, rows: Vec<(Vec<u8>, Vec<u8>)> },
+    Insert {
+        table: TableDef,
+        #[serde(with = "ordo_vshard::codec::byte_pairs")]
+        rows: Vec<(Vec<u8>, Vec<u8>)>,
+    },
     /// UPDATE or DELETE of the rows of this vShard matching `selection`.
     Dml(DmlRequest),
     /// Delete every row of a dropped table.
@@ -102,11 +106,15 @@ pub enum ShardResponse {
     Outputs(Vec<StmtOutput>),
     /// Where the sequencer placed an input.
     Sequenced { pos: TxnPos, timestamp_us: i64 },
-    Pairs(Vec<(Vec<u8>, Vec<u8>)>),
+    Pairs(#[serde(with = "ordo_vshard::codec::byte_pairs")] Vec<(Vec<u8>, Vec<u8>)>),
     /// The position asked for is not reached yet: ask again.
     NotYet,
-    Outcome { applied: bool, record: Option<Vec<u8>> },
-    Rows(Vec<Vec<u8>>),
+    Outcome {
+        applied: bool,
+        #[serde(with = "serde_bytes")]
+        record: Option<Vec<u8>>,
+    },
+    Rows(#[serde(with = "ordo_vshard::codec::bytes_seq")] Vec<Vec<u8>>),
     Count(u64),
     Meta(MetaResult),
     Done,

@@ -9,6 +9,7 @@ pub struct EpochInput {
     /// vShards that take part (sorted, no duplicates).
     pub participants: Vec<u32>,
     /// The transaction program, encoded by the layer that built it.
+    #[serde(with = "serde_bytes")]
     pub program: Vec<u8>,
 }
 

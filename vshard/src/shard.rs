@@ -15,7 +15,9 @@ use crate::raft::{ApplyContext, GroupLogic};
 /// One row write: `value: None` deletes the row.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RowWrite {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub value: Option<Vec<u8>>,
 }
 
@@ -35,7 +37,13 @@ pub enum ShardCommand {
     /// `watermark`: the proposer's word that every sequenced transaction of
     /// this vShard up to it is applied once this command is (transactions
     /// that do not conflict complete out of order).
-    Sequenced { pos: TxnPos, writes: Vec<RowWrite>, outcome: Option<Vec<u8>>, watermark: TxnPos },
+    Sequenced {
+        pos: TxnPos,
+        writes: Vec<RowWrite>,
+        #[serde(with = "serde_bytes")]
+        outcome: Option<Vec<u8>>,
+        watermark: TxnPos,
+    },
 }
 
 /// A sequenced transaction's place in the global order: its epoch and its

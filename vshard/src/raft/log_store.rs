@@ -4,7 +4,14 @@
 //! Appends are written unsynced (readable at once, as openraft requires) and
 //! acknowledged through the engine's WAL syncer, which fsyncs the appends of
 //! every group waiting at that moment together.
+//!
+//! The newest entries are also kept in memory ([`EntryCache`], as TiKV's
+//! entry cache): replication and apply read what was just appended, and
+//! reading it back from RocksDB cost a vShard leader nearly all its CPU
+//! once the log had been flushed to SST files (a profile after a restart:
+//! iterator seeks loading and copying large data blocks).
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
@@ -19,10 +26,76 @@ use super::types::{Entry, LogId, TypeConfig, Vote};
 use crate::engine::Engine;
 use crate::keys::{self, GroupId, Section};
 
+/// Most bytes (encoded) of recent entries one group keeps in memory.
+const ENTRY_CACHE_BYTES_MAX: usize = 4 << 20;
+
+/// The newest entries of one group's log, contiguous by index.
+#[derive(Default)]
+struct EntryCache {
+    entries: VecDeque<(Entry, usize)>,
+    bytes: usize,
+}
+
+impl EntryCache {
+    fn first_index(&self) -> Option<u64> {
+        self.entries.front().map(|(e, _)| e.log_id.index)
+    }
+
+    fn last_index(&self) -> Option<u64> {
+        self.entries.back().map(|(e, _)| e.log_id.index)
+    }
+
+    fn push(&mut self, e: Entry, bytes: usize) {
+        if self.last_index().is_some_and(|last| last + 1 != e.log_id.index) {
+            // Not contiguous (should not happen: truncation trims first).
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        self.bytes += bytes;
+        self.entries.push_back((e, bytes));
+        while self.bytes > ENTRY_CACHE_BYTES_MAX && self.entries.len() > 1 {
+            let (_, b) = self.entries.pop_front().expect("more than one entry");
+            self.bytes -= b;
+        }
+    }
+
+    /// Drops entries with index >= `from`.
+    fn truncate(&mut self, from: u64) {
+        while self.last_index().is_some_and(|i| i >= from) {
+            let (_, b) = self.entries.pop_back().expect("has a last entry");
+            self.bytes -= b;
+        }
+    }
+
+    /// Drops entries with index <= `upto`.
+    fn purge(&mut self, upto: u64) {
+        while self.first_index().is_some_and(|i| i <= upto) {
+            let (_, b) = self.entries.pop_front().expect("has a first entry");
+            self.bytes -= b;
+        }
+    }
+
+    /// Entries `start..end` when all of them are here.
+    fn range(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
+        if start >= end {
+            return Some(Vec::new());
+        }
+        let first = self.first_index()?;
+        if start < first || end - 1 > self.last_index()? {
+            return None;
+        }
+        let from = (start - first) as usize;
+        let out: Vec<Entry> = self.entries.range(from..from + (end - start) as usize).map(|(e, _)| e.clone()).collect();
+        debug_assert_eq!(out.first().map(|e| e.log_id.index), Some(start));
+        Some(out)
+    }
+}
+
 #[derive(Clone)]
 pub struct LogStore {
     gid: GroupId,
     engine: Arc<Engine>,
+    cache: Arc<parking_lot::Mutex<EntryCache>>,
 }
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
@@ -31,7 +104,7 @@ fn io_err(e: impl std::fmt::Display) -> io::Error {
 
 impl LogStore {
     pub fn new(gid: GroupId, engine: Arc<Engine>) -> LogStore {
-        LogStore { gid, engine }
+        LogStore { gid, engine, cache: Arc::default() }
     }
 
     fn get<T: serde::de::DeserializeOwned>(&self, section: Section) -> io::Result<Option<T>> {
@@ -67,14 +140,25 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(&i) => i + 1,
             Bound::Unbounded => 0,
         };
-        let end_key = match range.end_bound() {
-            Bound::Included(&i) => keys::log_key(self.gid, i + 1),
-            Bound::Excluded(&i) => keys::log_key(self.gid, i),
-            Bound::Unbounded => keys::section_range(self.gid, Section::Log).1,
+        let end = match range.end_bound() {
+            Bound::Included(&i) => Some(i + 1),
+            Bound::Excluded(&i) => Some(i),
+            Bound::Unbounded => None,
+        };
+        if let Some(hit) = end.and_then(|end| self.cache.lock().range(start, end)) {
+            return Ok(hit);
+        }
+        let end_key = match end {
+            Some(i) => keys::log_key(self.gid, i),
+            None => keys::section_range(self.gid, Section::Log).1,
         };
         let start_key = keys::log_key(self.gid, start);
         let mut out = Vec::new();
-        for item in self.engine.db().iterator(IteratorMode::From(&start_key, Direction::Forward)) {
+        // The upper bound lets RocksDB stop at the range's end instead of
+        // reading the next group's blocks.
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_iterate_upper_bound(end_key.clone());
+        for item in self.engine.db().iterator_opt(IteratorMode::From(&start_key, Direction::Forward), opts) {
             let (k, v) = item.map_err(io_err)?;
             if *k >= *end_key {
                 break;
@@ -126,10 +210,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut batch = WriteBatch::default();
+        let mut appended = Vec::new();
         for e in entries {
-            batch.put(keys::log_key(self.gid, e.log_id.index), encode(&e));
+            let bytes = encode(&e);
+            batch.put(keys::log_key(self.gid, e.log_id.index), &bytes);
+            appended.push((e, bytes.len()));
         }
         self.engine.write(batch).map_err(io_err)?;
+        let mut cache = self.cache.lock();
+        for (e, bytes) in appended {
+            cache.push(e, bytes);
+        }
+        drop(cache);
         self.engine.sync_then(Box::new(move |r| callback.io_completed(r.map_err(io::Error::other))));
         Ok(())
     }
@@ -139,6 +231,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let (_, end) = keys::section_range(self.gid, Section::Log);
         let mut batch = WriteBatch::default();
         batch.delete_range(keys::log_key(self.gid, from), end);
+        self.cache.lock().truncate(from);
         self.engine.write(batch).map_err(io_err)
     }
 
@@ -147,6 +240,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         batch.put(keys::key(self.gid, Section::Purged, b""), encode(&log_id));
         batch.delete_range(start, keys::log_key(self.gid, log_id.index + 1));
+        self.cache.lock().purge(log_id.index);
         self.engine.write(batch).map_err(io_err)
     }
 }
