@@ -21,8 +21,9 @@ pub enum Job {
     /// Items `from..to` (with their warehouse for OrdoDB's per-warehouse copy).
     Items { w_id: Option<i64>, from: i64, to: i64 },
     WarehouseAndDistricts { w_id: i64 },
-    /// The district's customers and their history rows.
-    Customers { w_id: i64, d_id: i64 },
+    /// The district's customers and their history rows (and, for
+    /// OrdoDB, their rows of the by-name index table).
+    Customers { w_id: i64, d_id: i64, by_name: bool },
     /// The district's orders, order lines and new orders.
     Orders { w_id: i64, d_id: i64 },
     Stock { w_id: i64, from: i64, to: i64 },
@@ -43,7 +44,7 @@ pub fn jobs(dialect: Dialect, warehouses: i64) -> Vec<Job> {
     for w_id in 1..=warehouses {
         out.push(Job::WarehouseAndDistricts { w_id });
         for d_id in 1..=DISTRICTS_PER_WAREHOUSE {
-            out.push(Job::Customers { w_id, d_id });
+            out.push(Job::Customers { w_id, d_id, by_name: dialect == Dialect::Ordo });
             out.push(Job::Orders { w_id, d_id });
         }
         for from in (1..=ITEMS).step_by(ROWS_PER_JOB as usize) {
@@ -150,16 +151,21 @@ pub fn statements(job: Job) -> Vec<Insert> {
             }
             ins.finish(&mut out);
         }
-        Job::Customers { w_id, d_id } => {
+        Job::Customers { w_id, d_id, by_name } => {
             let mut r = TpccRand::new(seed(3, w_id, d_id), c);
             let mut cust = Inserts::new("customer");
             let mut hist = Inserts::new("history");
+            let mut names = Inserts::new("customer_by_name");
             for c_id in 1..=CUSTOMERS_PER_DISTRICT {
                 let last = if c_id <= 1000 { last_name(c_id - 1) } else { r.run_last_name() };
                 let credit = q(if r.percent(10) { "BC" } else { "GC" });
+                let first = r.a_string(8, 16);
+                if by_name {
+                    names.row(format!("({w_id},{d_id},{},{},{c_id})", q(&last), q(&first)));
+                }
                 cust.row(format!(
                     "({w_id},{d_id},{c_id},{},'OE',{},{},{},{},{},{},{},{},{credit},50000.00,{},-10.00,10.00,1,0,{})",
-                    q(&r.a_string(8, 16)),
+                    q(&first),
                     q(&last),
                     q(&r.a_string(10, 20)),
                     q(&r.a_string(10, 20)),
@@ -180,6 +186,7 @@ pub fn statements(job: Job) -> Vec<Insert> {
             }
             cust.finish(&mut out);
             hist.finish(&mut out);
+            names.finish(&mut out);
         }
         Job::Orders { w_id, d_id } => {
             let mut r = TpccRand::new(seed(4, w_id, d_id), c);
@@ -248,7 +255,7 @@ mod tests {
     #[test]
     fn jobs_cover_the_specified_cardinalities() {
         let mut rows = std::collections::BTreeMap::new();
-        for job in jobs(Dialect::Postgres, 1) {
+        for job in jobs(Dialect::Ordo, 1) {
             for ins in statements(job) {
                 assert!(ins.sql.len() < STATEMENT_BYTES_MAX + 1024);
                 assert!(ins.sql.starts_with(&format!("INSERT INTO {} VALUES (", ins.table)));
@@ -256,6 +263,7 @@ mod tests {
             }
         }
         assert_eq!(rows["item"], 100_000);
+        assert_eq!(rows["customer_by_name"], 30_000);
         assert_eq!(rows["stock"], 100_000);
         assert_eq!(rows["warehouse"], 1);
         assert_eq!(rows["customer"], 30_000);

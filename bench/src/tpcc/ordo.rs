@@ -81,8 +81,10 @@ impl OrdoSession {
         match c {
             CustomerRef::Id(id) => Ok(*id),
             CustomerRef::LastName(name) => {
+                // The by-name index table (see `schema`): a scan of the
+                // (warehouse, district, last name) key prefix.
                 let sql = format!(
-                    "SELECT c_id FROM customer WHERE c_w_id = {w_id} AND c_d_id = {d_id} AND c_last = $1 ORDER BY c_first"
+                    "SELECT c_id FROM customer_by_name WHERE c_w_id = {w_id} AND c_d_id = {d_id} AND c_last = $1 ORDER BY c_first, c_id"
                 );
                 let out = self.run(&sql, json!([name])).await?;
                 let ids: Vec<i64> = out.first().map(rows).unwrap_or(&[]).iter().filter_map(|r| r[0].as_i64()).collect();
