@@ -58,7 +58,11 @@ pub struct StartArgs {
     #[arg(long, default_value_t = 500)]
     pub heartbeat_ms: u64,
     /// Raft entries after which a group snapshots and purges its log.
-    #[arg(long, default_value_t = 5000)]
+    /// A snapshot copies the group's whole data section (every replica
+    /// builds its own), which for a TPC-C warehouse took seconds of CPU
+    /// at 5000 entries and halved throughput while it ran; the log itself
+    /// stays on disk, so a longer interval costs disk, not memory.
+    #[arg(long, default_value_t = 50_000)]
     pub snapshot_logs: u64,
     /// Largest accepted HTTP request body, in bytes.
     #[arg(long, default_value_t = 16 << 20)]
