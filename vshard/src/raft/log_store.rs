@@ -244,3 +244,44 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.engine.write(batch).map_err(io_err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::types::Command;
+    use openraft::entry::RaftEntry;
+
+    fn entry(index: u64) -> Entry {
+        let id = LogId::new(openraft::impls::leader_id_adv::LeaderId { term: 1, node_id: 1 }, index);
+        Entry::new_normal(id, Command::App(vec![0; 10]))
+    }
+
+    fn indexes(v: Option<Vec<Entry>>) -> Option<Vec<u64>> {
+        v.map(|v| v.iter().map(|e| e.log_id.index).collect())
+    }
+
+    #[test]
+    fn entry_cache_serves_only_ranges_it_holds_whole() {
+        let mut c = EntryCache::default();
+        for i in 5..=9 {
+            c.push(entry(i), 100);
+        }
+        assert_eq!(indexes(c.range(6, 9)), Some(vec![6, 7, 8]));
+        assert_eq!(indexes(c.range(5, 10)), Some(vec![5, 6, 7, 8, 9]));
+        assert_eq!(c.range(4, 7).map(|v| v.len()), None, "starts before the cache");
+        assert_eq!(c.range(8, 11).map(|v| v.len()), None, "ends after the cache");
+        c.truncate(8);
+        assert_eq!(c.last_index(), Some(7));
+        c.push(entry(8), 100);
+        c.purge(6);
+        assert_eq!((c.first_index(), c.last_index(), c.bytes), (Some(7), Some(8), 200));
+        // A gap (never expected) empties the cache rather than serving a hole.
+        c.push(entry(12), 100);
+        assert_eq!((c.first_index(), c.bytes), (Some(12), 100));
+        // The byte bound evicts the oldest entries.
+        for i in 13..20 {
+            c.push(entry(i), ENTRY_CACHE_BYTES_MAX / 4);
+        }
+        assert!(c.bytes <= ENTRY_CACHE_BYTES_MAX && c.last_index() == Some(19));
+    }
+}
