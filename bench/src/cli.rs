@@ -133,8 +133,15 @@ fn databases(t: &TargetArgs) -> anyhow::Result<Vec<Arc<dyn TpccDb>>> {
 
 /// One database per distinct store (PostgreSQL's forms share tables).
 fn distinct_stores(dbs: &[Arc<dyn TpccDb>]) -> Vec<Arc<dyn TpccDb>> {
-    let mut seen = std::collections::BTreeSet::new();
-    dbs.iter().filter(|d| seen.insert(format!("{:?}", d.dialect()))).cloned().collect()
+    let mut seen = Vec::new();
+    dbs.iter()
+        .filter(|d| {
+            let fresh = !seen.contains(&d.dialect());
+            seen.push(d.dialect());
+            fresh
+        })
+        .cloned()
+        .collect()
 }
 
 pub async fn prepare(a: PrepareArgs) -> anyhow::Result<()> {
@@ -239,7 +246,7 @@ pub async fn local_cluster(ordo_bin: Option<PathBuf>) -> anyhow::Result<(ordo_te
     eprintln!("starting a local 3-node OrdoDB cluster ({})", bin.display());
     let c = ordo_tests::Cluster::start(bin.to_str().unwrap_or("ordo"), 3, &[]);
     c.wait_healthy(Duration::from_secs(120)).await;
-    let spec = (1..=3).map(|i| c.url(i).trim_start_matches("http://").to_string()).collect::<Vec<_>>().join(",");
+    let spec = c.http_addrs();
     Ok((c, spec))
 }
 

@@ -90,6 +90,16 @@ pub fn ident(i: &Ident) -> String {
     }
 }
 
+/// The column of `table` an expression names (`c` or `t.c`), if it is a
+/// plain column reference.
+pub fn column_ref(e: &Expr, table: &TableDef) -> Option<usize> {
+    match e {
+        Expr::Identifier(i) => table.column_index(&ident(i)),
+        Expr::CompoundIdentifier(p) if p.len() == 2 => table.column_index(&ident(&p[1])),
+        _ => None,
+    }
+}
+
 /// Parses one SQL expression (text the gateway produced from an AST).
 pub fn parse_expr(sql: &str) -> ExecResult<Expr> {
     Parser::new(&PostgreSqlDialect {})
@@ -172,8 +182,8 @@ pub fn target(table: &TableDef, selection: Option<&Expr>, params: &[Param], vsha
         let vshard = vshard_of_key(table, &pk, vshards);
         return Target::Point { vshard, pk: encode_key(&pk.iter().collect::<Vec<_>>()) };
     }
-    for n in (table.partition_len..table.primary_key.len()).rev() {
-        if let Some(part) = bind(n).filter(|_| n > 0) {
+    for n in (table.partition_len.max(1)..table.primary_key.len()).rev() {
+        if let Some(part) = bind(n) {
             let vshard = vshard_of_key(table, &part, vshards);
             return Target::Shard { vshard, part: encode_key(&part.iter().collect::<Vec<_>>()) };
         }

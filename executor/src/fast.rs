@@ -20,7 +20,7 @@ use ordo_meta::datum::Datum;
 
 use crate::coerce::{decimal_from_str, decimal_to_string, Input};
 use crate::error::{ExecError, ExecResult};
-use crate::eval::{eval_const, ident};
+use crate::eval::{column_ref, eval_const};
 use crate::request::Param;
 
 /// Evaluating needs the slow path after all (e.g. a type mix not handled).
@@ -75,8 +75,7 @@ pub enum Val {
 /// the supported shape.
 pub fn compile(expr: &Expr, table: &TableDef, params: &[Param]) -> Option<Fast> {
     Some(match expr {
-        Expr::Identifier(i) => Fast::Col(table.column_index(&ident(i))?),
-        Expr::CompoundIdentifier(p) if p.len() == 2 => Fast::Col(table.column_index(&ident(&p[1]))?),
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) => Fast::Col(column_ref(expr, table)?),
         Expr::Nested(e) => compile(e, table, params)?,
         Expr::UnaryOp { op: UnaryOperator::Not, expr } => Fast::Not(Box::new(compile(expr, table, params)?)),
         Expr::UnaryOp { op: UnaryOperator::Minus, expr } if !is_const(expr) => Fast::Neg(Box::new(compile(expr, table, params)?)),

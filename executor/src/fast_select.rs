@@ -16,7 +16,7 @@ use datafusion::sql::sqlparser::ast::{
 use ordo_meta::catalog::{SqlType, TableDef};
 use ordo_meta::datum::Datum;
 
-use crate::eval::ident;
+use crate::eval::{column_ref as column, ident};
 use crate::fast::{self, datum_val, EvalError, Val};
 use crate::request::Param;
 
@@ -41,14 +41,6 @@ pub fn limit(l: Option<&LimitClause>) -> Option<Option<usize>> {
                 _ => None,
             }
         }
-        _ => None,
-    }
-}
-
-fn column(e: &Expr, table: &TableDef) -> Option<usize> {
-    match e {
-        Expr::Identifier(i) => table.column_index(&ident(i)),
-        Expr::CompoundIdentifier(p) if p.len() == 2 => table.column_index(&ident(&p[1])),
         _ => None,
     }
 }

@@ -29,7 +29,7 @@ use crate::fast;
 use crate::fast_select;
 use crate::coerce::{coerce, Input};
 use crate::error::{from_datafusion, ExecError, ExecResult};
-use crate::eval::{eval_scalar, parse_expr, target, vshard_of_key, Target};
+use crate::eval::{column_ref, eval_scalar, parse_expr, target, vshard_of_key, Target};
 use crate::program::{ProgStatement, Returning, StmtOutput, TxnProgram, STATEMENT_ROWS_MAX};
 use crate::locks::{covered, LockSet};
 use crate::request::Param;
@@ -527,11 +527,7 @@ fn parse_items(items: &str) -> Option<Vec<SelectItem>> {
 /// Output name and column of each item, when every item is a plain column
 /// (or `*`).
 fn plain_columns(items: &[SelectItem], table: &TableDef) -> Option<Vec<(String, usize)>> {
-    let col = |e: &Expr| match e {
-        Expr::Identifier(i) => table.column_index(&ident(i)),
-        Expr::CompoundIdentifier(p) if p.len() == 2 => table.column_index(&ident(&p[1])),
-        _ => None,
-    };
+    let col = |e: &Expr| column_ref(e, table);
     let mut out = Vec::new();
     for item in items {
         match item {

@@ -51,7 +51,7 @@ async fn load_run_check(load: Arc<dyn TpccDb>, runs: &[Arc<dyn TpccDb>], workers
 async fn tpcc_mix_on_three_nodes_keeps_the_consistency_conditions() {
     let c = Cluster::start(ORDO, 3, &[]);
     c.wait_healthy(Duration::from_secs(60)).await;
-    let nodes = (1..=3).map(|i| c.url(i).trim_start_matches("http://").to_string()).collect::<Vec<_>>().join(",");
+    let nodes = c.http_addrs();
     let db: Arc<dyn TpccDb> = Arc::new(OrdoDb::new(&nodes).expect("targets"));
     let results = load_run_check(db.clone(), &[db], 8).await;
     // New-Order's 1% rollback goes through the whole path: the unused

@@ -120,6 +120,12 @@ impl Cluster {
         format!("http://127.0.0.1:{}", self.node(id).http_port)
     }
 
+    /// Every node's HTTP address, `host:port,host:port,...` (what
+    /// `ordo-bench --target ordo://...` takes).
+    pub fn http_addrs(&self) -> String {
+        self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.http_port)).collect::<Vec<_>>().join(",")
+    }
+
     pub fn data_dir(&self, id: u64) -> &Path {
         &self.node(id).data_dir
     }

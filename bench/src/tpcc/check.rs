@@ -25,14 +25,7 @@ fn int(v: &Option<String>) -> Option<i64> {
 
 /// A NUMERIC's text as an exact count of 1/10000ths.
 fn fixed(v: &Option<String>) -> Option<i128> {
-    let s = v.as_deref()?;
-    let (neg, s) = s.strip_prefix('-').map_or((false, s), |r| (true, r));
-    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    if frac.len() > 4 {
-        return None;
-    }
-    let v = int.parse::<i128>().ok()? * 10_000 + format!("{frac:0<4}").parse::<i128>().ok()?;
-    Some(if neg { -v } else { v })
+    super::load::parse_decimal(v.as_deref()?, 4)
 }
 
 /// Per-district values of a `GROUP BY district` query: first column the
@@ -115,6 +108,8 @@ mod tests {
         assert_eq!(fixed(&Some("-10.5".into())), Some(-105_000));
         assert_eq!(fixed(&Some("7".into())), Some(70_000));
         assert_eq!(fixed(&Some("1.23456".into())), None);
+        assert_eq!(fixed(&Some("1.2x".into())), None);
+        assert_eq!(super::super::load::parse_decimal("12.5", 2), Some(1250));
         assert_eq!(fixed(&None), None);
     }
 }

@@ -118,6 +118,19 @@ pub fn money(cents: i64) -> String {
     format!("{sign}{}.{:02}", cents.abs() / 100, cents.abs() % 100)
 }
 
+/// A NUMERIC's text as an exact count of units of `10^-scale` (`"12.5"`
+/// at scale 2 is 1250); `None` when it has more fraction digits.
+pub fn parse_decimal(s: &str, scale: usize) -> Option<i128> {
+    let (neg, s) = s.strip_prefix('-').map_or((false, s), |r| (true, r));
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if frac.len() > scale {
+        return None;
+    }
+    let frac_units = if scale == 0 { 0 } else { format!("{frac:0<scale$}").parse::<i128>().ok()? };
+    let units = int.parse::<i128>().ok()? * 10i128.pow(scale as u32) + frac_units;
+    Some(if neg { -units } else { units })
+}
+
 /// The statements of one job.
 pub fn statements(job: Job) -> Vec<Insert> {
     let seed = |tag: u64, a: i64, b: i64| tag << 48 ^ (a as u64) << 24 ^ b as u64;

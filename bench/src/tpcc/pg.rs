@@ -14,7 +14,7 @@ use tokio_postgres::{Client, NoTls, Statement};
 
 use super::db::{Done, TpccDb, TpccSession, TxnError, TxnResult};
 use super::input::{middle, CustomerRef, Delivery, NewOrder, OrderStatus, Payment, StockLevel};
-use super::load::money;
+use super::load::{money, parse_decimal};
 use super::schema::Dialect;
 use super::DISTRICTS_PER_WAREHOUSE;
 
@@ -76,11 +76,7 @@ async fn backoff(n: u32) {
 
 /// A NUMERIC's text as cents (values of scale <= 2).
 fn cents(s: &str) -> Result<i64, TxnError> {
-    let (neg, s) = s.strip_prefix('-').map_or((false, s), |r| (true, r));
-    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    let frac = format!("{frac:0<2}");
-    let v: i64 = int.parse::<i64>().ok().zip(frac[..2].parse::<i64>().ok()).map(|(i, f)| i * 100 + f).ok_or_else(|| unexpected(s))?;
-    Ok(if neg { -v } else { v })
+    parse_decimal(s, 2).and_then(|c| i64::try_from(c).ok()).ok_or_else(|| unexpected(s))
 }
 
 #[async_trait::async_trait]
