@@ -29,12 +29,15 @@ use crate::interp::{rows_with_index, TxnView};
 use crate::request::{DmlRequest, ShardRequest, ShardResponse};
 use crate::sequenced::{TxnBoard, LONG_POLL_MS};
 use ordo_sequencer::{SealError, Sealer};
+use tokio::sync::watch;
 use ordo_vshard::routing::{vshard_group, SEQUENCER_GROUP};
 use ordo_vshard::shard::outcome_key;
 
 /// Most rows one UPDATE/DELETE may change in one vShard.
 const DML_ROWS_PER_SHARD_MAX: usize = 100_000;
 const ROW_INDEX_COLUMN: &str = "__ordo_row";
+/// Longest a fenced request waits for its vShard to reach its epoch.
+const FENCE_WAIT_MS: u64 = 10_000;
 /// How long a replica waits to apply a checksum point before answering.
 const REPLICA_CHECKSUM_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -70,6 +73,8 @@ pub struct LeaderExecutor {
     board: TxnBoard,
     /// On nodes with a sequencer replica: orders inputs while it leads.
     sealer: Option<Sealer>,
+    /// On nodes with a sequencer replica: the last epoch it applied.
+    epochs: Option<watch::Receiver<u64>>,
 }
 
 impl LeaderExecutor {
@@ -78,8 +83,9 @@ impl LeaderExecutor {
         reader: ShardReader,
         vshards: u32,
         sealer: Option<Sealer>,
+        epochs: Option<watch::Receiver<u64>>,
     ) -> LeaderExecutor {
-        LeaderExecutor { groups, reader, locks: ShardLocks::new(vshards), vshards, board: TxnBoard::new(vshards), sealer }
+        LeaderExecutor { groups, reader, locks: ShardLocks::new(vshards), vshards, board: TxnBoard::new(vshards), sealer, epochs }
     }
 
     pub fn group(&self, gid: GroupId) -> Option<&Arc<dyn Consensus>> {
@@ -116,14 +122,43 @@ impl LeaderExecutor {
         if !group.is_leader() {
             return ShardResponse::NotLeader { leader: group.leader() };
         }
-        match self.run(gid, group.as_ref(), req).await {
+        let (req, fence) = match req {
+            ShardRequest::Fenced { after_epoch, req } => match self.fence(gid, group.as_ref(), after_epoch).await {
+                Ok(term) => (*req, term),
+                Err(Fail::NotLeader(leader)) => return ShardResponse::NotLeader { leader },
+                Err(Fail::Exec(e)) => return ShardResponse::Error(e),
+            },
+            req => (req, None),
+        };
+        match self.run(gid, group.as_ref(), req, fence).await {
             Ok(r) => r,
             Err(Fail::NotLeader(leader)) => ShardResponse::NotLeader { leader },
             Err(Fail::Exec(e)) => ShardResponse::Error(e),
         }
     }
 
-    async fn run(&self, gid: GroupId, group: &dyn Consensus, req: ShardRequest) -> Result<ShardResponse, Fail> {
+    /// Waits until this leader's scheduler of the vShard has enqueued every
+    /// epoch up to `after_epoch` (see [`crate::fence`]); returns the term it
+    /// did so in, which must still be the term when the request's locks are
+    /// granted (a new term re-enqueues those epochs).
+    async fn fence(&self, gid: GroupId, group: &dyn Consensus, after_epoch: u64) -> Result<Option<u64>, Fail> {
+        let vshard = vshard_of_group(gid)?;
+        if self.epochs.is_none() {
+            // No scheduler here (no sequencer replica on this node): this
+            // vShard takes no cross-shard transactions, nothing to follow.
+            return Ok(None);
+        }
+        let term = group.leader_term().ok_or(Fail::NotLeader(group.leader()))?;
+        if !self.board.wait_ingested(vshard, term, after_epoch, Duration::from_millis(FENCE_WAIT_MS)).await {
+            return Err(ExecError::Unavailable(format!(
+                "vShard {vshard} has not reached epoch {after_epoch} of the sequencer within {FENCE_WAIT_MS} ms"
+            ))
+            .into());
+        }
+        Ok(Some(term))
+    }
+
+    async fn run(&self, gid: GroupId, group: &dyn Consensus, req: ShardRequest, fence: Option<u64>) -> Result<ShardResponse, Fail> {
         match req {
             ShardRequest::ReadIndex => {
                 group.read_barrier().await?;
@@ -135,6 +170,10 @@ impl LeaderExecutor {
                 Ok(ShardResponse::Meta(result))
             }
             ShardRequest::Get { table, pks } => {
+                // In order with the writes: a read waits for the writes of
+                // the same rows enqueued before it (see `crate::fence`).
+                let spans = pks.iter().map(|pk| LockSpan::key(&row_key(table.id, pk), LockMode::Read)).collect();
+                let _locks = self.lock(group, vshard_of_group(gid)?, spans, fence).await?;
                 group.read_barrier().await?;
                 let mut rows = Vec::with_capacity(pks.len());
                 for pk in pks {
@@ -145,13 +184,15 @@ impl LeaderExecutor {
                 Ok(ShardResponse::Rows(rows))
             }
             ShardRequest::Scan { table, prefix } => {
+                let span = LockSpan::prefix(&row_key(table.id, &prefix), LockMode::Read);
+                let _locks = self.lock(group, vshard_of_group(gid)?, vec![span], fence).await?;
                 group.read_barrier().await?;
                 let rows = self.reader.scan_prefix(gid, &row_key(table.id, &prefix)).map_err(ExecError::ProgramLimitExceeded)?;
                 Ok(ShardResponse::Rows(rows.into_iter().map(|(_, v)| v).collect()))
             }
             ShardRequest::Insert { table, rows } => {
                 let spans = rows.iter().map(|(pk, _)| LockSpan::key(&row_key(table.id, pk), LockMode::Write)).collect();
-                let _locks = self.lock(vshard_of_group(gid)?, spans).await?;
+                let _locks = self.lock(group, vshard_of_group(gid)?, spans, fence).await?;
                 group.write_barrier().await?;
                 let writes = self.insert_writes(gid, &table, rows)?;
                 let n = writes.len() as u64;
@@ -166,7 +207,7 @@ impl LeaderExecutor {
                     // since could make it more: let it plan again.
                     return Err(ExecError::SerializationFailure("the transaction spans more than this vShard".into()).into());
                 }
-                let _locks = self.lock(vshard, locks.get(&vshard).cloned().unwrap_or_default()).await?;
+                let _locks = self.lock(group, vshard, locks.get(&vshard).cloned().unwrap_or_default(), fence).await?;
                 locks.entry(vshard).or_default();
                 group.write_barrier().await?;
                 // Runs once, here; its effects (not the program) are logged,
@@ -245,7 +286,7 @@ impl LeaderExecutor {
                     Some(pk) => LockSpan::key(&row_key(dml.table.id, pk), LockMode::Write),
                     None => LockSpan::prefix(&table_prefix(dml.table.id), LockMode::Write),
                 };
-                let _locks = self.lock(vshard_of_group(gid)?, vec![span]).await?;
+                let _locks = self.lock(group, vshard_of_group(gid)?, vec![span], fence).await?;
                 group.write_barrier().await?;
                 let writes = self.dml_writes(gid, &dml).await?;
                 let n = writes.len() as u64;
@@ -258,10 +299,22 @@ impl LeaderExecutor {
                 let (index, hash) = group.checksum().await?;
                 Ok(ShardResponse::Checksum { index, hash: Some(hash) })
             }
+            ShardRequest::Frontier => {
+                let epochs = self.epochs.as_ref().ok_or(Fail::NotLeader(None))?;
+                if gid != SEQUENCER_GROUP {
+                    return Err(ExecError::Internal(format!("group {gid} does not sequence")).into());
+                }
+                // Everything committed before this request is applied here,
+                // and the state machine publishes an epoch before it counts
+                // as applied.
+                group.read_barrier().await?;
+                Ok(ShardResponse::Count(*epochs.borrow()))
+            }
             ShardRequest::ReplicaChecksum { .. } => unreachable!("handled before the leader check"),
+            ShardRequest::Fenced { .. } => Err(ExecError::Internal("a fenced request inside a fenced request".into()).into()),
             ShardRequest::DropTable { table_id } => {
                 let span = LockSpan::prefix(&table_prefix(table_id), LockMode::Write);
-                let _locks = self.lock(vshard_of_group(gid)?, vec![span]).await?;
+                let _locks = self.lock(group, vshard_of_group(gid)?, vec![span], fence).await?;
                 group.propose(ShardCommand::DropTable { table_id }.encode()).await?;
                 Ok(ShardResponse::Done)
             }
@@ -269,14 +322,21 @@ impl LeaderExecutor {
     }
 
     /// Takes `spans` in `vshard`'s lock table (in arrival order) and waits
-    /// for them.
-    async fn lock(&self, vshard: u32, spans: Vec<LockSpan>) -> Result<LockGuard, Fail> {
+    /// for them. A fenced request must be granted in the term it was fenced
+    /// in: a new term's scheduler enqueues the epochs again, after it.
+    async fn lock(&self, group: &dyn Consensus, vshard: u32, spans: Vec<LockSpan>, fence: Option<u64>) -> Result<LockGuard, Fail> {
         let ticket = self
             .locks
             .table(vshard)
             .enqueue(spans)
             .map_err(|o| Fail::Exec(ExecError::Overloaded(format!("{} transactions queued on vShard {vshard}", o.0))))?;
-        Ok(ticket.granted().await)
+        let guard = ticket.granted().await;
+        if let Some(term) = fence {
+            if group.leader_term() != Some(term) {
+                return Err(Fail::NotLeader(group.leader()));
+            }
+        }
+        Ok(guard)
     }
 
     /// The write set of an INSERT: fails on a key that exists (in RocksDB

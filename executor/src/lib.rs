@@ -5,6 +5,8 @@
 //! - [`leader`]: runs a request on the leader of its group: reads after a
 //!   read barrier, computes the write set under the vShard's lock, proposes it.
 //! - [`router`]: finds a group's leader from any node and follows leader hints.
+//! - [`fence`]: orders single-shard requests after every cross-shard
+//!   transaction committed before they arrived (real-time order).
 //! - [`verify`]: compares content hashes of every replica of every group.
 //! - [`program`]: transaction programs (what the sequencer orders);
 //!   [`interp`]: runs one deterministically over a view of its rows;
@@ -21,6 +23,7 @@ pub mod error;
 pub mod eval;
 pub mod fast;
 pub mod fast_select;
+pub mod fence;
 pub mod interp;
 pub mod leader;
 pub mod locks;

@@ -82,9 +82,31 @@ pub enum ShardRequest {
     Outcome { pos: TxnPos },
     /// On the leader: replicate a checksum point; answers `Checksum`.
     Checksum,
+    /// For the sequencer's leader: the number of the last committed epoch,
+    /// read linearizably. Answers `Count`.
+    Frontier,
+    /// A single-shard request that the vShard orders only after every
+    /// epoch up to `after_epoch` (see [`crate::fence`]).
+    Fenced { after_epoch: u64, req: Box<ShardRequest> },
     /// On any replica (no leader needed): the hash this replica took at
     /// checksum point `index`; answers `Checksum`.
     ReplicaChecksum { index: u64 },
+}
+
+impl ShardRequest {
+    /// Whether this is a client's request to one vShard that the vShard
+    /// orders itself (not through the sequencer): those are fenced, so they
+    /// follow every cross-shard transaction committed before they arrived.
+    pub fn needs_fence(&self) -> bool {
+        matches!(
+            self,
+            ShardRequest::Get { .. }
+                | ShardRequest::Scan { .. }
+                | ShardRequest::Insert { .. }
+                | ShardRequest::Dml(_)
+                | ShardRequest::Program(_)
+        )
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use ordo_meta::placement::Placement;
 use ordo_vshard::raft::{ForwardError, Transport};
+use ordo_vshard::routing::SEQUENCER_GROUP;
 use ordo_vshard::GroupId;
 
 use crate::error::{ExecError, ExecResult};
+use crate::fence::EpochFrontier;
 use crate::leader::LeaderExecutor;
 use crate::request::{decode, encode, ShardRequest, ShardResponse};
 
@@ -24,11 +26,12 @@ pub struct Router {
     transport: Arc<Transport>,
     local: Arc<LeaderExecutor>,
     placement: Placement,
+    frontier: EpochFrontier,
 }
 
 impl Router {
     pub fn new(node_id: u64, transport: Arc<Transport>, local: Arc<LeaderExecutor>, placement: Placement) -> Router {
-        Router { node_id, transport, local, placement }
+        Router { node_id, transport, local, placement, frontier: EpochFrontier::default() }
     }
 
     pub fn node_id(&self) -> u64 {
@@ -61,6 +64,27 @@ impl Router {
     }
 
     async fn call_with(&self, gid: GroupId, req: &ShardRequest, idempotent: bool) -> ExecResult<ShardResponse> {
+        if req.needs_fence() {
+            let fenced = ShardRequest::Fenced { after_epoch: self.frontier().await?, req: Box::new(req.clone()) };
+            return self.send(gid, &fenced, idempotent).await;
+        }
+        self.send(gid, req, idempotent).await
+    }
+
+    /// The sequencer's committed frontier, from a fetch that started after
+    /// this call (see [`crate::fence`]).
+    pub async fn frontier(&self) -> ExecResult<u64> {
+        self.frontier
+            .get(|| async {
+                match self.send(SEQUENCER_GROUP, &ShardRequest::Frontier, true).await? {
+                    ShardResponse::Count(n) => Ok(n),
+                    other => Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
+                }
+            })
+            .await
+    }
+
+    async fn send(&self, gid: GroupId, req: &ShardRequest, idempotent: bool) -> ExecResult<ShardResponse> {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(LEADER_SEARCH_MS);
         let replicas = self.placement.replicas(gid);
         let mut target = self.guess_leader(gid);

@@ -115,6 +115,9 @@ pub struct TxnBoard {
     serving: Vec<watch::Sender<BTreeSet<TxnPos>>>,
     schedulers: Vec<Mutex<SchedulerStat>>,
     applied: Vec<Notify>,
+    /// Per vShard: (term, epoch) — this node's scheduler, leading in
+    /// `term`, has enqueued every input of every epoch up to `epoch`.
+    ingested: Vec<watch::Sender<(u64, u64)>>,
     snapshots: Mutex<BTreeMap<(u32, TxnPos), (tokio::time::Instant, Arc<OwnedSnapshot>)>>,
     snapshot_taken: Notify,
 }
@@ -125,6 +128,7 @@ impl TxnBoard {
             serving: (0..vshards).map(|_| watch::channel(BTreeSet::new()).0).collect(),
             schedulers: (0..vshards).map(|_| Mutex::new(SchedulerStat::default())).collect(),
             applied: (0..vshards).map(|_| Notify::new()).collect(),
+            ingested: (0..vshards).map(|_| watch::channel((0, 0)).0).collect(),
             snapshots: Mutex::new(BTreeMap::new()),
             snapshot_taken: Notify::new(),
         }
@@ -179,6 +183,22 @@ impl TxnBoard {
         let mut rx = self.serving[vshard as usize].subscribe();
         let reached = matches!(tokio::time::timeout(timeout, rx.wait_for(|s| s.contains(&pos))).await, Ok(Ok(_)));
         reached
+    }
+
+    /// Waits until this node's scheduler of `vshard`, leading in `term`, has
+    /// enqueued every epoch up to `epoch`; false after `timeout`.
+    pub async fn wait_ingested(&self, vshard: u32, term: u64, epoch: u64, timeout: Duration) -> bool {
+        let mut rx = self.ingested[vshard as usize].subscribe();
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|&(t, e)| t == term && e >= epoch)).await;
+        matches!(reached, Ok(Ok(_)))
+    }
+
+    fn set_ingested(&self, vshard: u32, term: u64, epoch: u64) {
+        self.ingested[vshard as usize].send_if_modified(|now| {
+            let changed = *now != (term, epoch);
+            *now = (term, epoch);
+            changed
+        });
     }
 
     /// Waits until `vshard`'s replica here has applied `pos`; false after `timeout`.
@@ -308,6 +328,8 @@ impl Scheduler {
         let inflight = Arc::new(Semaphore::new(SEQUENCED_INFLIGHT_MAX));
         let mut tasks = JoinSet::new();
         let mut next = resume.watermark.epoch.max(1);
+        // Epochs before the watermark's are complete, so enqueued.
+        local.board().set_ingested(self.vshard, self.term, next - 1);
         loop {
             while let Some(done) = tasks.try_join_next() {
                 done.map_err(|e| e.to_string())??;
@@ -364,6 +386,7 @@ impl Scheduler {
                     });
                 }
                 next = epoch.number + 1;
+                local.board().set_ingested(self.vshard, self.term, epoch.number);
             }
         }
     }

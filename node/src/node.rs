@@ -76,7 +76,8 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
     }
 
     let sealer = groups.get(&SEQUENCER_GROUP).map(|g| Sealer::start(g.clone(), SealerConfig::default()));
-    let executor = Arc::new(LeaderExecutor::new(groups.clone(), ShardReader::new(engine.clone()), args.vshards, sealer));
+    let epochs = groups.contains_key(&SEQUENCER_GROUP).then(|| sequencer.subscribe());
+    let executor = Arc::new(LeaderExecutor::new(groups.clone(), ShardReader::new(engine.clone()), args.vshards, sealer, epochs));
     let router = Arc::new(Router::new(args.id, transport.clone(), executor.clone(), placement.clone()));
     if groups.contains_key(&SEQUENCER_GROUP) {
         let log = EpochLog::new(SEQUENCER_GROUP, engine.clone());

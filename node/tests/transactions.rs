@@ -269,3 +269,69 @@ async fn hot_rows_under_contention_lose_no_increment_and_never_abort() {
     }
     assert_eq!(got.values().sum::<i64>(), 2 * 32 * per_client as i64);
 }
+
+/// Strict serializability across separate requests: a writer sets rows 1
+/// and 2 (on different vShards) to `i = 1, 2, 3...` in one cross-shard
+/// transaction after another, while readers read one row and then, in a
+/// later request, the other. Once a read has seen `i` on one row, the
+/// transaction that wrote it precedes every later request, so the other
+/// row must read at least `i`, whichever node serves each read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_after_a_read_never_sees_less_of_a_cross_shard_transaction() {
+    let seconds: u64 = std::env::var("ORDO_PAIR_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(15);
+    let c = three_nodes(&[]).await;
+    c.sql(1, "CREATE TABLE pair (id INT PRIMARY KEY, n BIGINT NOT NULL)", json!([])).await.unwrap();
+    c.sql(1, "INSERT INTO pair VALUES (1, 0), (2, 0)", json!([])).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (db, stop) = (c.client(), stop.clone());
+        tokio::spawn(async move {
+            let mut i = 0i64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let sql = "BEGIN; UPDATE pair SET n = $1 WHERE id = 1; UPDATE pair SET n = $1 WHERE id = 2; COMMIT";
+                db.sql(1 + i as u64 % 3, sql, json!([i])).await.expect("the writer's transactions succeed");
+            }
+            i
+        })
+    };
+    let readers: Vec<_> = (0..6u64)
+        .map(|r| {
+            let (db, stop) = (c.client(), stop.clone());
+            tokio::spawn(async move {
+                let (first, second) = if r % 2 == 0 { (1, 2) } else { (2, 1) };
+                let (mut reads, mut anomalies) = (0u64, Vec::new());
+                let mut k = r;
+                while !stop.load(Ordering::Relaxed) {
+                    k += 1;
+                    let read = |id: i64, node: u64| {
+                        let db = db.clone();
+                        async move {
+                            let rows = db.sql(node, "SELECT n FROM pair WHERE id = $1", json!([id])).await.expect("reads succeed");
+                            as_i64(&rows[0]["rows"][0][0])
+                        }
+                    };
+                    let a = read(first, 1 + k % 3).await;
+                    let b = read(second, 1 + (k + 1) % 3).await;
+                    reads += 1;
+                    if b < a {
+                        anomalies.push(format!("row {first} read {a}, then row {second} read {b}"));
+                    }
+                }
+                (reads, anomalies)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let writes = writer.await.unwrap();
+    let (mut reads, mut anomalies) = (0, Vec::new());
+    for h in readers {
+        let (n, a) = h.await.unwrap();
+        reads += n;
+        anomalies.extend(a);
+    }
+    eprintln!("pair: {writes} cross-shard writes, {reads} read pairs, {} anomalies", anomalies.len());
+    assert!(writes > 10 && reads > 10, "the workload ran: {writes} writes, {reads} read pairs");
+    assert!(anomalies.is_empty(), "{} reads saw a transaction on one vShard only: {:?}", anomalies.len(), &anomalies[..anomalies.len().min(5)]);
+}

@@ -1,0 +1,119 @@
+//! The epoch fence: how single-shard requests keep real-time order with
+//! cross-shard transactions.
+//!
+//! Single-shard requests never go through the sequencer; each vShard orders
+//! them among its share of the epochs as they arrive. A cross-shard
+//! transaction `T` is applied by its participants one after the other, so
+//! without a fence a client could read `T`'s write on vShard A, then send a
+//! request to vShard B that B orders *before* `T` (B's scheduler had not
+//! reached `T`'s epoch yet): a cycle against real time.
+//!
+//! The fence closes that gap. Before a single-shard request leaves the
+//! gateway, it learns the sequencer's committed frontier `F` — the last
+//! epoch committed when the request had already arrived ([`EpochFrontier`]);
+//! the vShard leader then orders the request only after its scheduler has
+//! enqueued every epoch up to `F` (`TxnBoard::wait_ingested`). Any `T`
+//! whose effect the client could have seen was committed before, so `T`
+//! precedes the request on every vShard, and the lock table makes the
+//! request wait for `T` if they touch the same rows.
+//!
+//! Fetches are shared: one runs at a time per node, and every request that
+//! arrived before it started uses its answer, so a busy node sends about
+//! one `Frontier` request per round trip, whatever its request rate.
+
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::ExecResult;
+
+/// The last answer and the fetch it came from.
+#[derive(Default)]
+pub struct EpochFrontier {
+    /// Fetches started so far; a fetch's number is its place in this count.
+    started: AtomicU64,
+    /// (number of the fetch, frontier it returned), of the newest fetch.
+    last: Mutex<(u64, u64)>,
+    /// One fetch at a time; waiters queue here and mostly reuse its answer.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl EpochFrontier {
+    /// A frontier fetched by a call `fetch` that started after this call
+    /// did, so it covers every epoch committed before the caller arrived.
+    pub async fn get<F, Fut>(&self, fetch: F) -> ExecResult<u64>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = ExecResult<u64>>,
+    {
+        let arrived = self.started.load(Ordering::SeqCst);
+        let _one = self.fetching.lock().await;
+        let (number, frontier) = *self.last.lock();
+        if number > arrived {
+            return Ok(frontier);
+        }
+        let number = self.started.fetch_add(1, Ordering::SeqCst) + 1;
+        let frontier = fetch().await?;
+        let mut last = self.last.lock();
+        // Frontiers only grow; a late answer never lowers the newest one.
+        *last = (number, frontier.max(last.1));
+        Ok(last.1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_caller_never_gets_an_answer_fetched_before_it_arrived() {
+        let f = EpochFrontier::default();
+        assert_eq!(f.get(|| async { Ok(5) }).await.unwrap(), 5);
+        // A new caller fetches again: the first answer predates it.
+        assert_eq!(f.get(|| async { Ok(7) }).await.unwrap(), 7);
+        assert_eq!(f.started.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn callers_waiting_on_one_fetch_share_the_next() {
+        let f = Arc::new(EpochFrontier::default());
+        let fetches = Arc::new(AtomicU64::new(0));
+        let gate = Arc::new(tokio::sync::Notify::new());
+        // The first fetch is held until every other caller has arrived.
+        let first = {
+            let (f, fetches, gate) = (f.clone(), fetches.clone(), gate.clone());
+            tokio::spawn(async move {
+                f.get(|| async move {
+                    fetches.fetch_add(1, Ordering::SeqCst);
+                    gate.notified().await;
+                    Ok(1)
+                })
+                .await
+            })
+        };
+        while f.started.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let waiters: Vec<_> = (0..8)
+            .map(|_| {
+                let (f, fetches) = (f.clone(), fetches.clone());
+                tokio::spawn(async move {
+                    f.get(|| async move {
+                        fetches.fetch_add(1, Ordering::SeqCst);
+                        Ok(2)
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        gate.notify_one();
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+        for w in waiters {
+            assert_eq!(w.await.unwrap().unwrap(), 2, "arrived during fetch 1: needs a later one");
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 2, "eight waiters, one more fetch");
+    }
+}
