@@ -306,8 +306,10 @@ impl LeaderExecutor {
                 }
                 // Everything committed before this request is applied here,
                 // and the state machine publishes an epoch before it counts
-                // as applied.
-                group.read_barrier().await?;
+                // as applied. The leader lease spares a heartbeat round on
+                // every fetch (ReadIndex when the lease has lapsed); it is
+                // the bounded-clock-drift assumption every lease read makes.
+                group.write_barrier().await?;
                 Ok(ShardResponse::Count(*epochs.borrow()))
             }
             ShardRequest::ReplicaChecksum { .. } => unreachable!("handled before the leader check"),
