@@ -312,6 +312,22 @@ impl LeaderExecutor {
                 group.write_barrier().await?;
                 Ok(ShardResponse::Count(*epochs.borrow()))
             }
+            ShardRequest::CompleteThrough => {
+                let vshard = vshard_of_group(gid)?;
+                let stat = self.board.scheduler_stat(vshard);
+                if stat.leading_term.is_none() || stat.leading_term != group.leader_term() {
+                    return Err(ExecError::Unavailable(format!("vShard {vshard}'s scheduler is not running yet")).into());
+                }
+                Ok(ShardResponse::Count(stat.complete_through_epoch))
+            }
+            ShardRequest::Collect { through_epoch } => {
+                if gid == SEQUENCER_GROUP {
+                    group.propose(ordo_sequencer::collect_command(through_epoch)).await?;
+                } else if self.reader.has_outcome_through(gid, through_epoch).map_err(ExecError::Internal)? {
+                    group.propose(ShardCommand::Collect { through_epoch }.encode()).await?;
+                }
+                Ok(ShardResponse::Done)
+            }
             ShardRequest::ReplicaChecksum { .. } => unreachable!("handled before the leader check"),
             ShardRequest::Fenced { .. } => Err(ExecError::Internal("a fenced request inside a fenced request".into()).into()),
             ShardRequest::DropTable { table_id } => {

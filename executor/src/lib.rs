@@ -13,12 +13,15 @@
 //!   [`eval`]: constant expressions and key targets without a query plan.
 //! - [`sequenced`]: per-vShard schedulers that take the sequencer's epochs in
 //!   order and execute cross-shard transactions without two-phase commit.
+//! - [`collect`]: drops outcome records and epochs once every vShard has
+//!   completed them.
 //! - [`arrow`]: rows <-> Arrow record batches; [`coerce`]: values -> column types.
 //!
 //! [`ShardRequest`]: request::ShardRequest
 
 pub mod arrow;
 pub mod coerce;
+pub mod collect;
 pub mod error;
 pub mod eval;
 pub mod fast;

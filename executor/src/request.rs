@@ -85,6 +85,12 @@ pub enum ShardRequest {
     /// For the sequencer's leader: the number of the last committed epoch,
     /// read linearizably. Answers `Count`.
     Frontier,
+    /// For a vShard leader: the epoch its scheduler has completed through
+    /// (`SchedulerStat::complete_through_epoch`). Answers `Count`.
+    CompleteThrough,
+    /// For a vShard leader: forget outcomes of epochs up to `through_epoch`;
+    /// for the sequencer leader: forget those epochs. Answers `Done`.
+    Collect { through_epoch: u64 },
     /// A single-shard request that the vShard orders only after every
     /// epoch up to `after_epoch` (see [`crate::fence`]).
     Fenced { after_epoch: u64, req: Box<ShardRequest> },

@@ -87,6 +87,10 @@ pub struct SchedulerStat {
     pub oldest_unfinished: Vec<TxnPos>,
     /// Positions whose locks are held and whose reads are being served.
     pub serving: Vec<TxnPos>,
+    /// Every sequenced transaction of this vShard in an epoch up to here is
+    /// applied (epochs it does not take part in count as done). What the
+    /// collector takes the minimum of.
+    pub complete_through_epoch: u64,
 }
 
 const STAT_POSITIONS_MAX: usize = 8;
@@ -309,6 +313,12 @@ impl Scheduler {
         stat.watermark = progress.watermark;
         stat.unfinished = unfinished.len();
         stat.oldest_unfinished = unfinished.into_iter().take(STAT_POSITIONS_MAX).collect();
+        // The queue's front is its oldest unfinished position; with none,
+        // everything read from the log so far is done.
+        stat.complete_through_epoch = match progress.order.front() {
+            Some((p, _)) => p.epoch - 1,
+            None => next_epoch - 1,
+        };
     }
 
     /// Takes this vShard's sequenced transactions in order while this node

@@ -67,6 +67,15 @@ pub struct StartArgs {
     /// Largest accepted HTTP request body, in bytes.
     #[arg(long, default_value_t = 16 << 20)]
     pub http_body_bytes_max: usize,
+    /// How often the sequencer's leader measures how far every vShard has
+    /// completed cross-shard transactions, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub collect_every_ms: u64,
+    /// How long after that measurement the outcome records and epochs it
+    /// covers are dropped, in milliseconds. Must exceed the 60 s a gateway
+    /// waits for an outcome.
+    #[arg(long, default_value_t = 120_000)]
+    pub collect_lag_ms: u64,
 }
 
 #[derive(Args, Debug, Clone)]

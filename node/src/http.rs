@@ -158,8 +158,14 @@ async fn transactions(State(state): State<Arc<NodeState>>) -> Response {
                 "locks": local.locks().table(v).stats(),
                 "durable_watermark": durable.as_ref().map(|p| p.watermark),
                 "durable_done_above_watermark": durable.as_ref().map(|p| p.done.len()),
+                "outcomes_stored": local.reader().outcomes_stored(gid).ok(),
             }))
         })
         .collect();
-    Json(json!({"node_id": state.node_id, "vshards": vshards})).into_response()
+    // This node's replica of the epoch log: what is kept of it.
+    let epochs = state.groups.contains_key(&SEQUENCER_GROUP).then(|| {
+        let log = ordo_sequencer::EpochLog::new(SEQUENCER_GROUP, state.engine.clone());
+        json!({"first_retained": log.first_retained().ok(), "last_applied": state.epochs.as_ref().map(|e| *e.borrow())})
+    });
+    Json(json!({"node_id": state.node_id, "epochs": epochs, "vshards": vshards})).into_response()
 }

@@ -28,6 +28,9 @@ pub struct NodeState {
     pub sql: SqlEngine,
     pub router: Arc<Router>,
     pub sql_slots: tokio::sync::Semaphore,
+    pub engine: Arc<Engine>,
+    /// The last epoch this node's sequencer replica applied, if it has one.
+    pub epochs: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 /// SQL requests one node runs at once; more get a retryable 53300.
@@ -77,7 +80,7 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
 
     let sealer = groups.get(&SEQUENCER_GROUP).map(|g| Sealer::start(g.clone(), SealerConfig::default()));
     let epochs = groups.contains_key(&SEQUENCER_GROUP).then(|| sequencer.subscribe());
-    let executor = Arc::new(LeaderExecutor::new(groups.clone(), ShardReader::new(engine.clone()), args.vshards, sealer, epochs));
+    let executor = Arc::new(LeaderExecutor::new(groups.clone(), ShardReader::new(engine.clone()), args.vshards, sealer, epochs.clone()));
     let router = Arc::new(Router::new(args.id, transport.clone(), executor.clone(), placement.clone()));
     if groups.contains_key(&SEQUENCER_GROUP) {
         let log = EpochLog::new(SEQUENCER_GROUP, engine.clone());
@@ -88,6 +91,10 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
         // cluster of at most `--replication` nodes hosts it.
         tracing::warn!(node = args.id, "no sequencer replica here: vShards led by this node cannot take cross-shard transactions");
     }
+    ordo_executor::collect::spawn_collector(
+        router.clone(),
+        ordo_executor::collect::CollectConfig { every_ms: args.collect_every_ms, lag_ms: args.collect_lag_ms },
+    );
     let sql = SqlEngine::new(router.clone(), meta, args.vshards).map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -117,6 +124,8 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
         sql,
         router,
         sql_slots: tokio::sync::Semaphore::new(SQL_REQUESTS_INFLIGHT_MAX),
+        engine: engine.clone(),
+        epochs,
     });
     let listener = tokio::net::TcpListener::bind(args.http).await.with_context(|| format!("binding --http {}", args.http))?;
     tracing::info!(node = args.id, http = %args.http, rpc = %args.rpc, groups = groups.len(), "node started");

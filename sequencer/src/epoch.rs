@@ -27,6 +27,14 @@ pub struct Epoch {
 pub enum SequencerCommand {
     /// Seal these inputs into the next epoch.
     Seal { proposed_timestamp_us: i64, inputs: Vec<EpochInput> },
+    /// Forget epochs up to `through`: every participant of every
+    /// transaction in them has applied it, so no scheduler reads them again.
+    Collect { through: u64 },
+}
+
+/// The encoded command that collects epochs up to `through`.
+pub fn collect_command(through: u64) -> Vec<u8> {
+    encode(&SequencerCommand::Collect { through })
 }
 
 /// Where a sealed epoch landed.

@@ -17,6 +17,6 @@ pub mod epoch;
 pub mod logic;
 pub mod sealer;
 
-pub use epoch::{Epoch, EpochInput};
+pub use epoch::{collect_command, Epoch, EpochInput};
 pub use logic::{EpochLog, SequencerLogic};
 pub use sealer::{Placed, SealError, Sealer, SealerConfig};

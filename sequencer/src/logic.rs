@@ -12,6 +12,10 @@ use tokio::sync::watch;
 use crate::epoch::{decode, encode, Epoch, Sealed, SequencerCommand};
 
 const LAST_KEY: &[u8] = b"last";
+/// The first epoch still stored (those before it were collected).
+const FIRST_KEY: &[u8] = b"first";
+/// Most epochs one `Collect` deletes (the rest go in the next one).
+pub const EPOCHS_PER_COLLECT_MAX: u64 = 100_000;
 const EPOCH_PREFIX: u8 = b'e';
 
 fn epoch_key(number: u64) -> Vec<u8> {
@@ -25,6 +29,8 @@ fn epoch_key(number: u64) -> Vec<u8> {
 /// the replicated state alone, so every replica assigns the same.
 pub struct SequencerLogic {
     last: Mutex<Sealed>,
+    /// The first epoch not yet collected.
+    first: Mutex<u64>,
     /// Sealed in the batch being applied, published once it is written.
     unpublished: Mutex<Option<u64>>,
     /// The number of the last applied epoch, for subscribers.
@@ -35,6 +41,7 @@ impl Default for SequencerLogic {
     fn default() -> SequencerLogic {
         SequencerLogic {
             last: Mutex::new(Sealed { number: 0, timestamp_us: 0 }),
+            first: Mutex::new(1),
             unpublished: Mutex::new(None),
             applied: watch::channel(0).0,
         }
@@ -77,6 +84,21 @@ impl GroupLogic for SequencerLogic {
                 *self.unpublished.lock() = Some(sealed.number);
                 encode(&sealed)
             }
+            SequencerCommand::Collect { through } => {
+                let last = self.last.lock().number;
+                let mut first = self.first.lock();
+                let through = through.min(last).min(*first + EPOCHS_PER_COLLECT_MAX - 1);
+                // Point deletes, not a range delete: range tombstones in the
+                // memtable slow every later read of the whole DB.
+                for n in *first..=through {
+                    ctx.delete(&epoch_key(n));
+                }
+                if through >= *first {
+                    *first = through + 1;
+                    ctx.put(FIRST_KEY, &encode(&*first));
+                }
+                Vec::new()
+            }
         }
     }
 
@@ -92,8 +114,24 @@ impl GroupLogic for SequencerLogic {
             Ok(None) => Sealed { number: 0, timestamp_us: 0 },
             Err(e) => panic!("cannot read sequencer state: {e}"),
         };
+        let first = match db.get(keys::key(gid, Section::Data, FIRST_KEY)) {
+            Ok(Some(b)) => decode(&b).unwrap_or_else(|e| panic!("corrupt sequencer state: {e}")),
+            Ok(None) => 1,
+            Err(e) => panic!("cannot read sequencer state: {e}"),
+        };
         *self.last.lock() = sealed;
+        *self.first.lock() = first;
         self.applied.send_replace(sealed.number);
+    }
+}
+
+fn first_retained(
+    gid: GroupId,
+    get: impl FnOnce(Vec<u8>) -> Result<Option<Vec<u8>>, rocksdb::Error>,
+) -> Result<u64, String> {
+    match get(keys::key(gid, Section::Data, FIRST_KEY)).map_err(|e| e.to_string())? {
+        Some(b) => decode(&b),
+        None => Ok(1),
     }
 }
 
@@ -114,12 +152,18 @@ impl EpochLog {
 
     /// Epochs `from..` (at most `max`), in order and without gaps, as far as
     /// this replica has applied them (see [`SequencerLogic::subscribe`]).
+    /// Collected epochs are skipped: the result starts at the first epoch
+    /// still stored if that is after `from`.
     pub fn read(&self, from: u64, max: usize) -> Result<Vec<Epoch>, String> {
         let max = max.min(EPOCHS_PER_READ_MAX);
+        // One snapshot for both reads: a collection between them would
+        // look like a gap.
+        let snap = self.engine.db().snapshot();
+        let from = from.max(first_retained(self.gid, |k| snap.get(k))?);
         let start = keys::key(self.gid, Section::Data, &epoch_key(from));
         let end = keys::key(self.gid, Section::Data, &[EPOCH_PREFIX + 1]);
         let mut out: Vec<Epoch> = Vec::new();
-        for item in self.engine.db().iterator(IteratorMode::From(&start, Direction::Forward)) {
+        for item in snap.iterator(IteratorMode::From(&start, Direction::Forward)) {
             let (k, v) = item.map_err(|e| e.to_string())?;
             if *k >= *end || out.len() >= max {
                 break;
@@ -130,5 +174,11 @@ impl EpochLog {
             out.push(epoch);
         }
         Ok(out)
+    }
+
+    /// The first epoch this replica still stores (earlier ones were
+    /// collected).
+    pub fn first_retained(&self) -> Result<u64, String> {
+        first_retained(self.gid, |k| self.engine.db().get(k))
     }
 }

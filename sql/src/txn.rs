@@ -101,7 +101,14 @@ async fn sequenced(engine: &SqlEngine, program: TxnProgram, participants: BTreeS
         .into_iter()
         .next()
         .flatten()
-        .ok_or_else(|| ExecError::Internal("the coordinator recorded no outcome".into()))?;
+        // Only after `--collect-lag-ms` (well past OUTCOME_WAIT_MS): the
+        // transaction was applied everywhere, its result is gone.
+        .ok_or_else(|| {
+            ExecError::Unavailable(format!(
+                "the transaction at epoch {} was applied, but its outcome was already collected; its result is unknown",
+                pos.epoch
+            ))
+        })?;
     let record: TxnRecord = ordo_executor::request::decode(&record)?;
     match record.result {
         TxnResult::Committed(outputs) => Ok(outputs),

@@ -44,6 +44,9 @@ pub enum ShardCommand {
         outcome: Option<Vec<u8>>,
         watermark: TxnPos,
     },
+    /// Forget the outcomes recorded for positions in epochs up to
+    /// `through_epoch`: every participant has applied them.
+    Collect { through_epoch: u64 },
 }
 
 /// A sequenced transaction's place in the global order: its epoch and its
@@ -123,6 +126,10 @@ pub fn row_key(table_id: u64, pk: &[u8]) -> Vec<u8> {
 #[derive(Default)]
 pub struct ShardLogic {
     applied: parking_lot::Mutex<SequencedProgress>,
+    /// Positions whose outcome this replica stores (as coordinator). Kept
+    /// here, not found by a scan at apply, because entries of one apply
+    /// batch are not in RocksDB yet and batches differ between replicas.
+    outcomes: parking_lot::Mutex<std::collections::BTreeSet<TxnPos>>,
 }
 
 impl GroupLogic for ShardLogic {
@@ -159,6 +166,7 @@ impl GroupLogic for ShardLogic {
                 }
                 if let Some(o) = outcome {
                     ctx.put(&outcome_key(pos), &o);
+                    self.outcomes.lock().insert(pos);
                 }
                 if watermark > applied.watermark {
                     applied.watermark = watermark;
@@ -176,6 +184,13 @@ impl GroupLogic for ShardLogic {
                     ctx.put(&done_key(pos), b"");
                 }
             }
+            ShardCommand::Collect { through_epoch } => {
+                let mut outcomes = self.outcomes.lock();
+                let keep = outcomes.split_off(&TxnPos { epoch: through_epoch.saturating_add(1), index: 0 });
+                for pos in std::mem::replace(&mut *outcomes, keep) {
+                    ctx.delete(&outcome_key(pos));
+                }
+            }
         }
         Vec::new()
     }
@@ -183,6 +198,8 @@ impl GroupLogic for ShardLogic {
     fn reload(&self, gid: GroupId, db: &rocksdb::DB) {
         let progress = read_progress(gid, db).unwrap_or_else(|e| panic!("cannot read sequenced progress of group {gid}: {e}"));
         *self.applied.lock() = progress;
+        let outcomes = read_positions(gid, db, OUTCOME_PREFIX).unwrap_or_else(|e| panic!("cannot read outcomes of group {gid}: {e}"));
+        *self.outcomes.lock() = outcomes;
     }
 }
 
@@ -214,6 +231,23 @@ impl ShardReader {
     /// key read, no scan of the positions applied above it).
     pub fn sequenced_watermark(&self, gid: GroupId) -> Result<TxnPos, String> {
         read_watermark(gid, self.engine.db())
+    }
+
+    /// How many outcomes this replica of `gid` stores.
+    pub fn outcomes_stored(&self, gid: GroupId) -> Result<usize, String> {
+        read_positions(gid, self.engine.db(), OUTCOME_PREFIX).map(|p| p.len())
+    }
+
+    /// Whether this replica of `gid` stores an outcome in an epoch up to
+    /// `through_epoch`.
+    pub fn has_outcome_through(&self, gid: GroupId, through_epoch: u64) -> Result<bool, String> {
+        let start = keys::key(gid, Section::Data, OUTCOME_PREFIX);
+        let end = keys::key(gid, Section::Data, &outcome_key(TxnPos { epoch: through_epoch.saturating_add(1), index: 0 }));
+        let mut it = self.engine.db().iterator(IteratorMode::From(&start, Direction::Forward));
+        match it.next() {
+            Some(item) => Ok(*item.map_err(|e| e.to_string())?.0 < *end),
+            None => Ok(false),
+        }
     }
 
     /// Whether this replica of `gid` has applied sequenced position `pos`.
@@ -268,16 +302,21 @@ fn read_watermark(gid: GroupId, db: &rocksdb::DB) -> Result<TxnPos, String> {
 
 fn read_progress(gid: GroupId, db: &rocksdb::DB) -> Result<SequencedProgress, String> {
     let watermark = read_watermark(gid, db)?;
-    let start = keys::key(gid, Section::Data, DONE_PREFIX);
+    let done = read_positions(gid, db, DONE_PREFIX)?;
+    Ok(SequencedProgress { watermark, done })
+}
+
+/// The positions stored under `prefix` (`DONE_PREFIX`, `OUTCOME_PREFIX`).
+fn read_positions(gid: GroupId, db: &rocksdb::DB, prefix: &[u8]) -> Result<std::collections::BTreeSet<TxnPos>, String> {
+    let start = keys::key(gid, Section::Data, prefix);
     let end = keys::prefix_end(&start).expect("prefix does not end in 0xFF");
-    let mut done = std::collections::BTreeSet::new();
+    let mut out = std::collections::BTreeSet::new();
     for item in db.iterator(IteratorMode::From(&start, Direction::Forward)) {
         let (k, _) = item.map_err(|e| e.to_string())?;
         if *k >= *end {
             break;
         }
-        let pos = decode_pos_key(DONE_PREFIX, &k[keys::SECTION_PREFIX_LEN..]).ok_or("corrupt done key")?;
-        done.insert(pos);
+        out.insert(decode_pos_key(prefix, &k[keys::SECTION_PREFIX_LEN..]).ok_or("corrupt position key")?);
     }
-    Ok(SequencedProgress { watermark, done })
+    Ok(out)
 }
