@@ -142,6 +142,8 @@ async fn bad_input_gets_sqlstate_and_node_stays_healthy() {
         (c.sql(1, "SELECT $1 + 1", json!([{"a": 1}])).await, "22023"),
         (c.sql(1, "UPDATE t SET id = 5 WHERE id = 1", json!([])).await, "0A000"),
         (c.sql(1, "DELETE FROM t WHERE id IN (SELECT id FROM t)", json!([])).await, "0A000"),
+        (c.sql(2, "UPDATE t SET n = random() * 10 WHERE id = 1", json!([])).await, "0A000"),
+        (c.sql(3, "BEGIN; SELECT random() AS r; INSERT INTO t VALUES (7, 1, 'a'); COMMIT", json!([])).await, "0A000"),
         (c.sql(1, "INSERT INTO t VALUES (9, 1, 'a', 'extra')", json!([])).await, "42601"),
         (c.sql(1, "SELECT 1/0", json!([])).await, "22012"),
         (c.post_raw(1, format!(r#"{{"sql": "SELECT '{}'"}}"#, "x".repeat(2 << 20)).into_bytes()).await, "54000"),

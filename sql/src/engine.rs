@@ -72,12 +72,16 @@ impl SqlEngine {
                 "at most {STATEMENTS_PER_REQUEST_MAX} statements per request"
             )));
         }
-        if matches!(statements.first(), Some(Statement::StartTransaction { .. })) {
+        let is_write = |s: &Statement| matches!(s, Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_));
+        let begins = matches!(statements.first(), Some(Statement::StartTransaction { .. }));
+        for st in statements.iter().filter(|s| begins || is_write(s)) {
+            crate::determinism::refuse_volatile(st)?;
+        }
+        if begins {
             return self.transaction(&statements, params).await;
         }
         // Several writes in one request are one transaction too. Requests
         // that mix in DDL or queries run statement by statement.
-        let is_write = |s: &Statement| matches!(s, Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_));
         if statements.len() > 1 && statements.iter().all(is_write) {
             return crate::txn::transaction(self, &statements, params, true).await;
         }

@@ -6,6 +6,7 @@
 //! Entry point: [`SqlEngine::execute`].
 
 pub mod ddl;
+mod determinism;
 pub mod dml;
 pub mod engine;
 pub mod provider;
