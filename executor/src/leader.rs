@@ -26,8 +26,8 @@ use crate::arrow::{input_at, param_scalar};
 use crate::coerce::coerce;
 use crate::error::{ExecError, ExecResult};
 use crate::interp::{rows_with_index, TxnView};
-use crate::request::{DmlRequest, ShardRequest, ShardResponse};
-use crate::sequenced::{TxnBoard, LONG_POLL_MS};
+use crate::request::{decode, DmlRequest, ShardRequest, ShardResponse};
+use crate::sequenced::{TxnBoard, TxnRecord, LONG_POLL_MS};
 use ordo_sequencer::{SealError, Sealer};
 use tokio::sync::watch;
 use ordo_vshard::routing::{vshard_group, SEQUENCER_GROUP};
@@ -239,17 +239,40 @@ impl LeaderExecutor {
                 if vshard_group(vshard) != gid {
                     return Err(ExecError::Internal("ReadAt sent to the wrong group".into()).into());
                 }
-                if !self.board.wait_serving(vshard, pos, Duration::from_millis(LONG_POLL_MS)).await {
-                    return Ok(ShardResponse::NotYet);
+                let wait = Duration::from_millis(LONG_POLL_MS);
+                match self.board.wait_serving_or_applied(&self.reader, vshard, pos, wait).await? {
+                    None => Ok(ShardResponse::NotYet),
+                    Some(true) => {
+                        // The scheduler holds the vShard at `pos`; it stops
+                        // serving before its writes may apply, so a read that
+                        // finished while it still serves is as of `pos`.
+                        let rows = if prefix {
+                            self.reader.scan_prefix(gid, &key).map_err(ExecError::ProgramLimitExceeded)?
+                        } else {
+                            self.reader.get(gid, &key).map_err(storage)?.map(|v| (key, v)).into_iter().collect()
+                        };
+                        if !self.board.is_serving(vshard, pos) {
+                            return Ok(ShardResponse::NotYet);
+                        }
+                        Ok(ShardResponse::Pairs(rows))
+                    }
+                    Some(false) => {
+                        // Applied: the rows as of `pos` are in its record.
+                        let record = self.reader.get(gid, &outcome_key(pos)).map_err(storage)?;
+                        let record: TxnRecord = match record {
+                            Some(b) => decode(&b)?,
+                            None => TxnRecord::default(),
+                        };
+                        match record.read(prefix, &key) {
+                            Some(rows) => Ok(ShardResponse::Pairs(rows.to_vec())),
+                            None => Err(ExecError::Internal(format!(
+                                "vShard {vshard} applied epoch {} without reading what another participant asks for: nondeterministic execution",
+                                pos.epoch
+                            ))
+                            .into()),
+                        }
+                    }
                 }
-                // The scheduler holds the vShard at `pos` until the
-                // coordinator's outcome is in, so these reads are as of `pos`.
-                let rows = if prefix {
-                    self.reader.scan_prefix(gid, &key).map_err(ExecError::ProgramLimitExceeded)?
-                } else {
-                    self.reader.get(gid, &key).map_err(storage)?.map(|v| (key, v)).into_iter().collect()
-                };
-                Ok(ShardResponse::Pairs(rows))
             }
             ShardRequest::ScanAt { pos, prefix } => {
                 let vshard = vshard_of_group(gid)?;

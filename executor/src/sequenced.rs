@@ -5,18 +5,20 @@
 //! in that order, in the vShard's lock table (`ordo_scheduler`) with the
 //! locks derived from the program ([`crate::locks`]); single-shard writes
 //! are enqueued in the same table as they arrive. Once granted, each
-//! transaction `T` at position `p` runs on its own task:
+//! transaction `T` at position `p` runs on its own task, on every
+//! participant alike:
 //!
-//! - every participant holds its locks while at `p` and serves reads of
-//!   the rows they cover "as of `p`" ([`ShardRequest::ReadAt`]) — nothing
-//!   else can change them meanwhile;
-//! - the coordinator (the lowest participant) runs the program over its own
-//!   rows and the other participants' reads as of `p`, and commits its own
-//!   writes together with the outcome (the result and every participant's
-//!   write set) as one entry of its Raft log: from then on the outcome is
-//!   durable and fixed;
-//! - every other participant fetches that outcome from the coordinator
-//!   ([`ShardRequest::Outcome`]) and commits its own writes;
+//! - the participant reads its own rows locally and the other participants'
+//!   rows from their leaders "as of `p`" ([`ShardRequest::ReadAt`]), while
+//!   serving its own rows to them: it holds its locks, so nothing else can
+//!   change them meanwhile;
+//! - it evaluates the whole program over those reads — the same inputs
+//!   everywhere, so the same decision everywhere, with no vote;
+//! - it stops serving live reads, then commits its own writes together with
+//!   its record as one entry of its Raft log: the rows it read at `p` (so a
+//!   participant that evaluates later, e.g. after a failover, still reads
+//!   them as of `p`) and, on the lowest participant, the result the client
+//!   gets;
 //! - each participant records `p` as applied with its writes (and a
 //!   watermark below which all are applied), so a new leader resumes from
 //!   the watermark, skips what was applied, and a replayed entry is ignored.
@@ -25,10 +27,10 @@
 //! and the data, and an abort (e.g. a unique violation) is the same
 //! decision everywhere. There are no deadlocks: every vShard enqueues
 //! sequenced transactions in the one global order, with all their locks at
-//! once, and single-shard transactions wait for nothing remote.
+//! once, and single-shard transactions wait for nothing remote. Records are
+//! dropped once every vShard has completed their epoch ([`crate::collect`]).
 //!
 //! [`ShardRequest::ReadAt`]: crate::request::ShardRequest::ReadAt
-//! [`ShardRequest::Outcome`]: crate::request::ShardRequest::Outcome
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -64,12 +66,32 @@ pub enum SequencedInput {
     Snapshot,
 }
 
-/// What a coordinator records for a transaction: its result and the
-/// writes of every participant.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// What a participant records with its writes for a transaction.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct TxnRecord {
-    pub result: TxnResult,
-    pub writes: BTreeMap<u32, Vec<RowWrite>>,
+    /// On the lowest participant: what the client gets.
+    pub result: Option<TxnResult>,
+    /// Every read of this vShard's rows the program made, as of its
+    /// position, in the order it made them.
+    pub reads: Vec<CachedRead>,
+}
+
+/// One read of a participant's rows (`prefix`: a scan of every row under
+/// `key`, else the row at `key`) and what it returned.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CachedRead {
+    pub prefix: bool,
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    #[serde(with = "ordo_vshard::codec::byte_pairs")]
+    pub rows: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl TxnRecord {
+    /// What a read of `key` (`prefix`: scan) returned when the program made it.
+    pub fn read(&self, prefix: bool, key: &[u8]) -> Option<&[(Vec<u8>, Vec<u8>)]> {
+        self.reads.iter().find(|r| r.prefix == prefix && r.key == key).map(|r| r.rows.as_slice())
+    }
 }
 
 /// A scheduler's state as operators see it.
@@ -181,12 +203,48 @@ impl TxnBoard {
         }
     }
 
-    /// Waits until this node's leader of `vshard` holds the locks of
-    /// sequenced position `pos`; false after `timeout`.
-    pub async fn wait_serving(&self, vshard: u32, pos: TxnPos, timeout: Duration) -> bool {
-        let mut rx = self.serving[vshard as usize].subscribe();
-        let reached = matches!(tokio::time::timeout(timeout, rx.wait_for(|s| s.contains(&pos))).await, Ok(Ok(_)));
-        reached
+    /// Whether this node's leader of `vshard` holds the locks of sequenced
+    /// position `pos` and has not started to commit its writes.
+    pub fn is_serving(&self, vshard: u32, pos: TxnPos) -> bool {
+        self.serving[vshard as usize].borrow().contains(&pos)
+    }
+
+    /// Waits until this node's leader of `vshard` serves `pos` live
+    /// (`Some(true)`) or its replica has applied it (`Some(false)`); `None`
+    /// after `timeout`.
+    pub async fn wait_serving_or_applied(
+        &self,
+        reader: &ShardReader,
+        vshard: u32,
+        pos: TxnPos,
+        timeout: Duration,
+    ) -> ExecResult<Option<bool>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut serving = self.serving[vshard as usize].subscribe();
+        loop {
+            let applied = self.applied[vshard as usize].notified();
+            tokio::pin!(applied);
+            applied.as_mut().enable();
+            if serving.borrow_and_update().contains(&pos) {
+                return Ok(Some(true));
+            }
+            if reader.is_applied(vshard_group(vshard), pos).map_err(ExecError::Internal)? {
+                return Ok(Some(false));
+            }
+            // Followers and new leaders apply without this node's scheduler:
+            // wake up now and then to look again.
+            let wake = (tokio::time::Instant::now() + Duration::from_millis(50)).min(deadline);
+            let _ = tokio::time::timeout_at(wake, async {
+                tokio::select! {
+                    _ = serving.changed() => {}
+                    _ = applied => {}
+                }
+            })
+            .await;
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+        }
     }
 
     /// Waits until this node's scheduler of `vshard`, leading in `term`, has
@@ -425,76 +483,64 @@ impl Scheduler {
         board.serving[self.vshard as usize].send_modify(|s| {
             s.insert(pos);
         });
-        let result = self.execute_locked(pos, epoch, participants, program, progress).await;
+        let evaluated = self.evaluate(pos, epoch, participants, program).await;
+        // No live reads once the writes may apply: from here a participant
+        // reading this vShard as of `pos` waits for the record.
         board.serving[self.vshard as usize].send_modify(|s| {
             s.remove(&pos);
         });
+        let result = match evaluated {
+            Ok((writes, record)) => {
+                let watermark = progress.lock().watermark_with(pos);
+                let outcome = (record.result.is_some() || !record.reads.is_empty()).then(|| encode(&record));
+                let command = ShardCommand::Sequenced { pos, writes, outcome, watermark };
+                self.group.propose(command.encode()).await.map(|_| ()).map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e),
+        };
         board.applied[self.vshard as usize].notify_waiters();
         result
     }
 
-    async fn execute_locked(
+    /// Runs the program over this vShard's rows and the other participants'
+    /// reads as of `pos`: this vShard's writes and its record.
+    async fn evaluate(
         &self,
         pos: TxnPos,
         epoch: &Epoch,
         participants: &[u32],
         program: ExecResult<SequencedInput>,
-        progress: &Mutex<Progress>,
-    ) -> Result<(), String> {
-        let coordinator = participants[0];
+    ) -> Result<(Vec<RowWrite>, TxnRecord), String> {
         let vshards = self.router.local().vshards();
-        let (writes, outcome) = if coordinator == self.vshard {
-            let record = match program {
-                Ok(SequencedInput::Txn(program)) => {
-                    let locks = lock_set(&program, vshards);
-                    let view = PositionView { pos, router: &self.router, leader: self };
-                    match interp::run(&program, epoch.timestamp_us, vshards, Some(&locks), &view).await {
-                        Ok(out) => TxnRecord { result: TxnResult::Committed(out.outputs), writes: out.writes },
-                        // Transient trouble reaching another participant is
-                        // not a decision: give up this attempt, run it again.
-                        Err(ExecError::Unavailable(m)) => return Err(m),
-                        Err(e) => TxnRecord { result: TxnResult::Aborted(e), writes: BTreeMap::new() },
-                    }
+        let lowest = participants[0] == self.vshard;
+        let view = PositionView { pos, router: &self.router, leader: self, own_reads: Mutex::new(Vec::new()) };
+        let (result, mut writes) = match program {
+            Ok(SequencedInput::Txn(program)) => {
+                let locks = lock_set(&program, vshards);
+                match interp::run(&program, epoch.timestamp_us, vshards, Some(&locks), &view).await {
+                    Ok(out) => (TxnResult::Committed(out.outputs), out.writes),
+                    // Transient trouble reaching another participant is
+                    // not a decision: give up this attempt, run it again.
+                    Err(ExecError::Unavailable(m)) => return Err(m),
+                    Err(e) => (TxnResult::Aborted(e), BTreeMap::new()),
                 }
-                Ok(SequencedInput::Snapshot) => unreachable!("snapshots are taken, not executed"),
-                Err(e) => TxnRecord { result: TxnResult::Aborted(e), writes: BTreeMap::new() },
-            };
-            let own = record.writes.get(&self.vshard).cloned().unwrap_or_default();
-            (own, Some(encode(&record)))
-        } else {
-            let record = self.fetch_outcome(coordinator, pos).await?;
-            (record.writes.get(&self.vshard).cloned().unwrap_or_default(), None)
+            }
+            Ok(SequencedInput::Snapshot) => unreachable!("snapshots are taken, not executed"),
+            Err(e) => (TxnResult::Aborted(e), BTreeMap::new()),
         };
-        let watermark = progress.lock().watermark_with(pos);
-        let command = ShardCommand::Sequenced { pos, writes, outcome, watermark };
-        self.group.propose(command.encode()).await.map_err(|e| e.to_string())?;
-        Ok(())
-    }
-
-    async fn fetch_outcome(&self, coordinator: u32, pos: TxnPos) -> Result<TxnRecord, String> {
-        loop {
-            if !self.leading() {
-                return Err("lost leadership".into());
-            }
-            match self.router.call(vshard_group(coordinator), &ShardRequest::Outcome { pos }).await {
-                Ok(ShardResponse::Outcome { record: Some(b), .. }) => return decode(&b).map_err(|e| e.to_string()),
-                Ok(ShardResponse::Outcome { .. }) => continue,
-                Ok(other) => return Err(format!("unexpected reply {other:?}")),
-                Err(e) => {
-                    tracing::debug!(vshard = self.vshard, coordinator, "outcome not available yet: {e}");
-                    tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await;
-                }
-            }
-        }
+        let record = TxnRecord { result: lowest.then_some(result), reads: view.own_reads.into_inner() };
+        Ok((writes.remove(&self.vshard).unwrap_or_default(), record))
     }
 }
 
-/// What the coordinator reads while at `pos`: its own rows locally, other
-/// participants' rows from their leaders as of the same position.
+/// What a participant reads while at `pos`: its own rows locally (kept
+/// for its record), other participants' rows from their leaders as of the
+/// same position.
 struct PositionView<'a> {
     pos: TxnPos,
     router: &'a Router,
     leader: &'a Scheduler,
+    own_reads: Mutex<Vec<CachedRead>>,
 }
 
 impl PositionView<'_> {
@@ -518,7 +564,10 @@ impl PositionView<'_> {
 impl TxnView for PositionView<'_> {
     async fn get(&self, vshard: u32, key: &[u8]) -> ExecResult<Option<Vec<u8>>> {
         if vshard == self.leader.vshard {
-            return self.router.local().reader().get(vshard_group(vshard), key).map_err(|e| ExecError::Internal(e.to_string()));
+            let row = self.router.local().reader().get(vshard_group(vshard), key).map_err(|e| ExecError::Internal(e.to_string()))?;
+            let rows = row.iter().map(|v| (key.to_vec(), v.clone())).collect();
+            self.own_reads.lock().push(CachedRead { prefix: false, key: key.to_vec(), rows });
+            return Ok(row);
         }
         let req = ShardRequest::ReadAt { pos: self.pos, vshard, key: key.to_vec(), prefix: false };
         Ok(self.remote(vshard, req).await?.into_iter().next().map(|(_, v)| v))
@@ -526,7 +575,10 @@ impl TxnView for PositionView<'_> {
 
     async fn scan(&self, vshard: u32, prefix: &[u8]) -> ExecResult<Vec<(Vec<u8>, Vec<u8>)>> {
         if vshard == self.leader.vshard {
-            return self.router.local().reader().scan_prefix(vshard_group(vshard), prefix).map_err(ExecError::ProgramLimitExceeded);
+            let rows =
+                self.router.local().reader().scan_prefix(vshard_group(vshard), prefix).map_err(ExecError::ProgramLimitExceeded)?;
+            self.own_reads.lock().push(CachedRead { prefix: true, key: prefix.to_vec(), rows: rows.clone() });
+            return Ok(rows);
         }
         let req = ShardRequest::ReadAt { pos: self.pos, vshard, key: prefix.to_vec(), prefix: true };
         self.remote(vshard, req).await

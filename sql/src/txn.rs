@@ -111,8 +111,9 @@ async fn sequenced(engine: &SqlEngine, program: TxnProgram, participants: BTreeS
         })?;
     let record: TxnRecord = ordo_executor::request::decode(&record)?;
     match record.result {
-        TxnResult::Committed(outputs) => Ok(outputs),
-        TxnResult::Aborted(e) => Err(e),
+        Some(TxnResult::Committed(outputs)) => Ok(outputs),
+        Some(TxnResult::Aborted(e)) => Err(e),
+        None => Err(ExecError::Internal(format!("the lowest participant of epoch {} recorded no result", pos.epoch))),
     }
 }
 
