@@ -29,8 +29,8 @@ use crate::interp::{rows_with_index, TxnView};
 use crate::request::{decode, DmlRequest, ShardRequest, ShardResponse};
 use crate::sequenced::{TxnBoard, TxnRecord, LONG_POLL_MS};
 use ordo_sequencer::{SealError, Sealer};
-use tokio::sync::watch;
-use ordo_vshard::routing::{vshard_group, SEQUENCER_GROUP};
+use crate::epochs::LocalEpochs;
+use ordo_vshard::routing::{vshard_group, META_GROUP, SEQUENCER_GROUP};
 use ordo_vshard::shard::outcome_key;
 
 /// Most rows one UPDATE/DELETE may change in one vShard.
@@ -73,8 +73,8 @@ pub struct LeaderExecutor {
     board: TxnBoard,
     /// On nodes with a sequencer replica: orders inputs while it leads.
     sealer: Option<Sealer>,
-    /// On nodes with a sequencer replica: the last epoch it applied.
-    epochs: Option<watch::Receiver<u64>>,
+    /// On nodes with a sequencer replica: its epochs.
+    epochs: Option<LocalEpochs>,
 }
 
 impl LeaderExecutor {
@@ -83,7 +83,7 @@ impl LeaderExecutor {
         reader: ShardReader,
         vshards: u32,
         sealer: Option<Sealer>,
-        epochs: Option<watch::Receiver<u64>>,
+        epochs: Option<LocalEpochs>,
     ) -> LeaderExecutor {
         LeaderExecutor { groups, reader, locks: ShardLocks::new(vshards), vshards, board: TxnBoard::new(vshards), sealer, epochs }
     }
@@ -143,11 +143,6 @@ impl LeaderExecutor {
     /// granted (a new term re-enqueues those epochs).
     async fn fence(&self, gid: GroupId, group: &dyn Consensus, after_epoch: u64) -> Result<Option<u64>, Fail> {
         let vshard = vshard_of_group(gid)?;
-        if self.epochs.is_none() {
-            // No scheduler here (no sequencer replica on this node): this
-            // vShard takes no cross-shard transactions, nothing to follow.
-            return Ok(None);
-        }
         let term = group.leader_term().ok_or(Fail::NotLeader(group.leader()))?;
         if !self.board.wait_ingested(vshard, term, after_epoch, Duration::from_millis(FENCE_WAIT_MS)).await {
             return Err(ExecError::Unavailable(format!(
@@ -333,7 +328,28 @@ impl LeaderExecutor {
                 // every fetch (ReadIndex when the lease has lapsed); it is
                 // the bounded-clock-drift assumption every lease read makes.
                 group.write_barrier().await?;
-                Ok(ShardResponse::Count(*epochs.borrow()))
+                Ok(ShardResponse::Count(*epochs.applied.borrow()))
+            }
+            ShardRequest::Catalog => {
+                if gid != META_GROUP {
+                    return Err(ExecError::Internal(format!("group {gid} holds no catalog")).into());
+                }
+                group.read_barrier().await?;
+                // The index first: the bytes read after it are at least as new.
+                let index = group.status().applied_index.unwrap_or(0);
+                let bytes = self.reader.get(gid, ordo_meta::logic::CATALOG_KEY).map_err(storage)?.unwrap_or_default();
+                Ok(ShardResponse::Catalog { index, bytes })
+            }
+            ShardRequest::Epochs { from, max, wait_ms } => {
+                let epochs = self.epochs.as_ref().ok_or(Fail::NotLeader(None))?;
+                if gid != SEQUENCER_GROUP {
+                    return Err(ExecError::Internal(format!("group {gid} does not sequence")).into());
+                }
+                // Everything committed is applied here: no epoch is missed.
+                group.write_barrier().await?;
+                let max = (max as usize).min(ordo_sequencer::logic::EPOCHS_PER_READ_MAX);
+                let wait = Duration::from_millis(wait_ms.min(LONG_POLL_MS));
+                Ok(ShardResponse::Epochs(epochs.read_wait(from, max, wait).await?))
             }
             ShardRequest::CompleteThrough => {
                 let vshard = vshard_of_group(gid)?;

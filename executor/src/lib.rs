@@ -13,6 +13,8 @@
 //!   [`eval`]: constant expressions and key targets without a query plan.
 //! - [`sequenced`]: per-vShard schedulers that take the sequencer's epochs in
 //!   order and execute cross-shard transactions without two-phase commit.
+//! - [`epochs`]: where schedulers read epochs (this node's sequencer replica,
+//!   or the sequencer leader's).
 //! - [`collect`]: drops outcome records and epochs once every vShard has
 //!   completed them.
 //! - [`arrow`]: rows <-> Arrow record batches; [`coerce`]: values -> column types.
@@ -22,6 +24,7 @@
 pub mod arrow;
 pub mod coerce;
 pub mod collect;
+pub mod epochs;
 pub mod error;
 pub mod eval;
 pub mod fast;

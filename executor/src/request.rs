@@ -85,6 +85,12 @@ pub enum ShardRequest {
     /// For the sequencer's leader: the number of the last committed epoch,
     /// read linearizably. Answers `Count`.
     Frontier,
+    /// For the meta leader: the catalog as stored, read linearizably, for
+    /// nodes without a meta replica. Answers `Catalog`.
+    Catalog,
+    /// For the sequencer's leader: committed epochs `from..` (at most
+    /// `max`), waiting up to `wait_ms` for the first. Answers `Epochs`.
+    Epochs { from: u64, max: u32, wait_ms: u64 },
     /// For a vShard leader: the epoch its scheduler has completed through
     /// (`SchedulerStat::complete_through_epoch`). Answers `Count`.
     CompleteThrough,
@@ -135,6 +141,13 @@ pub enum ShardResponse {
     /// Where the sequencer placed an input.
     Sequenced { pos: TxnPos, timestamp_us: i64 },
     Pairs(#[serde(with = "ordo_vshard::codec::byte_pairs")] Vec<(Vec<u8>, Vec<u8>)>),
+    Epochs(Vec<ordo_sequencer::Epoch>),
+    /// The encoded catalog as of meta log `index` (empty: no table yet).
+    Catalog {
+        index: u64,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
     /// The position asked for is not reached yet: ask again.
     NotYet,
     Outcome {

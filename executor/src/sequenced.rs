@@ -40,7 +40,9 @@ use ordo_scheduler::{LockMode, LockSpan};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use ordo_sequencer::{Epoch, EpochLog};
+use ordo_sequencer::Epoch;
+
+use crate::epochs::EpochSource;
 use ordo_vshard::raft::Consensus;
 use ordo_vshard::routing::vshard_group;
 use ordo_vshard::engine::OwnedSnapshot;
@@ -284,11 +286,11 @@ impl TxnBoard {
 }
 
 /// Starts one scheduler per vShard this node hosts.
-pub fn spawn_schedulers(router: Arc<Router>, log: EpochLog, epochs: watch::Receiver<u64>) {
+pub fn spawn_schedulers(router: Arc<Router>, source: EpochSource) {
     let vshards = router.local().vshards();
     for v in 0..vshards {
         let Some(group) = router.local().group(vshard_group(v)).cloned() else { continue };
-        let s = Scheduler { vshard: v, term: 0, group, router: router.clone(), log: log.clone(), epochs: epochs.clone() };
+        let s = Scheduler { vshard: v, term: 0, group, router: router.clone(), source: source.clone() };
         tokio::spawn(s.run());
     }
 }
@@ -300,8 +302,7 @@ struct Scheduler {
     term: u64,
     group: Arc<dyn Consensus>,
     router: Arc<Router>,
-    log: EpochLog,
-    epochs: watch::Receiver<u64>,
+    source: EpochSource,
 }
 
 /// The positions this leader enqueued, in order, and which have completed:
@@ -406,14 +407,14 @@ impl Scheduler {
                 return Ok(());
             }
             self.publish(next, &progress.lock());
-            let epochs = self.log.read(next, EPOCHS_PER_STEP)?;
-            if epochs.is_empty() {
-                tokio::select! {
-                    _ = tokio::time::timeout(Duration::from_millis(LEADERSHIP_POLL_MS), self.epochs.wait_for(|&e| e >= next)) => {}
-                    Some(done) = tasks.join_next() => done.map_err(|e| e.to_string())??,
+            let wait = Duration::from_millis(LEADERSHIP_POLL_MS);
+            let epochs = tokio::select! {
+                read = self.source.read_wait(&self.router, next, EPOCHS_PER_STEP, wait) => read.map_err(|e| e.to_string())?,
+                Some(done) = tasks.join_next() => {
+                    done.map_err(|e| e.to_string())??;
+                    continue;
                 }
-                continue;
-            }
+            };
             for epoch in epochs {
                 let epoch = Arc::new(epoch);
                 for (i, input) in epoch.inputs.iter().enumerate() {

@@ -11,7 +11,8 @@ use parking_lot::RwLock;
 use crate::catalog::Catalog;
 use crate::command::{MetaCommand, MetaResult};
 
-const CATALOG_KEY: &[u8] = b"catalog";
+/// Data key of the catalog in the meta group.
+pub const CATALOG_KEY: &[u8] = b"catalog";
 
 use ordo_vshard::codec::{decode, encode};
 
@@ -27,12 +28,27 @@ pub fn decode_result(bytes: &[u8]) -> Result<MetaResult, String> {
 #[derive(Default)]
 pub struct MetaLogic {
     catalog: RwLock<Arc<Catalog>>,
+    /// On a node without a meta replica: the meta log index of the copy
+    /// last installed from the leader.
+    installed_index: parking_lot::Mutex<u64>,
 }
 
 impl MetaLogic {
     /// The catalog as of the last applied meta entry (cheap: an `Arc`).
     pub fn catalog(&self) -> Arc<Catalog> {
         self.catalog.read().clone()
+    }
+
+    /// On a node without a meta replica: installs the leader's catalog as of
+    /// meta log `index` (encoded as stored), unless a newer one is in.
+    pub fn install(&self, index: u64, bytes: &[u8]) -> Result<(), String> {
+        let catalog: Catalog = decode(bytes).map_err(|e| e.to_string())?;
+        let mut installed = self.installed_index.lock();
+        if index >= *installed {
+            *installed = index;
+            *self.catalog.write() = Arc::new(catalog);
+        }
+        Ok(())
     }
 }
 

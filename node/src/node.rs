@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use ordo_executor::epochs::{EpochSource, LocalEpochs};
 use ordo_executor::leader::LeaderExecutor;
 use ordo_executor::router::Router;
 use ordo_meta::logic::MetaLogic;
@@ -79,18 +80,16 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
     }
 
     let sealer = groups.get(&SEQUENCER_GROUP).map(|g| Sealer::start(g.clone(), SealerConfig::default()));
-    let epochs = groups.contains_key(&SEQUENCER_GROUP).then(|| sequencer.subscribe());
-    let executor = Arc::new(LeaderExecutor::new(groups.clone(), ShardReader::new(engine.clone()), args.vshards, sealer, epochs.clone()));
+    let local_epochs = groups
+        .contains_key(&SEQUENCER_GROUP)
+        .then(|| LocalEpochs { log: EpochLog::new(SEQUENCER_GROUP, engine.clone()), applied: sequencer.subscribe() });
+    let executor =
+        Arc::new(LeaderExecutor::new(groups.clone(), ShardReader::new(engine.clone()), args.vshards, sealer, local_epochs.clone()));
     let router = Arc::new(Router::new(args.id, transport.clone(), executor.clone(), placement.clone()));
-    if groups.contains_key(&SEQUENCER_GROUP) {
-        let log = EpochLog::new(SEQUENCER_GROUP, engine.clone());
-        ordo_executor::sequenced::spawn_schedulers(router.clone(), log, sequencer.subscribe());
-    } else {
-        // TODO(placement): vShard leaders on nodes without a sequencer
-        // replica need to read epochs from one; today every node of a
-        // cluster of at most `--replication` nodes hosts it.
-        tracing::warn!(node = args.id, "no sequencer replica here: vShards led by this node cannot take cross-shard transactions");
-    }
+    // Without a sequencer replica here, schedulers read epochs from the
+    // sequencer's leader.
+    let source = local_epochs.clone().map_or(EpochSource::Remote, EpochSource::Local);
+    ordo_executor::sequenced::spawn_schedulers(router.clone(), source);
     ordo_executor::collect::spawn_collector(
         router.clone(),
         ordo_executor::collect::CollectConfig { every_ms: args.collect_every_ms, lag_ms: args.collect_lag_ms },
@@ -125,7 +124,7 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
         router,
         sql_slots: tokio::sync::Semaphore::new(SQL_REQUESTS_INFLIGHT_MAX),
         engine: engine.clone(),
-        epochs,
+        epochs: local_epochs.map(|l| l.applied),
     });
     let listener = tokio::net::TcpListener::bind(args.http).await.with_context(|| format!("binding --http {}", args.http))?;
     tracing::info!(node = args.id, http = %args.http, rpc = %args.rpc, groups = groups.len(), "node started");

@@ -405,3 +405,49 @@ async fn outcomes_and_epochs_are_collected_once_every_vshard_completed_them() {
     let v = c.verify(1).await;
     assert_eq!(v["consistent"], true, "replicas differ: {v}");
 }
+
+/// Four nodes, three replicas per group: one node hosts no replica of the
+/// sequencer, so the schedulers of the vShards it leads read epochs from
+/// the sequencer's leader. Transfers between accounts on every vShard,
+/// through all four nodes, all commit; the total is conserved and the
+/// replicas agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn vshards_led_by_a_node_without_a_sequencer_replica_take_cross_shard_transactions() {
+    let c = Cluster::start(ORDO, 4, &["--replication", "3"]);
+    c.wait_healthy(HEALTHY_WITHIN).await;
+    let mut without = Vec::new();
+    for n in 1..=4u64 {
+        let status = c.cluster_status(n).await;
+        let groups = status["groups"].as_array().unwrap();
+        if !groups.iter().any(|g| g["kind"] == "sequencer") {
+            let leads = groups.iter().filter(|g| g["kind"] == "vshard" && g["leader"] == n).count();
+            without.push((n, leads));
+        }
+    }
+    assert!(matches!(without[..], [(_, leads)] if leads > 0), "one node without a sequencer replica, leading vShards: {without:?}");
+
+    c.sql(1, "CREATE TABLE acct (id INT PRIMARY KEY, bal BIGINT NOT NULL)", json!([])).await.unwrap();
+    let rows: Vec<String> = (0..ACCOUNTS).map(|i| format!("({i}, {INITIAL})")).collect();
+    c.sql(1, &format!("INSERT INTO acct VALUES {}", rows.join(", ")), json!([])).await.unwrap();
+    let transfer = "BEGIN; UPDATE acct SET bal = bal - $3 WHERE id = $1; UPDATE acct SET bal = bal + $3 WHERE id = $2; COMMIT";
+    let work: Vec<_> = (0..8u64)
+        .map(|client| {
+            let db = c.client();
+            tokio::spawn(async move {
+                let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (client + 1));
+                for i in 0..25u64 {
+                    let src = rng.below(ACCOUNTS as u64) as i64;
+                    let dst = (src + 1 + rng.below(ACCOUNTS as u64 - 1) as i64) % ACCOUNTS;
+                    db.sql(1 + (client + i) % 4, transfer, json!([src, dst, 1 + rng.below(50)])).await.expect("transfer");
+                }
+            })
+        })
+        .collect();
+    for h in futures::future::join_all(work).await {
+        h.unwrap();
+    }
+    let total = c.scalar(4, "SELECT SUM(bal) FROM acct").await;
+    assert_eq!(as_i64(&total), ACCOUNTS * INITIAL, "money was created or destroyed");
+    let v = c.verify(4).await;
+    assert_eq!(v["consistent"], true, "replicas differ: {v}");
+}

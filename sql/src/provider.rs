@@ -75,8 +75,21 @@ impl Shared {
         if let Some(t) = self.meta.catalog().table(name) {
             return Ok(t.clone());
         }
-        self.router.catch_up(META_GROUP).await?;
+        self.catch_up_catalog().await?;
         self.meta.catalog().table(name).cloned().ok_or_else(|| ExecError::UndefinedTable(name.to_string()))
+    }
+
+    /// Brings this node's catalog up to what the meta leader has committed:
+    /// its replica, or, on a node without one, a copy from the leader.
+    pub async fn catch_up_catalog(&self) -> ExecResult<()> {
+        if self.router.local().group(META_GROUP).is_some() {
+            return self.router.catch_up(META_GROUP).await;
+        }
+        match self.router.call(META_GROUP, &ShardRequest::Catalog).await? {
+            ShardResponse::Catalog { bytes, .. } if bytes.is_empty() => Ok(()),
+            ShardResponse::Catalog { index, bytes } => self.meta.install(index, &bytes).map_err(ExecError::Internal),
+            other => Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
+        }
     }
 
     /// The vShard of a row given its primary key values.
