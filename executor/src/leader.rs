@@ -246,6 +246,10 @@ impl LeaderExecutor {
                         } else {
                             self.reader.get(gid, &key).map_err(storage)?.map(|v| (key, v)).into_iter().collect()
                         };
+                        // Still this group's leader after the read (lease,
+                        // else ReadIndex): no newer leader can have ordered
+                        // anything before `pos` that these rows miss.
+                        group.write_barrier().await?;
                         if !self.board.is_serving(vshard, pos) {
                             return Ok(ShardResponse::NotYet);
                         }

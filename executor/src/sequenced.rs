@@ -32,7 +32,7 @@
 //!
 //! [`ShardRequest::ReadAt`]: crate::request::ShardRequest::ReadAt
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -140,7 +140,9 @@ const SNAPSHOTS_MAX: usize = 4096;
 /// look at: the positions whose reads are being served, read snapshots,
 /// and wake-ups for waiters.
 pub struct TxnBoard {
-    serving: Vec<watch::Sender<BTreeSet<TxnPos>>>,
+    /// Per vShard: positions served live, with how many executions of each
+    /// are under way (two, briefly, across a change of term).
+    serving: Vec<watch::Sender<BTreeMap<TxnPos, u32>>>,
     schedulers: Vec<Mutex<SchedulerStat>>,
     applied: Vec<Notify>,
     /// Per vShard: (term, epoch) — this node's scheduler, leading in
@@ -153,7 +155,7 @@ pub struct TxnBoard {
 impl TxnBoard {
     pub fn new(vshards: u32) -> TxnBoard {
         TxnBoard {
-            serving: (0..vshards).map(|_| watch::channel(BTreeSet::new()).0).collect(),
+            serving: (0..vshards).map(|_| watch::channel(BTreeMap::new()).0).collect(),
             schedulers: (0..vshards).map(|_| Mutex::new(SchedulerStat::default())).collect(),
             applied: (0..vshards).map(|_| Notify::new()).collect(),
             ingested: (0..vshards).map(|_| watch::channel((0, 0)).0).collect(),
@@ -180,7 +182,7 @@ impl TxnBoard {
     /// (`GET /v1/admin/transactions`).
     pub fn scheduler_stat(&self, vshard: u32) -> SchedulerStat {
         let mut stat = self.schedulers[vshard as usize].lock().clone();
-        stat.serving = self.serving[vshard as usize].borrow().iter().copied().take(STAT_POSITIONS_MAX).collect();
+        stat.serving = self.serving[vshard as usize].borrow().keys().copied().take(STAT_POSITIONS_MAX).collect();
         stat
     }
 
@@ -208,7 +210,7 @@ impl TxnBoard {
     /// Whether this node's leader of `vshard` holds the locks of sequenced
     /// position `pos` and has not started to commit its writes.
     pub fn is_serving(&self, vshard: u32, pos: TxnPos) -> bool {
-        self.serving[vshard as usize].borrow().contains(&pos)
+        self.serving[vshard as usize].borrow().contains_key(&pos)
     }
 
     /// Waits until this node's leader of `vshard` serves `pos` live
@@ -227,7 +229,7 @@ impl TxnBoard {
             let applied = self.applied[vshard as usize].notified();
             tokio::pin!(applied);
             applied.as_mut().enable();
-            if serving.borrow_and_update().contains(&pos) {
+            if serving.borrow_and_update().contains_key(&pos) {
                 return Ok(Some(true));
             }
             if reader.is_applied(vshard_group(vshard), pos).map_err(ExecError::Internal)? {
@@ -282,6 +284,34 @@ impl TxnBoard {
                 return Ok(false);
             }
         }
+    }
+}
+
+/// Marks `pos` as served live on `vshard` while it lives. A guard, so an
+/// execution aborted by a change of term stops serving too: a position
+/// left marked would be read live long after its locks were gone.
+struct Serving<'a> {
+    board: &'a TxnBoard,
+    vshard: u32,
+    pos: TxnPos,
+}
+
+impl<'a> Serving<'a> {
+    fn start(board: &'a TxnBoard, vshard: u32, pos: TxnPos) -> Serving<'a> {
+        board.serving[vshard as usize].send_modify(|s| *s.entry(pos).or_default() += 1);
+        Serving { board, vshard, pos }
+    }
+}
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        self.board.serving[self.vshard as usize].send_modify(|s| {
+            let n = s.get_mut(&self.pos).expect("a serving guard's position is marked");
+            *n -= 1;
+            if *n == 0 {
+                s.remove(&self.pos);
+            }
+        });
     }
 }
 
@@ -481,15 +511,11 @@ impl Scheduler {
         let local = self.router.local();
         self.group.write_barrier().await.map_err(|e| e.to_string())?;
         let board = local.board();
-        board.serving[self.vshard as usize].send_modify(|s| {
-            s.insert(pos);
-        });
+        let serving = Serving::start(board, self.vshard, pos);
         let evaluated = self.evaluate(pos, epoch, participants, program).await;
         // No live reads once the writes may apply: from here a participant
         // reading this vShard as of `pos` waits for the record.
-        board.serving[self.vshard as usize].send_modify(|s| {
-            s.remove(&pos);
-        });
+        drop(serving);
         let result = match evaluated {
             Ok((writes, record)) => {
                 let watermark = progress.lock().watermark_with(pos);
