@@ -378,7 +378,7 @@ impl Scheduler {
             };
             self.term = term;
             if let Err(e) = self.lead().await {
-                tracing::debug!(vshard = self.vshard, "scheduler step failed, resuming: {e}");
+                tracing::warn!(vshard = self.vshard, "scheduler step failed, resuming: {e}");
                 tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await;
             }
             *self.stat() = SchedulerStat::default();
@@ -579,9 +579,14 @@ impl PositionView<'_> {
             match self.router.call(vshard_group(vshard), &req).await {
                 Ok(ShardResponse::Pairs(rows)) => return Ok(rows),
                 Ok(ShardResponse::NotYet) => continue,
-                Ok(other) => return Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
+                // Only what follows from the data may decide the outcome: a
+                // scan over its bound fails the same way on every participant.
+                // Anything else (a broken reply, an internal error) is this
+                // attempt's trouble, not a decision: `Unavailable` retries it.
+                Err(e @ ExecError::ProgramLimitExceeded(_)) => return Err(e),
+                Ok(other) => return Err(ExecError::Unavailable(format!("unexpected reply {other:?}"))),
                 Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await,
-                Err(e) => return Err(e),
+                Err(e) => return Err(ExecError::Unavailable(format!("reading vShard {vshard} as of the position: {e}"))),
             }
         }
     }
@@ -591,7 +596,8 @@ impl PositionView<'_> {
 impl TxnView for PositionView<'_> {
     async fn get(&self, vshard: u32, key: &[u8]) -> ExecResult<Option<Vec<u8>>> {
         if vshard == self.leader.vshard {
-            let row = self.router.local().reader().get(vshard_group(vshard), key).map_err(|e| ExecError::Internal(e.to_string()))?;
+            // A storage error is not a decision the others would share.
+            let row = self.router.local().reader().get(vshard_group(vshard), key).map_err(|e| ExecError::Unavailable(e.to_string()))?;
             let rows = row.iter().map(|v| (key.to_vec(), v.clone())).collect();
             self.own_reads.lock().push(CachedRead { prefix: false, key: key.to_vec(), rows });
             return Ok(row);
