@@ -27,7 +27,7 @@ use crate::coerce::coerce;
 use crate::error::{ExecError, ExecResult};
 use crate::interp::{rows_with_index, TxnView};
 use crate::request::{decode, DmlRequest, ShardRequest, ShardResponse};
-use crate::sequenced::{TxnBoard, TxnRecord, LONG_POLL_MS};
+use crate::sequenced::{FenceMark, TxnBoard, TxnRecord, LONG_POLL_MS};
 use ordo_sequencer::{SealError, Sealer};
 use crate::epochs::LocalEpochs;
 use ordo_vshard::routing::{vshard_group, META_GROUP, SEQUENCER_GROUP};
@@ -141,19 +141,19 @@ impl LeaderExecutor {
     /// epoch up to `after_epoch` (see [`crate::fence`]); returns the term it
     /// did so in, which must still be the term when the request's locks are
     /// granted (a new term re-enqueues those epochs).
-    async fn fence(&self, gid: GroupId, group: &dyn Consensus, after_epoch: u64) -> Result<Option<u64>, Fail> {
+    async fn fence(&self, gid: GroupId, group: &dyn Consensus, after_epoch: u64) -> Result<Option<FenceMark>, Fail> {
         let vshard = vshard_of_group(gid)?;
         let term = group.leader_term().ok_or(Fail::NotLeader(group.leader()))?;
-        if !self.board.wait_ingested(vshard, term, after_epoch, Duration::from_millis(FENCE_WAIT_MS)).await {
-            return Err(ExecError::Unavailable(format!(
+        match self.board.wait_ingested(vshard, term, after_epoch, Duration::from_millis(FENCE_WAIT_MS)).await {
+            Some(mark) => Ok(Some(mark)),
+            None => Err(ExecError::Unavailable(format!(
                 "vShard {vshard} has not reached epoch {after_epoch} of the sequencer within {FENCE_WAIT_MS} ms"
             ))
-            .into());
+            .into()),
         }
-        Ok(Some(term))
     }
 
-    async fn run(&self, gid: GroupId, group: &dyn Consensus, req: ShardRequest, fence: Option<u64>) -> Result<ShardResponse, Fail> {
+    async fn run(&self, gid: GroupId, group: &dyn Consensus, req: ShardRequest, fence: Option<FenceMark>) -> Result<ShardResponse, Fail> {
         match req {
             ShardRequest::ReadIndex => {
                 group.read_barrier().await?;
@@ -250,7 +250,11 @@ impl LeaderExecutor {
                         // else ReadIndex): no newer leader can have ordered
                         // anything before `pos` that these rows miss.
                         group.write_barrier().await?;
-                        if !self.board.is_serving(vshard, pos) {
+                        // And `pos` was not applied before the read ended (an
+                        // earlier round's proposal can still commit).
+                        if !self.board.is_serving(vshard, pos)
+                            || self.reader.is_applied(gid, pos).map_err(ExecError::Internal)?
+                        {
                             return Ok(ShardResponse::NotYet);
                         }
                         Ok(ShardResponse::Pairs(rows))
@@ -383,17 +387,17 @@ impl LeaderExecutor {
     }
 
     /// Takes `spans` in `vshard`'s lock table (in arrival order) and waits
-    /// for them. A fenced request must be granted in the term it was fenced
-    /// in: a new term's scheduler enqueues the epochs again, after it.
-    async fn lock(&self, group: &dyn Consensus, vshard: u32, spans: Vec<LockSpan>, fence: Option<u64>) -> Result<LockGuard, Fail> {
+    /// for them. A fenced request must be granted in the scheduler round it
+    /// was fenced in: a new round enqueues the epochs again, after it.
+    async fn lock(&self, group: &dyn Consensus, vshard: u32, spans: Vec<LockSpan>, fence: Option<FenceMark>) -> Result<LockGuard, Fail> {
         let ticket = self
             .locks
             .table(vshard)
             .enqueue(spans)
             .map_err(|o| Fail::Exec(ExecError::Overloaded(format!("{} transactions queued on vShard {vshard}", o.0))))?;
         let guard = ticket.granted().await;
-        if let Some(term) = fence {
-            if group.leader_term() != Some(term) {
+        if let Some(mark) = fence {
+            if group.leader_term() != Some(mark.term) || !self.board.round_is(vshard, mark) {
                 return Err(Fail::NotLeader(group.leader()));
             }
         }

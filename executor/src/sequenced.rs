@@ -145,9 +145,11 @@ pub struct TxnBoard {
     serving: Vec<watch::Sender<BTreeMap<TxnPos, u32>>>,
     schedulers: Vec<Mutex<SchedulerStat>>,
     applied: Vec<Notify>,
-    /// Per vShard: (term, epoch) — this node's scheduler, leading in
-    /// `term`, has enqueued every input of every epoch up to `epoch`.
-    ingested: Vec<watch::Sender<(u64, u64)>>,
+    /// Per vShard: this node's scheduler round `FenceMark`, has enqueued
+    /// every input of every epoch up to the epoch (`None` between rounds).
+    ingested: Vec<watch::Sender<Option<(FenceMark, u64)>>>,
+    /// Source of round numbers, unique on this node.
+    rounds: std::sync::atomic::AtomicU64,
     snapshots: Mutex<BTreeMap<(u32, TxnPos), (tokio::time::Instant, Arc<OwnedSnapshot>)>>,
     snapshot_taken: Notify,
 }
@@ -158,7 +160,8 @@ impl TxnBoard {
             serving: (0..vshards).map(|_| watch::channel(BTreeMap::new()).0).collect(),
             schedulers: (0..vshards).map(|_| Mutex::new(SchedulerStat::default())).collect(),
             applied: (0..vshards).map(|_| Notify::new()).collect(),
-            ingested: (0..vshards).map(|_| watch::channel((0, 0)).0).collect(),
+            ingested: (0..vshards).map(|_| watch::channel(None).0).collect(),
+            rounds: std::sync::atomic::AtomicU64::new(0),
             snapshots: Mutex::new(BTreeMap::new()),
             snapshot_taken: Notify::new(),
         }
@@ -229,11 +232,13 @@ impl TxnBoard {
             let applied = self.applied[vshard as usize].notified();
             tokio::pin!(applied);
             applied.as_mut().enable();
-            if serving.borrow_and_update().contains_key(&pos) {
-                return Ok(Some(true));
-            }
+            // Applied first: a position can be applied and (briefly, across
+            // rounds) still marked as served.
             if reader.is_applied(vshard_group(vshard), pos).map_err(ExecError::Internal)? {
                 return Ok(Some(false));
+            }
+            if serving.borrow_and_update().contains_key(&pos) {
+                return Ok(Some(true));
             }
             // Followers and new leaders apply without this node's scheduler:
             // wake up now and then to look again.
@@ -251,18 +256,30 @@ impl TxnBoard {
         }
     }
 
-    /// Waits until this node's scheduler of `vshard`, leading in `term`, has
-    /// enqueued every epoch up to `epoch`; false after `timeout`.
-    pub async fn wait_ingested(&self, vshard: u32, term: u64, epoch: u64, timeout: Duration) -> bool {
+    /// Waits until this node's scheduler of `vshard`, in a round of `term`,
+    /// has enqueued every epoch up to `epoch`; the round, or `None` after
+    /// `timeout`.
+    pub async fn wait_ingested(&self, vshard: u32, term: u64, epoch: u64, timeout: Duration) -> Option<FenceMark> {
         let mut rx = self.ingested[vshard as usize].subscribe();
-        let reached = tokio::time::timeout(timeout, rx.wait_for(|&(t, e)| t == term && e >= epoch)).await;
-        matches!(reached, Ok(Ok(_)))
+        let reached = rx.wait_for(|now| matches!(now, Some((m, e)) if m.term == term && *e >= epoch));
+        let mark = match tokio::time::timeout(timeout, reached).await {
+            Ok(Ok(now)) => now.map(|(m, _)| m),
+            _ => None,
+        };
+        mark
     }
 
-    fn set_ingested(&self, vshard: u32, term: u64, epoch: u64) {
+    /// Whether `mark`'s round is still the one running: a request fenced in
+    /// it is ordered after the epochs that round enqueued. A new round
+    /// enqueues them again, after whatever is queued by then.
+    pub fn round_is(&self, vshard: u32, mark: FenceMark) -> bool {
+        matches!(*self.ingested[vshard as usize].borrow(), Some((m, _)) if m == mark)
+    }
+
+    fn set_ingested(&self, vshard: u32, mark: FenceMark, epoch: u64) {
         self.ingested[vshard as usize].send_if_modified(|now| {
-            let changed = *now != (term, epoch);
-            *now = (term, epoch);
+            let changed = *now != Some((mark, epoch));
+            *now = Some((mark, epoch));
             changed
         });
     }
@@ -284,6 +301,28 @@ impl TxnBoard {
                 return Ok(false);
             }
         }
+    }
+}
+
+/// A scheduler round: the term it leads in and its number on this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FenceMark {
+    pub term: u64,
+    pub round: u64,
+}
+
+/// Ends a round's fence when dropped — before the round's tasks release
+/// their locks (it is declared after them), so no request fenced in the
+/// round can be granted in the gap and run ahead of a position the next
+/// round will enqueue again.
+struct RoundFence {
+    local: Arc<crate::leader::LeaderExecutor>,
+    vshard: u32,
+}
+
+impl Drop for RoundFence {
+    fn drop(&mut self) {
+        self.local.board().ingested[self.vshard as usize].send_replace(None);
     }
 }
 
@@ -426,9 +465,21 @@ impl Scheduler {
         let progress = Arc::new(Mutex::new(Progress { order: VecDeque::new(), watermark: resume.watermark }));
         let inflight = Arc::new(Semaphore::new(SEQUENCED_INFLIGHT_MAX));
         let mut tasks = JoinSet::new();
+        // Declared after `tasks`: dropped first (see `RoundFence`).
+        let _fence = RoundFence { local: local.clone(), vshard: self.vshard };
+        let mark = FenceMark { term: self.term, round: local.board().rounds.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 };
+        // Every epoch committed before this round began: a previous leader
+        // may have served their positions to other participants, so no
+        // request is let through the fence before they are enqueued here.
+        let floor = self.router.frontier().await.map_err(|e| e.to_string())?;
+        let publish_ingested = |through: u64| {
+            if through >= floor {
+                local.board().set_ingested(self.vshard, mark, through);
+            }
+        };
         let mut next = resume.watermark.epoch.max(1);
         // Epochs before the watermark's are complete, so enqueued.
-        local.board().set_ingested(self.vshard, self.term, next - 1);
+        publish_ingested(next - 1);
         loop {
             while let Some(done) = tasks.try_join_next() {
                 done.map_err(|e| e.to_string())??;
@@ -439,7 +490,16 @@ impl Scheduler {
             self.publish(next, &progress.lock());
             let wait = Duration::from_millis(LEADERSHIP_POLL_MS);
             let epochs = tokio::select! {
-                read = self.source.read_wait(&self.router, next, EPOCHS_PER_STEP, wait) => read.map_err(|e| e.to_string())?,
+                read = self.source.read_wait(&self.router, next, EPOCHS_PER_STEP, wait) => match read {
+                    Ok(epochs) => epochs,
+                    // Ending the round would release every position's locks:
+                    // try again instead.
+                    Err(e) => {
+                        tracing::debug!(vshard = self.vshard, "reading epochs failed, retrying: {e}");
+                        tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await;
+                        continue;
+                    }
+                },
                 Some(done) = tasks.join_next() => {
                     done.map_err(|e| e.to_string())??;
                     continue;
@@ -485,7 +545,7 @@ impl Scheduler {
                     });
                 }
                 next = epoch.number + 1;
-                local.board().set_ingested(self.vshard, self.term, epoch.number);
+                publish_ingested(epoch.number);
             }
         }
     }
@@ -509,22 +569,37 @@ impl Scheduler {
         progress: &Mutex<Progress>,
     ) -> Result<(), String> {
         let local = self.router.local();
-        self.group.write_barrier().await.map_err(|e| e.to_string())?;
         let board = local.board();
-        let serving = Serving::start(board, self.vshard, pos);
-        let evaluated = self.evaluate(pos, epoch, participants, program).await;
-        // No live reads once the writes may apply: from here a participant
-        // reading this vShard as of `pos` waits for the record.
-        drop(serving);
-        let result = match evaluated {
-            Ok((writes, record)) => {
-                let watermark = progress.lock().watermark_with(pos);
-                let outcome = (record.result.is_some() || !record.reads.is_empty()).then(|| encode(&record));
-                let command = ShardCommand::Sequenced { pos, writes, outcome, watermark };
-                self.group.propose(command.encode()).await.map(|_| ()).map_err(|e| e.to_string())
+        // Trouble before the proposal (a barrier, a participant out of
+        // reach) is retried here, holding the locks: ending the round would
+        // release them to requests queued behind this position.
+        let (writes, record) = loop {
+            self.group.write_barrier().await.map_err(|e| e.to_string())?;
+            // A round that has not noticed a newer term must not serve.
+            if !self.leading() {
+                return Err("lost leadership".into());
             }
-            Err(e) => Err(e),
+            let serving = Serving::start(board, self.vshard, pos);
+            let evaluated = self.evaluate(pos, epoch, participants, program.clone()).await;
+            // No live reads once the writes may apply: from here a
+            // participant reading this vShard as of `pos` waits for the record.
+            drop(serving);
+            match evaluated {
+                Ok(done) => break done,
+                Err(e) if self.leading() => {
+                    tracing::debug!(vshard = self.vshard, ?pos, "evaluation failed, retrying: {e}");
+                    tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await;
+                }
+                Err(e) => return Err(e),
+            }
         };
+        if !self.leading() {
+            return Err("lost leadership".into());
+        }
+        let watermark = progress.lock().watermark_with(pos);
+        let outcome = (record.result.is_some() || !record.reads.is_empty()).then(|| encode(&record));
+        let command = ShardCommand::Sequenced { pos, writes, outcome, watermark };
+        let result = self.group.propose(command.encode()).await.map(|_| ()).map_err(|e| e.to_string());
         board.applied[self.vshard as usize].notify_waiters();
         result
     }

@@ -34,6 +34,8 @@ pub struct NodeState {
     pub epochs: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
+/// How often a node without a meta replica refreshes its catalog copy.
+const CATALOG_REFRESH_MS: u64 = 1_000;
 /// SQL requests one node runs at once; more get a retryable 53300.
 const SQL_REQUESTS_INFLIGHT_MAX: usize = 512;
 
@@ -95,6 +97,9 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
         ordo_executor::collect::CollectConfig { every_ms: args.collect_every_ms, lag_ms: args.collect_lag_ms },
     );
     let sql = SqlEngine::new(router.clone(), meta, args.vshards).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !groups.contains_key(&META_GROUP) {
+        sql.follow_catalog(Duration::from_millis(CATALOG_REFRESH_MS));
+    }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let grpc = {

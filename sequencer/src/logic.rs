@@ -87,7 +87,9 @@ impl GroupLogic for SequencerLogic {
             SequencerCommand::Collect { through } => {
                 let last = self.last.lock().number;
                 let mut first = self.first.lock();
-                let through = through.min(last).min(*first + EPOCHS_PER_COLLECT_MAX - 1);
+                // The last epoch always stays: a scheduler resuming below the
+                // first kept epoch reads it and so learns where the log is.
+                let through = through.min(last.saturating_sub(1)).min(*first + EPOCHS_PER_COLLECT_MAX - 1);
                 // Point deletes, not a range delete: range tombstones in the
                 // memtable slow every later read of the whole DB.
                 for n in *first..=through {

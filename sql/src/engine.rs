@@ -60,6 +60,23 @@ impl SqlEngine {
         &self.shared
     }
 
+    /// On a node without a meta replica: refreshes its copy of the catalog
+    /// every `every`, so changes made elsewhere (a dropped table) reach it;
+    /// a lookup that misses refreshes at once.
+    pub fn follow_catalog(&self, every: std::time::Duration) {
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = shared.catch_up_catalog().await {
+                    tracing::debug!("catalog refresh failed: {e}");
+                }
+            }
+        });
+    }
+
     /// Parses `sql` (one or more `;`-separated statements) and runs each as
     /// its own auto-committed statement, stopping at the first error.
     pub async fn execute(&self, sql: &str, params: &[Param]) -> ExecResult<Vec<StatementResult>> {
