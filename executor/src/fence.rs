@@ -24,15 +24,17 @@
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::error::ExecResult;
+use crate::error::{ExecError, ExecResult};
 
 /// The last answer and the fetch it came from.
 #[derive(Default)]
 pub struct EpochFrontier {
     /// Fetches started so far; a fetch's number is its place in this count.
     started: AtomicU64,
-    /// (number of the fetch, frontier it returned), of the newest fetch.
-    last: Mutex<(u64, u64)>,
+    /// Of the newest fetch: its number, the largest frontier seen, and its
+    /// error if it failed (shared too: the callers that waited for it fail
+    /// at once instead of each fetching again in turn).
+    last: Mutex<(u64, u64, Option<ExecError>)>,
     /// One fetch at a time; waiters queue here and mostly reuse its answer.
     fetching: tokio::sync::Mutex<()>,
 }
@@ -47,16 +49,29 @@ impl EpochFrontier {
     {
         let arrived = self.started.load(Ordering::SeqCst);
         let _one = self.fetching.lock().await;
-        let (number, frontier) = *self.last.lock();
-        if number > arrived {
-            return Ok(frontier);
+        {
+            let last = self.last.lock();
+            if last.0 > arrived {
+                return match &last.2 {
+                    Some(e) => Err(e.clone()),
+                    None => Ok(last.1),
+                };
+            }
         }
         let number = self.started.fetch_add(1, Ordering::SeqCst) + 1;
-        let frontier = fetch().await?;
+        let fetched = fetch().await;
         let mut last = self.last.lock();
-        // Frontiers only grow; a late answer never lowers the newest one.
-        *last = (number, frontier.max(last.1));
-        Ok(last.1)
+        match fetched {
+            Ok(frontier) => {
+                // Frontiers only grow; a late answer never lowers the newest one.
+                *last = (number, frontier.max(last.1), None);
+                Ok(last.1)
+            }
+            Err(e) => {
+                *last = (number, last.1, Some(e.clone()));
+                Err(e)
+            }
+        }
     }
 }
 
@@ -72,6 +87,50 @@ mod tests {
         // A new caller fetches again: the first answer predates it.
         assert_eq!(f.get(|| async { Ok(7) }).await.unwrap(), 7);
         assert_eq!(f.started.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_fails_its_waiters_and_the_next_caller_tries_again() {
+        let f = Arc::new(EpochFrontier::default());
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let first = {
+            let (f, gate) = (f.clone(), gate.clone());
+            tokio::spawn(async move {
+                f.get(|| async move {
+                    gate.notified().await;
+                    Ok(3)
+                })
+                .await
+            })
+        };
+        while f.started.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // Both arrive during fetch 1; one of them runs fetch 2, which fails,
+        // and the other gets its error without fetching.
+        let failed_fetches = Arc::new(AtomicU64::new(0));
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let (f, n) = (f.clone(), failed_fetches.clone());
+                tokio::spawn(async move {
+                    f.get(|| async move {
+                        n.fetch_add(1, Ordering::SeqCst);
+                        Err(ExecError::Unavailable("no sequencer leader".into()))
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        gate.notify_one();
+        assert_eq!(first.await.unwrap().unwrap(), 3);
+        for w in waiters {
+            assert!(matches!(w.await.unwrap(), Err(ExecError::Unavailable(_))));
+        }
+        assert_eq!(failed_fetches.load(Ordering::SeqCst), 1, "the second waiter shared the failure");
+        assert_eq!(f.get(|| async { Ok(4) }).await.unwrap(), 4, "a later caller fetches again");
     }
 
     #[tokio::test]

@@ -127,6 +127,9 @@ const LEADERSHIP_POLL_MS: u64 = 500;
 /// before answering "not yet" (the caller asks again).
 pub const LONG_POLL_MS: u64 = 3_000;
 const RETRY_BACKOFF_MS: u64 = 20;
+/// Failed evaluations of one position after which each further batch of
+/// this many is logged as an error.
+const EVALUATION_ATTEMPTS_ALARM: u32 = 500;
 /// Sequenced transactions one vShard leader runs at once (enqueued in the
 /// lock table, waiting or executing); the scheduler stops reading epochs
 /// while this many are unfinished.
@@ -573,7 +576,9 @@ impl Scheduler {
         // Trouble before the proposal (a barrier, a participant out of
         // reach) is retried here, holding the locks: ending the round would
         // release them to requests queued behind this position.
+        let mut attempts: u32 = 0;
         let (writes, record) = loop {
+            attempts += 1;
             self.group.write_barrier().await.map_err(|e| e.to_string())?;
             // A round that has not noticed a newer term must not serve.
             if !self.leading() {
@@ -587,7 +592,14 @@ impl Scheduler {
             match evaluated {
                 Ok(done) => break done,
                 Err(e) if self.leading() => {
-                    tracing::debug!(vshard = self.vshard, ?pos, "evaluation failed, retrying: {e}");
+                    // Transient trouble passes; an error that persists while
+                    // this node leads (e.g. a participant's record lacks a
+                    // read: nondeterminism) stalls the vShard — say so.
+                    if attempts % EVALUATION_ATTEMPTS_ALARM == 0 {
+                        tracing::error!(vshard = self.vshard, ?pos, attempts, "evaluation keeps failing: {e}");
+                    } else {
+                        tracing::debug!(vshard = self.vshard, ?pos, "evaluation failed, retrying: {e}");
+                    }
                     tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await;
                 }
                 Err(e) => return Err(e),
