@@ -89,90 +89,88 @@ mod tests {
         assert_eq!(f.started.load(Ordering::SeqCst), 2);
     }
 
-    #[tokio::test]
-    async fn a_failed_fetch_fails_its_waiters_and_the_next_caller_tries_again() {
-        let f = Arc::new(EpochFrontier::default());
-        let gate = Arc::new(tokio::sync::Notify::new());
-        let first = {
-            let (f, gate) = (f.clone(), gate.clone());
-            tokio::spawn(async move {
-                f.get(|| async move {
-                    gate.notified().await;
-                    Ok(3)
-                })
-                .await
+    /// Starts a caller whose fetch answers `value` once `gate` is
+    /// notified, and returns when that fetch has started.
+    async fn held_fetch(
+        f: &Arc<EpochFrontier>,
+        gate: &Arc<tokio::sync::Notify>,
+        value: u64,
+    ) -> tokio::task::JoinHandle<ExecResult<u64>> {
+        let (f2, gate) = (f.clone(), gate.clone());
+        let handle = tokio::spawn(async move {
+            f2.get(|| async move {
+                gate.notified().await;
+                Ok(value)
             })
-        };
+            .await
+        });
         while f.started.load(Ordering::SeqCst) == 0 {
             tokio::task::yield_now().await;
         }
-        // Both arrive during fetch 1; one of them runs fetch 2, which fails,
-        // and the other gets its error without fetching.
-        let failed_fetches = Arc::new(AtomicU64::new(0));
-        let waiters: Vec<_> = (0..2)
+        handle
+    }
+
+    /// `n` callers that arrive now; each fetch they run counts in `fetches`
+    /// and answers `answer`.
+    fn callers(
+        f: &Arc<EpochFrontier>,
+        n: usize,
+        fetches: &Arc<AtomicU64>,
+        answer: ExecResult<u64>,
+    ) -> Vec<tokio::task::JoinHandle<ExecResult<u64>>> {
+        (0..n)
             .map(|_| {
-                let (f, n) = (f.clone(), failed_fetches.clone());
+                let (f, fetches, answer) = (f.clone(), fetches.clone(), answer.clone());
                 tokio::spawn(async move {
                     f.get(|| async move {
-                        n.fetch_add(1, Ordering::SeqCst);
-                        Err(ExecError::Unavailable("no sequencer leader".into()))
+                        fetches.fetch_add(1, Ordering::SeqCst);
+                        answer
                     })
                     .await
                 })
             })
-            .collect();
+            .collect()
+    }
+
+    async fn settle() {
         for _ in 0..100 {
             tokio::task::yield_now().await;
         }
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_fails_its_waiters_and_the_next_caller_tries_again() {
+        let f = Arc::new(EpochFrontier::default());
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let first = held_fetch(&f, &gate, 3).await;
+        // Both arrive during fetch 1; one of them runs fetch 2, which fails,
+        // and the other gets its error without fetching.
+        let fetches = Arc::new(AtomicU64::new(0));
+        let waiters = callers(&f, 2, &fetches, Err(ExecError::Unavailable("no sequencer leader".into())));
+        settle().await;
         gate.notify_one();
         assert_eq!(first.await.unwrap().unwrap(), 3);
         for w in waiters {
             assert!(matches!(w.await.unwrap(), Err(ExecError::Unavailable(_))));
         }
-        assert_eq!(failed_fetches.load(Ordering::SeqCst), 1, "the second waiter shared the failure");
+        assert_eq!(fetches.load(Ordering::SeqCst), 1, "the second waiter shared the failure");
         assert_eq!(f.get(|| async { Ok(4) }).await.unwrap(), 4, "a later caller fetches again");
     }
 
     #[tokio::test]
     async fn callers_waiting_on_one_fetch_share_the_next() {
         let f = Arc::new(EpochFrontier::default());
-        let fetches = Arc::new(AtomicU64::new(0));
         let gate = Arc::new(tokio::sync::Notify::new());
         // The first fetch is held until every other caller has arrived.
-        let first = {
-            let (f, fetches, gate) = (f.clone(), fetches.clone(), gate.clone());
-            tokio::spawn(async move {
-                f.get(|| async move {
-                    fetches.fetch_add(1, Ordering::SeqCst);
-                    gate.notified().await;
-                    Ok(1)
-                })
-                .await
-            })
-        };
-        while f.started.load(Ordering::SeqCst) == 0 {
-            tokio::task::yield_now().await;
-        }
-        let waiters: Vec<_> = (0..8)
-            .map(|_| {
-                let (f, fetches) = (f.clone(), fetches.clone());
-                tokio::spawn(async move {
-                    f.get(|| async move {
-                        fetches.fetch_add(1, Ordering::SeqCst);
-                        Ok(2)
-                    })
-                    .await
-                })
-            })
-            .collect();
-        for _ in 0..100 {
-            tokio::task::yield_now().await;
-        }
+        let first = held_fetch(&f, &gate, 1).await;
+        let fetches = Arc::new(AtomicU64::new(0));
+        let waiters = callers(&f, 8, &fetches, Ok(2));
+        settle().await;
         gate.notify_one();
         assert_eq!(first.await.unwrap().unwrap(), 1);
         for w in waiters {
             assert_eq!(w.await.unwrap().unwrap(), 2, "arrived during fetch 1: needs a later one");
         }
-        assert_eq!(fetches.load(Ordering::SeqCst), 2, "eight waiters, one more fetch");
+        assert_eq!(fetches.load(Ordering::SeqCst), 1, "eight waiters, one more fetch");
     }
 }
