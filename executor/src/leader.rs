@@ -27,7 +27,7 @@ use crate::coerce::coerce;
 use crate::error::{ExecError, ExecResult};
 use crate::interp::{rows_with_index, TxnView};
 use crate::request::{decode, DmlRequest, ShardRequest, ShardResponse};
-use crate::sequenced::{FenceMark, TxnBoard, TxnRecord, LONG_POLL_MS};
+use crate::sequenced::{AsOf, FenceMark, TxnBoard, TxnRecord, LONG_POLL_MS};
 use ordo_sequencer::{SealError, Sealer};
 use crate::epochs::LocalEpochs;
 use ordo_vshard::routing::{vshard_group, META_GROUP, SEQUENCER_GROUP};
@@ -124,7 +124,7 @@ impl LeaderExecutor {
         }
         let (req, fence) = match req {
             ShardRequest::Fenced { after_epoch, req } => match self.fence(gid, group.as_ref(), after_epoch).await {
-                Ok(term) => (*req, term),
+                Ok(mark) => (*req, Some(mark)),
                 Err(Fail::NotLeader(leader)) => return ShardResponse::NotLeader { leader },
                 Err(Fail::Exec(e)) => return ShardResponse::Error(e),
             },
@@ -138,14 +138,14 @@ impl LeaderExecutor {
     }
 
     /// Waits until this leader's scheduler of the vShard has enqueued every
-    /// epoch up to `after_epoch` (see [`crate::fence`]); returns the term it
-    /// did so in, which must still be the term when the request's locks are
-    /// granted (a new term re-enqueues those epochs).
-    async fn fence(&self, gid: GroupId, group: &dyn Consensus, after_epoch: u64) -> Result<Option<FenceMark>, Fail> {
+    /// epoch up to `after_epoch` (see [`crate::fence`]); returns the
+    /// scheduler round that did, which must still be running when the
+    /// request's locks are granted (a new round re-enqueues those epochs).
+    async fn fence(&self, gid: GroupId, group: &dyn Consensus, after_epoch: u64) -> Result<FenceMark, Fail> {
         let vshard = vshard_of_group(gid)?;
         let term = group.leader_term().ok_or(Fail::NotLeader(group.leader()))?;
         match self.board.wait_ingested(vshard, term, after_epoch, Duration::from_millis(FENCE_WAIT_MS)).await {
-            Some(mark) => Ok(Some(mark)),
+            Some(mark) => Ok(mark),
             None => Err(ExecError::Unavailable(format!(
                 "vShard {vshard} has not reached epoch {after_epoch} of the sequencer within {FENCE_WAIT_MS} ms"
             ))
@@ -179,10 +179,11 @@ impl LeaderExecutor {
                 Ok(ShardResponse::Rows(rows))
             }
             ShardRequest::Scan { table, prefix } => {
-                let span = LockSpan::prefix(&row_key(table.id, &prefix), LockMode::Read);
+                let start = row_key(table.id, &prefix);
+                let span = LockSpan::prefix(&start, LockMode::Read);
                 let _locks = self.lock(group, vshard_of_group(gid)?, vec![span], fence).await?;
                 group.read_barrier().await?;
-                let rows = self.reader.scan_prefix(gid, &row_key(table.id, &prefix)).map_err(ExecError::ProgramLimitExceeded)?;
+                let rows = self.reader.scan_prefix(gid, &start).map_err(ExecError::ProgramLimitExceeded)?;
                 Ok(ShardResponse::Rows(rows.into_iter().map(|(_, v)| v).collect()))
             }
             ShardRequest::Insert { table, rows } => {
@@ -235,9 +236,9 @@ impl LeaderExecutor {
                     return Err(ExecError::Internal("ReadAt sent to the wrong group".into()).into());
                 }
                 let wait = Duration::from_millis(LONG_POLL_MS);
-                match self.board.wait_serving_or_applied(&self.reader, vshard, pos, wait).await? {
+                match self.board.wait_position(&self.reader, vshard, pos, true, wait).await? {
                     None => Ok(ShardResponse::NotYet),
-                    Some(true) => {
+                    Some(AsOf::Serving) => {
                         // The scheduler holds the vShard at `pos`; it stops
                         // serving before its writes may apply, so a read that
                         // finished while it still serves is as of `pos`.
@@ -259,7 +260,7 @@ impl LeaderExecutor {
                         }
                         Ok(ShardResponse::Pairs(rows))
                     }
-                    Some(false) => {
+                    Some(AsOf::Applied) => {
                         // Applied: the rows as of `pos` are in its record.
                         let record = self.reader.get(gid, &outcome_key(pos)).map_err(storage)?;
                         let record: TxnRecord = match record {
@@ -301,7 +302,8 @@ impl LeaderExecutor {
             }
             ShardRequest::Outcome { pos } => {
                 let vshard = vshard_of_group(gid)?;
-                if !self.board.wait_applied(&self.reader, vshard, pos, Duration::from_millis(LONG_POLL_MS)).await? {
+                let wait = Duration::from_millis(LONG_POLL_MS);
+                if self.board.wait_position(&self.reader, vshard, pos, false, wait).await?.is_none() {
                     return Ok(ShardResponse::Outcome { applied: false, record: None });
                 }
                 let record = self.reader.get(gid, &outcome_key(pos)).map_err(storage)?;

@@ -219,16 +219,17 @@ impl TxnBoard {
         self.serving[vshard as usize].borrow().contains_key(&pos)
     }
 
-    /// Waits until this node's leader of `vshard` serves `pos` live
-    /// (`Some(true)`) or its replica has applied it (`Some(false)`); `None`
-    /// after `timeout`.
-    pub async fn wait_serving_or_applied(
+    /// Waits until this node's replica of `vshard` has applied `pos`
+    /// (`Some(AsOf::Applied)`) or, with `or_serving`, its leader serves `pos`
+    /// live (`Some(AsOf::Serving)`); `None` after `timeout`.
+    pub async fn wait_position(
         &self,
         reader: &ShardReader,
         vshard: u32,
         pos: TxnPos,
+        or_serving: bool,
         timeout: Duration,
-    ) -> ExecResult<Option<bool>> {
+    ) -> ExecResult<Option<AsOf>> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut serving = self.serving[vshard as usize].subscribe();
         loop {
@@ -238,10 +239,10 @@ impl TxnBoard {
             // Applied first: a position can be applied and (briefly, across
             // rounds) still marked as served.
             if reader.is_applied(vshard_group(vshard), pos).map_err(ExecError::Internal)? {
-                return Ok(Some(false));
+                return Ok(Some(AsOf::Applied));
             }
-            if serving.borrow_and_update().contains_key(&pos) {
-                return Ok(Some(true));
+            if or_serving && serving.borrow_and_update().contains_key(&pos) {
+                return Ok(Some(AsOf::Serving));
             }
             // Followers and new leaders apply without this node's scheduler:
             // wake up now and then to look again.
@@ -286,25 +287,14 @@ impl TxnBoard {
             changed
         });
     }
+}
 
-    /// Waits until `vshard`'s replica here has applied `pos`; false after `timeout`.
-    pub async fn wait_applied(&self, reader: &ShardReader, vshard: u32, pos: TxnPos, timeout: Duration) -> ExecResult<bool> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.applied[vshard as usize].notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if reader.is_applied(vshard_group(vshard), pos).map_err(ExecError::Internal)? {
-                return Ok(true);
-            }
-            // Followers and new leaders apply without this node's scheduler:
-            // wake up now and then to look again.
-            let wake = (tokio::time::Instant::now() + Duration::from_millis(50)).min(deadline);
-            if tokio::time::timeout_at(wake, notified).await.is_err() && tokio::time::Instant::now() >= deadline {
-                return Ok(false);
-            }
-        }
-    }
+/// How a position can be read: live from the leader holding its locks,
+/// or from its record once applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AsOf {
+    Serving,
+    Applied,
 }
 
 /// A scheduler round: the term it leads in and its number on this node.
