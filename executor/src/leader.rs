@@ -26,7 +26,7 @@ use crate::arrow::{input_at, param_scalar};
 use crate::coerce::coerce;
 use crate::error::{ExecError, ExecResult};
 use crate::interp::{rows_with_index, TxnView};
-use crate::request::{decode, DmlRequest, ShardRequest, ShardResponse};
+use crate::request::{decode, DmlRequest, ShardRequest, ShardResponse, MultiShardStatement};
 use crate::sequenced::{AsOf, FenceMark, TxnBoard, TxnRecord, LONG_POLL_MS};
 use ordo_sequencer::{SealError, Sealer};
 use crate::epochs::LocalEpochs;
@@ -166,13 +166,16 @@ impl LeaderExecutor {
             }
             ShardRequest::Get { table, pks } => {
                 // In order with the writes: a read waits for the writes of
-                // the same rows enqueued before it (see `crate::fence`).
+                // the same rows enqueued before it (see `crate::fence`), and
+                // holds back none enqueued after it (a snapshot read).
                 let spans = pks.iter().map(|pk| LockSpan::key(&row_key(table.id, pk), LockMode::Read)).collect();
-                let _locks = self.lock(group, vshard_of_group(gid)?, spans, fence).await?;
+                let _locks = self.lock(group, vshard_of_group(gid)?, Locking::SnapshotRead(spans), fence).await?;
                 group.read_barrier().await?;
+                // One snapshot for every row: a later write may apply meanwhile.
+                let snapshot = self.reader.snapshot();
                 let mut rows = Vec::with_capacity(pks.len());
                 for pk in pks {
-                    if let Some(v) = self.reader.get(gid, &row_key(table.id, &pk)).map_err(storage)? {
+                    if let Some(v) = self.reader.get_at(gid, &row_key(table.id, &pk), &snapshot).map_err(storage)? {
                         rows.push(v);
                     }
                 }
@@ -181,14 +184,15 @@ impl LeaderExecutor {
             ShardRequest::Scan { table, prefix } => {
                 let start = row_key(table.id, &prefix);
                 let span = LockSpan::prefix(&start, LockMode::Read);
-                let _locks = self.lock(group, vshard_of_group(gid)?, vec![span], fence).await?;
+                let _locks = self.lock(group, vshard_of_group(gid)?, Locking::SnapshotRead(vec![span]), fence).await?;
                 group.read_barrier().await?;
+                // One iterator: one snapshot, whatever applies meanwhile.
                 let rows = self.reader.scan_prefix(gid, &start).map_err(ExecError::ProgramLimitExceeded)?;
                 Ok(ShardResponse::Rows(rows.into_iter().map(|(_, v)| v).collect()))
             }
             ShardRequest::Insert { table, rows } => {
                 let spans = rows.iter().map(|(pk, _)| LockSpan::key(&row_key(table.id, pk), LockMode::Write)).collect();
-                let _locks = self.lock(group, vshard_of_group(gid)?, spans, fence).await?;
+                let _locks = self.lock(group, vshard_of_group(gid)?, Locking::Hold(spans), fence).await?;
                 group.write_barrier().await?;
                 let writes = self.insert_writes(gid, &table, rows)?;
                 let n = writes.len() as u64;
@@ -203,7 +207,7 @@ impl LeaderExecutor {
                     // since could make it more: let it plan again.
                     return Err(ExecError::SerializationFailure("the transaction spans more than this vShard".into()).into());
                 }
-                let _locks = self.lock(group, vshard, locks.get(&vshard).cloned().unwrap_or_default(), fence).await?;
+                let _locks = self.lock(group, vshard, Locking::Hold(locks.get(&vshard).cloned().unwrap_or_default()), fence).await?;
                 locks.entry(vshard).or_default();
                 group.write_barrier().await?;
                 // Runs once, here; its effects (not the program) are logged,
@@ -300,21 +304,29 @@ impl LeaderExecutor {
                     }
                 }
             }
-            ShardRequest::Outcome { pos } => {
+            ShardRequest::Outcome { pos, record } => {
                 let vshard = vshard_of_group(gid)?;
                 let wait = Duration::from_millis(LONG_POLL_MS);
                 if self.board.wait_position(&self.reader, vshard, pos, false, wait).await?.is_none() {
                     return Ok(ShardResponse::Outcome { applied: false, record: None });
                 }
-                let record = self.reader.get(gid, &outcome_key(pos)).map_err(storage)?;
+                let record = if record { self.reader.get(gid, &outcome_key(pos)).map_err(storage)? } else { None };
                 Ok(ShardResponse::Outcome { applied: true, record })
+            }
+            ShardRequest::VerdictAt { pos } => {
+                let vshard = vshard_of_group(gid)?;
+                let wait = Duration::from_millis(LONG_POLL_MS);
+                match self.board.verdict_at(&self.reader, vshard, pos, wait).await? {
+                    Some(verdict) => Ok(ShardResponse::Verdict(verdict)),
+                    None => Ok(ShardResponse::NotYet),
+                }
             }
             ShardRequest::Dml(dml) => {
                 let span = match &dml.point {
                     Some(pk) => LockSpan::key(&row_key(dml.table.id, pk), LockMode::Write),
                     None => LockSpan::prefix(&table_prefix(dml.table.id), LockMode::Write),
                 };
-                let _locks = self.lock(group, vshard_of_group(gid)?, vec![span], fence).await?;
+                let _locks = self.lock(group, vshard_of_group(gid)?, Locking::Hold(vec![span]), fence).await?;
                 group.write_barrier().await?;
                 let writes = self.dml_writes(gid, &dml).await?;
                 let n = writes.len() as u64;
@@ -381,7 +393,7 @@ impl LeaderExecutor {
             ShardRequest::Fenced { .. } => Err(ExecError::Internal("a fenced request inside a fenced request".into()).into()),
             ShardRequest::DropTable { table_id } => {
                 let span = LockSpan::prefix(&table_prefix(table_id), LockMode::Write);
-                let _locks = self.lock(group, vshard_of_group(gid)?, vec![span], fence).await?;
+                let _locks = self.lock(group, vshard_of_group(gid)?, Locking::Hold(vec![span]), fence).await?;
                 group.propose(ShardCommand::DropTable { table_id }.encode()).await?;
                 Ok(ShardResponse::Done)
             }
@@ -391,11 +403,13 @@ impl LeaderExecutor {
     /// Takes `spans` in `vshard`'s lock table (in arrival order) and waits
     /// for them. A fenced request must be granted in the scheduler round it
     /// was fenced in: a new round enqueues the epochs again, after it.
-    async fn lock(&self, group: &dyn Consensus, vshard: u32, spans: Vec<LockSpan>, fence: Option<FenceMark>) -> Result<LockGuard, Fail> {
-        let ticket = self
-            .locks
-            .table(vshard)
-            .enqueue(spans)
+    async fn lock(&self, group: &dyn Consensus, vshard: u32, locking: Locking, fence: Option<FenceMark>) -> Result<LockGuard, Fail> {
+        let table = self.locks.table(vshard);
+        let ticket = match locking {
+            Locking::Hold(spans) => table.enqueue(spans),
+            Locking::SnapshotRead(spans) => table.enqueue_snapshot_read(spans),
+        };
+        let ticket = ticket
             .map_err(|o| Fail::Exec(ExecError::Overloaded(format!("{} transactions queued on vShard {vshard}", o.0))))?;
         let guard = ticket.granted().await;
         if let Some(mark) = fence {
@@ -404,6 +418,23 @@ impl LeaderExecutor {
             }
         }
         Ok(guard)
+    }
+
+    /// The write set of `vshard`'s part of a sequenced statement, computed
+    /// by its leader holding the part's locks.
+    pub(crate) async fn statement_part(&self, vshard: u32, statement: &MultiShardStatement) -> ExecResult<Vec<RowWrite>> {
+        let gid = vshard_group(vshard);
+        let done = match statement {
+            MultiShardStatement::Insert { table, parts } => {
+                let rows = parts.iter().filter(|p| p.vshard == vshard).flat_map(|p| p.rows.iter().cloned()).collect();
+                self.insert_writes(gid, table, rows)
+            }
+            MultiShardStatement::Dml(dml) => self.dml_writes(gid, dml).await,
+        };
+        done.map_err(|f| match f {
+            Fail::Exec(e) => e,
+            Fail::NotLeader(_) => ExecError::Unavailable(format!("vShard {vshard} lost its leader")),
+        })
     }
 
     /// The write set of an INSERT: fails on a key that exists (in RocksDB
@@ -517,6 +548,14 @@ impl TxnView for LocalView<'_> {
     async fn scan(&self, vshard: u32, prefix: &[u8]) -> ExecResult<Vec<(Vec<u8>, Vec<u8>)>> {
         self.reader.scan_prefix(vshard_group(vshard), prefix).map_err(ExecError::ProgramLimitExceeded)
     }
+}
+
+/// How a request takes its place in a vShard's lock table.
+enum Locking {
+    /// Held until the request is done: later conflicting requests wait.
+    Hold(Vec<LockSpan>),
+    /// Waits for earlier writes only (see `LockTable::enqueue_snapshot_read`).
+    SnapshotRead(Vec<LockSpan>),
 }
 
 fn vshard_of_group(gid: GroupId) -> Result<u32, Fail> {

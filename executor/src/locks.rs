@@ -20,10 +20,26 @@ use ordo_vshard::shard::{row_key, table_prefix};
 use crate::coerce::coerce;
 use crate::eval::{eval_scalar, parse_expr, target, vshard_of_key, Target};
 use crate::program::{ProgStatement, TxnProgram};
-use crate::request::Param;
+use crate::request::{Param, MultiShardStatement};
 
 /// Lock spans by vShard.
 pub type LockSet = BTreeMap<u32, Vec<LockSpan>>;
+
+/// The locks `vshard`'s part of a sequenced statement takes: the rows it
+/// inserts, the row an UPDATE/DELETE names by key, else the table's range.
+pub fn statement_locks(statement: &MultiShardStatement, vshard: u32) -> Vec<LockSpan> {
+    match statement {
+        MultiShardStatement::Insert { table, parts } => parts
+            .iter()
+            .filter(|p| p.vshard == vshard)
+            .flat_map(|p| p.rows.iter().map(|(pk, _)| LockSpan::key(&row_key(table.id, pk), LockMode::Write)))
+            .collect(),
+        MultiShardStatement::Dml(dml) => match &dml.point {
+            Some(pk) => vec![LockSpan::key(&row_key(dml.table.id, pk), LockMode::Write)],
+            None => vec![LockSpan::prefix(&table_prefix(dml.table.id), LockMode::Write)],
+        },
+    }
+}
 
 pub fn lock_set(program: &TxnProgram, vshards: u32) -> LockSet {
     let mut set = LockSet::new();

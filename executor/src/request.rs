@@ -77,9 +77,13 @@ pub enum ShardRequest {
     /// vShard took at sequenced position `pos`. Answers `Pairs` or `NotYet`.
     ScanAt { pos: TxnPos, prefix: Vec<u8> },
     /// Waits (a while) until this vShard has applied sequenced position
-    /// `pos`; answers `Outcome` with the recorded outcome on the
-    /// transaction's coordinator.
-    Outcome { pos: TxnPos },
+    /// `pos`; answers `Outcome`, with the record this vShard stored for it
+    /// when `record` (the gateway asks the lowest participant only).
+    Outcome { pos: TxnPos, record: bool },
+    /// For a participant's leader in a sequenced [`MultiShardStatement`] at `pos`:
+    /// its verdict on its own part (the lowest participant: the decision
+    /// for all). Answers `Verdict` or `NotYet`.
+    VerdictAt { pos: TxnPos },
     /// On the leader: replicate a checksum point; answers `Checksum`.
     Checksum,
     /// For the sequencer's leader: the number of the last committed epoch,
@@ -119,6 +123,26 @@ impl ShardRequest {
                 | ShardRequest::Program(_)
         )
     }
+}
+
+/// One autocommit statement over several vShards whose effect on each
+/// vShard follows from that vShard's rows alone. Sequenced, so it is atomic:
+/// each participant runs its own part, and all commit only if every part
+/// succeeds (see [`crate::sequenced`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum MultiShardStatement {
+    /// The rows each participant inserts.
+    Insert { table: TableDef, parts: Vec<InsertPart> },
+    /// The same UPDATE/DELETE on every participant's rows.
+    Dml(DmlRequest),
+}
+
+/// The rows (encoded pk, encoded row) of an INSERT that go to `vshard`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InsertPart {
+    pub vshard: u32,
+    #[serde(with = "ordo_vshard::codec::byte_pairs")]
+    pub rows: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -162,6 +186,8 @@ pub enum ShardResponse {
     /// A replica's content hash at log `index` (`hash: None`: superseded).
     Checksum { index: u64, hash: Option<u64> },
     NotLeader { leader: Option<u64> },
+    /// A participant's verdict on its part of a sequenced statement.
+    Verdict(crate::program::TxnResult),
     Error(ExecError),
 }
 

@@ -37,6 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ordo_scheduler::{LockMode, LockSpan};
+use futures::{StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -54,8 +55,9 @@ use tokio::sync::{watch, Notify};
 use crate::error::{ExecError, ExecResult};
 use crate::interp::{self, TxnView};
 use crate::locks::lock_set;
-use crate::program::{TxnProgram, TxnResult};
-use crate::request::{decode, encode, ShardRequest, ShardResponse};
+use crate::locks::statement_locks;
+use crate::program::{StmtOutput, TxnProgram, TxnResult};
+use crate::request::{decode, encode, ShardRequest, ShardResponse, MultiShardStatement};
 use crate::router::Router;
 
 /// An input of the epoch log, as the executor reads it.
@@ -66,6 +68,13 @@ pub enum SequencedInput {
     /// takes a storage snapshot when it reaches it, and the query reads
     /// all its vShards as of that one point of the global order.
     Snapshot,
+    /// One autocommit statement over several vShards: every participant
+    /// runs its own part over its own rows and publishes its verdict; the
+    /// lowest participant decides from all verdicts (the first error in
+    /// participant order, else the sum of rows affected) and the others
+    /// take its decision. No rows travel, and the outcome is the same
+    /// everywhere: each verdict follows from the order and the data alone.
+    Statement(MultiShardStatement),
 }
 
 /// What a participant records with its writes for a transaction.
@@ -134,6 +143,8 @@ const EVALUATION_ATTEMPTS_ALARM: u32 = 500;
 /// lock table, waiting or executing); the scheduler stops reading epochs
 /// while this many are unfinished.
 const SEQUENCED_INFLIGHT_MAX: usize = 1024;
+/// Verdicts the lowest participant of a sequenced statement fetches at once.
+const VERDICT_FETCHES_MAX: usize = 16;
 /// How long a read snapshot is kept for the query that asked for it.
 const SNAPSHOT_KEEP_MS: u64 = 10_000;
 /// Most read snapshots a node keeps (the oldest go first).
@@ -146,6 +157,10 @@ pub struct TxnBoard {
     /// Per vShard: positions served live, with how many executions of each
     /// are under way (two, briefly, across a change of term).
     serving: Vec<watch::Sender<BTreeMap<TxnPos, u32>>>,
+    /// Per vShard: verdicts on sequenced statements (the lowest
+    /// participant's: decisions) this node's leader reached and has not
+    /// yet applied; from then on they are in the position's record.
+    verdicts: Vec<watch::Sender<BTreeMap<TxnPos, TxnResult>>>,
     schedulers: Vec<Mutex<SchedulerStat>>,
     applied: Vec<Notify>,
     /// Per vShard: this node's scheduler round `FenceMark`, has enqueued
@@ -161,6 +176,7 @@ impl TxnBoard {
     pub fn new(vshards: u32) -> TxnBoard {
         TxnBoard {
             serving: (0..vshards).map(|_| watch::channel(BTreeMap::new()).0).collect(),
+            verdicts: (0..vshards).map(|_| watch::channel(BTreeMap::new()).0).collect(),
             schedulers: (0..vshards).map(|_| Mutex::new(SchedulerStat::default())).collect(),
             applied: (0..vshards).map(|_| Notify::new()).collect(),
             ingested: (0..vshards).map(|_| watch::channel(None).0).collect(),
@@ -219,6 +235,39 @@ impl TxnBoard {
         self.serving[vshard as usize].borrow().contains_key(&pos)
     }
 
+    /// Calls `look` until it finds something: again whenever `changes`
+    /// changes, this node applies something of `vshard`, or 50 ms pass
+    /// (followers and new leaders apply without this node's scheduler);
+    /// `None` once `timeout` has passed.
+    async fn look_until<W, T>(
+        &self,
+        vshard: u32,
+        changes: &mut watch::Receiver<W>,
+        timeout: Duration,
+        mut look: impl FnMut(&mut watch::Receiver<W>) -> ExecResult<Option<T>>,
+    ) -> ExecResult<Option<T>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let applied = self.applied[vshard as usize].notified();
+            tokio::pin!(applied);
+            applied.as_mut().enable();
+            if let Some(found) = look(changes)? {
+                return Ok(Some(found));
+            }
+            let wake = (tokio::time::Instant::now() + Duration::from_millis(50)).min(deadline);
+            let _ = tokio::time::timeout_at(wake, async {
+                tokio::select! {
+                    _ = changes.changed() => {}
+                    _ = applied => {}
+                }
+            })
+            .await;
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+        }
+    }
+
     /// Waits until this node's replica of `vshard` has applied `pos`
     /// (`Some(AsOf::Applied)`) or, with `or_serving`, its leader serves `pos`
     /// live (`Some(AsOf::Serving)`); `None` after `timeout`.
@@ -230,34 +279,48 @@ impl TxnBoard {
         or_serving: bool,
         timeout: Duration,
     ) -> ExecResult<Option<AsOf>> {
-        let deadline = tokio::time::Instant::now() + timeout;
         let mut serving = self.serving[vshard as usize].subscribe();
-        loop {
-            let applied = self.applied[vshard as usize].notified();
-            tokio::pin!(applied);
-            applied.as_mut().enable();
+        self.look_until(vshard, &mut serving, timeout, |serving| {
             // Applied first: a position can be applied and (briefly, across
             // rounds) still marked as served.
             if reader.is_applied(vshard_group(vshard), pos).map_err(ExecError::Internal)? {
                 return Ok(Some(AsOf::Applied));
             }
-            if or_serving && serving.borrow_and_update().contains_key(&pos) {
-                return Ok(Some(AsOf::Serving));
+            Ok((or_serving && serving.borrow_and_update().contains_key(&pos)).then_some(AsOf::Serving))
+        })
+        .await
+    }
+
+    /// This node's verdict on its part of the sequenced statement at `pos`
+    /// of `vshard` (the lowest participant's: the decision), from its
+    /// leader while it has not applied it, else from the record; `None`
+    /// after `timeout`. A verdict follows from the order and the data as
+    /// of `pos` alone, so unlike rows it needs no leadership check: any
+    /// leader that reached one reached the same.
+    pub async fn verdict_at(
+        &self,
+        reader: &ShardReader,
+        vshard: u32,
+        pos: TxnPos,
+        timeout: Duration,
+    ) -> ExecResult<Option<TxnResult>> {
+        let mut published = self.verdicts[vshard as usize].subscribe();
+        let gid = vshard_group(vshard);
+        self.look_until(vshard, &mut published, timeout, |published| {
+            if let Some(v) = published.borrow_and_update().get(&pos) {
+                return Ok(Some(v.clone()));
             }
-            // Followers and new leaders apply without this node's scheduler:
-            // wake up now and then to look again.
-            let wake = (tokio::time::Instant::now() + Duration::from_millis(50)).min(deadline);
-            let _ = tokio::time::timeout_at(wake, async {
-                tokio::select! {
-                    _ = serving.changed() => {}
-                    _ = applied => {}
-                }
-            })
-            .await;
-            if tokio::time::Instant::now() >= deadline {
+            if !reader.is_applied(gid, pos).map_err(ExecError::Internal)? {
                 return Ok(None);
             }
-        }
+            let record = reader.get(gid, &ordo_vshard::shard::outcome_key(pos)).map_err(|e| ExecError::Internal(e.to_string()))?;
+            let record: TxnRecord = decode(&record.unwrap_or_default())?;
+            match record.result {
+                Some(v) => Ok(Some(v)),
+                None => Err(ExecError::Internal(format!("vShard {vshard} applied epoch {} with no verdict recorded", pos.epoch))),
+            }
+        })
+        .await
     }
 
     /// Waits until this node's scheduler of `vshard`, in a round of `term`,
@@ -345,6 +408,44 @@ impl Drop for Serving<'_> {
             }
         });
     }
+}
+
+/// Publishes a verdict on `pos` of `vshard` while it lives: until the
+/// position's writes and record are applied (or the attempt is given up).
+struct Published<'a> {
+    board: &'a TxnBoard,
+    vshard: u32,
+    pos: TxnPos,
+}
+
+impl<'a> Published<'a> {
+    fn start(board: &'a TxnBoard, vshard: u32, pos: TxnPos, verdict: TxnResult) -> Published<'a> {
+        board.verdicts[vshard as usize].send_modify(|m| {
+            m.insert(pos, verdict);
+        });
+        Published { board, vshard, pos }
+    }
+}
+
+impl Drop for Published<'_> {
+    fn drop(&mut self) {
+        self.board.verdicts[self.vshard as usize].send_modify(|m| {
+            m.remove(&self.pos);
+        });
+    }
+}
+
+/// The decision on a sequenced statement from the participants' verdicts
+/// in participant order: the first error, else the rows affected summed.
+fn decide<'a>(verdicts: impl Iterator<Item = &'a TxnResult>) -> TxnResult {
+    let mut rows_affected = 0u64;
+    for v in verdicts {
+        match v {
+            TxnResult::Aborted(e) => return TxnResult::Aborted(e.clone()),
+            TxnResult::Committed(out) => rows_affected += out.iter().map(|o| o.rows_affected).sum::<u64>(),
+        }
+    }
+    TxnResult::Committed(vec![StmtOutput { rows_affected, ..Default::default() }])
 }
 
 /// Starts one scheduler per vShard this node hosts.
@@ -511,6 +612,7 @@ impl Scheduler {
                         // A read position waits for every earlier write and
                         // holds later ones back only until it is taken.
                         Ok(SequencedInput::Snapshot) => vec![LockSpan::all(LockMode::Read)],
+                        Ok(SequencedInput::Statement(st)) => statement_locks(st, self.vshard),
                         Err(_) => Vec::new(),
                     };
                     let permit = inflight.clone().acquire_owned().await.map_err(|e| e.to_string())?;
@@ -567,6 +669,8 @@ impl Scheduler {
         // reach) is retried here, holding the locks: ending the round would
         // release them to requests queued behind this position.
         let mut attempts: u32 = 0;
+        // A statement's verdict stays published until its record is applied.
+        let mut published = None;
         let (writes, record) = loop {
             attempts += 1;
             self.group.write_barrier().await.map_err(|e| e.to_string())?;
@@ -574,11 +678,18 @@ impl Scheduler {
             if !self.leading() {
                 return Err("lost leadership".into());
             }
-            let serving = Serving::start(board, self.vshard, pos);
-            let evaluated = self.evaluate(pos, epoch, participants, program.clone()).await;
-            // No live reads once the writes may apply: from here a
-            // participant reading this vShard as of `pos` waits for the record.
-            drop(serving);
+            let evaluated = match &program {
+                Ok(SequencedInput::Statement(st)) => self.run_statement(pos, participants, st, &mut published).await,
+                _ => {
+                    let serving = Serving::start(board, self.vshard, pos);
+                    let evaluated = self.evaluate(pos, epoch, participants, program.clone()).await;
+                    // No live reads once the writes may apply: from here a
+                    // participant reading this vShard as of `pos` waits for
+                    // the record.
+                    drop(serving);
+                    evaluated
+                }
+            };
             match evaluated {
                 Ok(done) => break done,
                 Err(e) if self.leading() => {
@@ -629,11 +740,73 @@ impl Scheduler {
                     Err(e) => (TxnResult::Aborted(e), BTreeMap::new()),
                 }
             }
-            Ok(SequencedInput::Snapshot) => unreachable!("snapshots are taken, not executed"),
+            Ok(SequencedInput::Snapshot | SequencedInput::Statement(_)) => unreachable!("not a program"),
             Err(e) => (TxnResult::Aborted(e), BTreeMap::new()),
         };
         let record = TxnRecord { result: lowest.then_some(result), reads: view.own_reads.into_inner() };
         Ok((writes.remove(&self.vshard).unwrap_or_default(), record))
+    }
+}
+
+impl Scheduler {
+    /// Runs this vShard's part of a sequenced statement and reaches the
+    /// decision (see [`SequencedInput::Statement`]): this vShard's writes
+    /// (none unless every part succeeded) and its record (its verdict; on
+    /// the lowest participant the decision, which is what the client gets).
+    async fn run_statement<'b>(
+        &'b self,
+        pos: TxnPos,
+        participants: &[u32],
+        statement: &MultiShardStatement,
+        published: &mut Option<Published<'b>>,
+    ) -> Result<(Vec<RowWrite>, TxnRecord), String> {
+        let board = self.router.local().board();
+        let (writes, verdict) = match self.router.local().statement_part(self.vshard, statement).await {
+            Ok(w) => {
+                let rows_affected = w.len() as u64;
+                (w, TxnResult::Committed(vec![StmtOutput { rows_affected, ..Default::default() }]))
+            }
+            // Trouble of this attempt, not a property of the data.
+            Err(
+                e @ (ExecError::Unavailable(_)
+                | ExecError::Internal(_)
+                | ExecError::Overloaded(_)
+                | ExecError::StatementTimeout(_)),
+            ) => return Err(e.to_string()),
+            Err(e) => (Vec::new(), TxnResult::Aborted(e)),
+        };
+        let lowest = participants[0];
+        let (decision, record) = if lowest == self.vshard {
+            // Collected first: a stream over a closure trips the compiler's
+            // `Send` check of the spawned task.
+            let others: Vec<_> = participants[1..].iter().map(|&v| self.verdict_of(v, pos)).collect();
+            let verdicts: Vec<TxnResult> = futures::stream::iter(others).buffered(VERDICT_FETCHES_MAX).try_collect().await?;
+            let decision = decide(std::iter::once(&verdict).chain(&verdicts));
+            *published = Some(Published::start(board, self.vshard, pos, decision.clone()));
+            (decision.clone(), decision)
+        } else {
+            *published = Some(Published::start(board, self.vshard, pos, verdict.clone()));
+            (self.verdict_of(lowest, pos).await?, verdict)
+        };
+        let writes = if matches!(decision, TxnResult::Committed(_)) { writes } else { Vec::new() };
+        Ok((writes, TxnRecord { result: Some(record), reads: Vec::new() }))
+    }
+
+    /// Participant `vshard`'s verdict on the statement at `pos`, from its
+    /// leader; waits while it has none yet.
+    async fn verdict_of(&self, vshard: u32, pos: TxnPos) -> Result<TxnResult, String> {
+        loop {
+            if !self.leading() {
+                return Err("lost leadership".into());
+            }
+            match self.router.call(vshard_group(vshard), &ShardRequest::VerdictAt { pos }).await {
+                Ok(ShardResponse::Verdict(v)) => return Ok(v),
+                Ok(ShardResponse::NotYet) => continue,
+                Ok(other) => return Err(format!("unexpected reply {other:?}")),
+                Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await,
+                Err(e) => return Err(format!("the verdict of vShard {vshard}: {e}")),
+            }
+        }
     }
 }
 
@@ -692,5 +865,24 @@ impl TxnView for PositionView<'_> {
         }
         let req = ShardRequest::ReadAt { pos: self.pos, vshard, key: prefix.to_vec(), prefix: true };
         self.remote(vshard, req).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(rows_affected: u64) -> TxnResult {
+        TxnResult::Committed(vec![StmtOutput { rows_affected, ..Default::default() }])
+    }
+
+    #[test]
+    fn a_statement_commits_with_the_rows_of_all_parts_or_aborts_with_the_first_error() {
+        assert_eq!(decide([ok(2), ok(0), ok(5)].iter()), ok(7));
+        let dup = TxnResult::Aborted(ExecError::UniqueViolation("a".into()));
+        let div = TxnResult::Aborted(ExecError::DivisionByZero("b".into()));
+        // The first error in participant order, whichever arrived first.
+        assert_eq!(decide([ok(1), div.clone(), dup.clone()].iter()), div);
+        assert_eq!(decide([dup.clone(), ok(3)].iter()), dup);
     }
 }

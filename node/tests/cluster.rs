@@ -507,3 +507,49 @@ async fn single_vshard_transactions_are_atomic_and_isolated() {
     let r = c.sql(2, "SELECT w, bal FROM acct WHERE id = 0 ORDER BY w", json!([])).await.unwrap();
     assert_eq!(r[0]["rows"], json!([[1, expected[0] - 1], [2, 1001]]));
 }
+
+/// `(count, sum of v)` of table `a`.
+async fn count_and_sum(c: &Cluster, node: u64) -> (i64, i64) {
+    let r = c.sql(node, "SELECT count(*), sum(v) FROM a", json!([])).await.unwrap();
+    (as_i64(&r[0]["rows"][0][0]), as_i64(&r[0]["rows"][0][1]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn autocommit_statements_over_several_vshards_are_atomic() {
+    let c = three_nodes(&[]).await;
+    c.sql(1, "CREATE TABLE a (id INT PRIMARY KEY, v INT NOT NULL)", json!([])).await.unwrap();
+    let rows: Vec<String> = (1..=200).map(|i| format!("({i}, {i})")).collect();
+    let r = c.sql(1, &format!("INSERT INTO a VALUES {}", rows.join(", ")), json!([])).await.unwrap();
+    assert_eq!(r[0]["rows_affected"], 200);
+    let base = (200, (1..=200).sum::<i64>());
+    assert_eq!(count_and_sum(&c, 2).await, base);
+
+    // One duplicate key among 51 rows on many vShards: none is inserted.
+    let mut rows: Vec<String> = (1000..1050).map(|i| format!("({i}, 1)")).collect();
+    rows.push("(7, 1)".into());
+    let e = c.sql(2, &format!("INSERT INTO a VALUES {}", rows.join(", ")), json!([])).await.unwrap_err();
+    assert_eq!(e.code, "23505", "{e:?}");
+    assert_eq!(count_and_sum(&c, 3).await, base, "a failed INSERT left no row behind");
+
+    // An error on one row (v = 150) of one vShard: no vShard changes.
+    let e = c.sql(3, "UPDATE a SET v = 100 / (v - 150)", json!([])).await.unwrap_err();
+    assert_eq!(e.code, "22012", "{e:?}");
+    assert_eq!(count_and_sum(&c, 1).await, base, "a failed UPDATE changed nothing");
+
+    // Concurrent statements over every vShard, through every node: each
+    // applies whole, and the counts add up.
+    let work = (0..6u64).map(|i| {
+        let c = &c;
+        async move {
+            let r = c.sql_retry(1 + i % 3, "UPDATE a SET v = v + 1", json!([]), RETRY_FOR).await.unwrap();
+            assert_eq!(r[0]["rows_affected"], 200);
+        }
+    });
+    futures::future::join_all(work).await;
+    assert_eq!(count_and_sum(&c, 2).await, (200, base.1 + 6 * 200));
+
+    let r = c.sql(1, "DELETE FROM a WHERE v > 106", json!([])).await.unwrap();
+    assert_eq!(r[0]["rows_affected"], 100);
+    assert_eq!(count_and_sum(&c, 3).await, (100, (7..=106).sum::<i64>()));
+    assert_consistent(&c, 1).await;
+}

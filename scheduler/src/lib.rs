@@ -10,6 +10,12 @@
 //! are no deadlocks. The vShard's scheduler enqueues sequenced
 //! transactions in the global epoch order; single-shard transactions are
 //! enqueued as they arrive on the leader.
+//!
+//! A *snapshot read* ([`LockTable::enqueue_snapshot_read`]) waits like a
+//! read for the earlier writes it overlaps, but later requests do not wait
+//! for it: a plain read never holds a writer back. Its reader must take its
+//! rows from one storage snapshot, and may see later writes that were
+//! granted before it read.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -80,6 +86,8 @@ pub const LOCK_REQUESTS_MAX: usize = 16_384;
 
 struct Request {
     spans: Vec<LockSpan>,
+    /// A snapshot read: later requests do not wait for it.
+    passive: bool,
     granted: bool,
     wake: Option<oneshot::Sender<()>>,
 }
@@ -94,6 +102,7 @@ impl Table {
     fn conflicts_with_earlier(&self, id: u64, spans: &[LockSpan]) -> bool {
         self.requests
             .range(..id)
+            .filter(|(_, r)| !r.passive)
             .any(|(_, r)| r.spans.iter().any(|a| spans.iter().any(|b| a.conflicts(b))))
     }
 
@@ -147,6 +156,18 @@ impl LockTable {
     /// Takes a place in the order now (synchronously, so the caller fixes
     /// the order) for `spans`.
     pub fn enqueue(&self, spans: Vec<LockSpan>) -> Result<Ticket, Overloaded> {
+        self.enqueue_as(spans, false)
+    }
+
+    /// Takes a place in the order for a snapshot read of `spans` (all
+    /// `Read`): granted once no earlier write it overlaps is queued; no
+    /// later request waits for it.
+    pub fn enqueue_snapshot_read(&self, spans: Vec<LockSpan>) -> Result<Ticket, Overloaded> {
+        assert!(spans.iter().all(|s| s.mode == LockMode::Read), "a snapshot read takes read spans only");
+        self.enqueue_as(spans, true)
+    }
+
+    fn enqueue_as(&self, spans: Vec<LockSpan>, passive: bool) -> Result<Ticket, Overloaded> {
         let mut t = self.table.lock();
         if t.requests.len() >= LOCK_REQUESTS_MAX {
             return Err(Overloaded(LOCK_REQUESTS_MAX));
@@ -160,7 +181,7 @@ impl LockTable {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
         };
-        t.requests.insert(id, Request { spans, granted, wake });
+        t.requests.insert(id, Request { spans, passive, granted, wake });
         Ok(Ticket { guard: LockGuard { table: self.table.clone(), id }, wait })
     }
 
@@ -267,6 +288,20 @@ mod tests {
         assert!(t.enqueue(vec![r(b"q")]).unwrap().is_granted());
         drop(second);
         third.granted().await;
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_read_waits_for_earlier_writes_and_holds_back_no_later_one() {
+        let t = LockTable::default();
+        let first = t.enqueue(vec![w(b"a")]).unwrap();
+        let read = t.enqueue_snapshot_read(vec![r(b"a"), r(b"b")]).unwrap();
+        let later = t.enqueue(vec![w(b"b")]).unwrap();
+        assert!(!read.is_granted(), "waits for the earlier write of a");
+        assert!(later.is_granted(), "a later write of b does not wait for the read");
+        drop(first);
+        let read = read.granted().await;
+        assert!(t.enqueue(vec![w(b"a")]).unwrap().is_granted(), "nor does a later write of a, while it is held");
+        drop(read);
     }
 
     #[test]

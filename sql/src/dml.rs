@@ -9,7 +9,7 @@ use datafusion::sql::sqlparser::ast::{
 use futures::{StreamExt, TryStreamExt};
 use ordo_executor::coerce::{coerce, Input};
 use ordo_executor::eval::{eval_scalar, target, Target};
-use ordo_executor::request::{DmlRequest, Param, ShardRequest, ShardResponse};
+use ordo_executor::request::{DmlRequest, InsertPart, Param, ShardRequest, ShardResponse, MultiShardStatement};
 use ordo_executor::{ExecError, ExecResult};
 use ordo_meta::catalog::TableDef;
 use ordo_meta::datum::{encode_key, encode_row, Datum};
@@ -46,6 +46,13 @@ type RowsByShard = BTreeMap<u32, Vec<(Vec<u8>, Vec<u8>)>>;
 
 pub async fn insert(engine: &SqlEngine, ins: &Insert, params: &[Param]) -> ExecResult<StatementResult> {
     let (table, by_shard) = plan_insert(engine, ins, params).await?;
+    if by_shard.len() > 1 {
+        // Rows on several vShards: sequenced, so all or none are inserted.
+        let participants = by_shard.keys().copied().collect();
+        let parts = by_shard.into_iter().map(|(vshard, rows)| InsertPart { vshard, rows }).collect();
+        let n = crate::txn::statement(engine, MultiShardStatement::Insert { table, parts }, participants).await?;
+        return Ok(StatementResult::affected(n));
+    }
     let reqs = by_shard
         .into_iter()
         .map(|(v, rows)| (v, ShardRequest::Insert { table: table.clone(), rows }))
@@ -179,7 +186,12 @@ fn plan_dml(
 async fn run_dml(engine: &SqlEngine, target: Target, req: DmlRequest) -> ExecResult<StatementResult> {
     let reqs: Vec<(u32, ShardRequest)> = match target {
         Target::Point { vshard, .. } | Target::Shard { vshard, .. } => vec![(vshard, ShardRequest::Dml(req))],
-        Target::All => (0..engine.shared().vshards).map(|v| (v, ShardRequest::Dml(req.clone()))).collect(),
+        Target::All => {
+            // Every vShard's rows: sequenced, so the statement is atomic.
+            let participants = (0..engine.shared().vshards).collect();
+            let n = crate::txn::statement(engine, MultiShardStatement::Dml(req), participants).await?;
+            return Ok(StatementResult::affected(n));
+        }
     };
     Ok(StatementResult::affected(fan_out(engine, reqs).await?))
 }

@@ -22,7 +22,7 @@ use ordo_executor::coerce::decimal_to_string;
 use ordo_executor::eval::ident;
 use ordo_executor::locks::lock_set;
 use ordo_executor::program::{ProgStatement, Returning, StmtOutput, TxnProgram, TxnResult, PROGRAM_STATEMENTS_MAX};
-use ordo_executor::request::{encode, Param, ShardRequest, ShardResponse};
+use ordo_executor::request::{encode, Param, ShardRequest, ShardResponse, MultiShardStatement};
 use ordo_executor::sequenced::{SequencedInput, TxnRecord};
 use ordo_executor::{ExecError, ExecResult};
 use ordo_meta::catalog::TableDef;
@@ -57,7 +57,7 @@ pub async fn transaction(
                 other => return Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
             }
         }
-        _ => sequenced(engine, program, participants).await?,
+        _ => sequenced(engine, SequencedInput::Txn(program), participants).await?,
     };
     if outputs.len() != statements.len() {
         return Err(ExecError::Internal(format!("{} outputs for {} statements", outputs.len(), statements.len())));
@@ -65,12 +65,20 @@ pub async fn transaction(
     Ok(outputs.into_iter().map(to_result).collect())
 }
 
-/// Orders the program through the sequencer and waits until every
-/// participant has applied it; returns the coordinator's outputs.
-async fn sequenced(engine: &SqlEngine, program: TxnProgram, participants: BTreeSet<u32>) -> ExecResult<Vec<StmtOutput>> {
+/// Runs one autocommit statement over several vShards atomically: ordered
+/// by the sequencer, each participant does its part, and all commit only if
+/// every part succeeds. Returns the rows affected.
+pub async fn statement(engine: &SqlEngine, statement: MultiShardStatement, participants: BTreeSet<u32>) -> ExecResult<u64> {
+    let outputs = sequenced(engine, SequencedInput::Statement(statement), participants).await?;
+    Ok(outputs.iter().map(|o| o.rows_affected).sum())
+}
+
+/// Orders `input` through the sequencer and waits until every participant
+/// has applied it; returns the lowest participant's outputs.
+async fn sequenced(engine: &SqlEngine, input: SequencedInput, participants: BTreeSet<u32>) -> ExecResult<Vec<StmtOutput>> {
     let router = &engine.shared().router;
     let participants: Vec<u32> = participants.into_iter().collect();
-    let input = EpochInput { participants: participants.clone(), program: encode(&SequencedInput::Txn(program)) };
+    let input = EpochInput { participants: participants.clone(), program: encode(&input) };
     let pos = match router.call_once(SEQUENCER_GROUP, &ShardRequest::Sequence(input)).await? {
         ShardResponse::Sequenced { pos, .. } => pos,
         other => return Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
@@ -79,9 +87,12 @@ async fn sequenced(engine: &SqlEngine, program: TxnProgram, participants: BTreeS
     // for every participant makes the transaction visible on all of them
     // before the client hears of it.
     let deadline = tokio::time::Instant::now() + Duration::from_millis(OUTCOME_WAIT_MS);
+    let lowest = participants[0];
     let waits = participants.iter().map(|&v| async move {
+        // Only the lowest participant's record holds the client's result.
+        let request = ShardRequest::Outcome { pos, record: v == lowest };
         loop {
-            match router.call(vshard_group(v), &ShardRequest::Outcome { pos }).await {
+            match router.call(vshard_group(v), &request).await {
                 Ok(ShardResponse::Outcome { applied: true, record }) => return Ok(record),
                 Ok(ShardResponse::Outcome { applied: false, .. }) => {}
                 Ok(other) => return Err(ExecError::Internal(format!("unexpected reply {other:?}"))),

@@ -222,6 +222,11 @@ impl ShardReader {
         self.engine.db().get(keys::key(gid, Section::Data, key))
     }
 
+    /// [`ShardReader::get`] as of `snapshot`.
+    pub fn get_at(&self, gid: GroupId, key: &[u8], snapshot: &OwnedSnapshot) -> Result<Option<Vec<u8>>, rocksdb::Error> {
+        self.engine.db().get_opt(keys::key(gid, Section::Data, key), &snapshot.read_options())
+    }
+
     /// The sequenced transactions this replica of `gid` has applied.
     pub fn sequenced_progress(&self, gid: GroupId) -> Result<SequencedProgress, String> {
         read_progress(gid, self.engine.db())
