@@ -100,6 +100,53 @@ async fn transfers(db: SqlClient, client: u64, stop: Arc<AtomicBool>, down: Arc<
     tally
 }
 
+/// Rows per batch of [`batches`]: spread over vShards by their keys.
+const BATCH_ROWS: i64 = 8;
+
+/// What a batch inserter saw: batches acknowledged, batches refused with a
+/// duplicate key on purpose, and anything unexpected.
+#[derive(Default)]
+struct Batches {
+    acked: BTreeSet<i64>,
+    duplicate: BTreeSet<i64>,
+    unexpected: Vec<String>,
+}
+
+/// Inserts batches of rows over several vShards in single autocommit
+/// statements; every fourth batch repeats a key of an earlier acknowledged
+/// one, so it must fail as a whole.
+async fn batches(db: SqlClient, stop: Arc<AtomicBool>, down: Arc<AtomicU64>) -> Batches {
+    let mut out = Batches::default();
+    let mut batch = 0i64;
+    while !stop.load(Ordering::Relaxed) {
+        batch += 1;
+        let mut rows: Vec<String> = (0..BATCH_ROWS).map(|j| format!("({}, {batch})", batch * 100 + j)).collect();
+        let dup_of = out.acked.iter().next_back().copied().filter(|_| batch % 4 == 0);
+        if let Some(earlier) = dup_of {
+            rows[BATCH_ROWS as usize - 1] = format!("({}, {batch})", earlier * 100);
+        }
+        let mut node = 1 + batch as u64 % 3;
+        if node == down.load(Ordering::Relaxed) {
+            node = 1 + node % 3;
+        }
+        match db.sql(node, &format!("INSERT INTO batches VALUES {}", rows.join(", ")), json!([])).await {
+            Ok(r) if dup_of.is_none() && r[0]["rows_affected"] == BATCH_ROWS => {
+                out.acked.insert(batch);
+            }
+            Ok(r) => out.unexpected.push(format!("batch {batch} (duplicate: {dup_of:?}) succeeded: {r:?}")),
+            Err(e) if e.code == "23505" && dup_of.is_some() => {
+                out.duplicate.insert(batch);
+            }
+            // Unknown outcome or refused: either way, all or nothing.
+            Err(e) if e.status == 0 || e.code == "57P03" || e.code == "53300" => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => out.unexpected.push(format!("batch {batch}: {e:?}")),
+        }
+    }
+    out
+}
+
 /// Reads the total of all accounts in one query, concurrently with the
 /// transfers: a consistent snapshot always sees the same total.
 async fn auditor(db: SqlClient, stop: Arc<AtomicBool>, down: Arc<AtomicU64>) -> (usize, Vec<String>) {
@@ -145,6 +192,7 @@ async fn bank_transfers_survive_sigkills_and_conserve_the_total() {
     let mut c = three_nodes(&["--snapshot-logs", "500"]).await;
     c.sql(1, "CREATE TABLE acct (id INT PRIMARY KEY, bal BIGINT NOT NULL)", json!([])).await.unwrap();
     c.sql(1, "CREATE TABLE transfers (id BIGINT PRIMARY KEY, src INT, dst INT, amount BIGINT)", json!([])).await.unwrap();
+    c.sql(1, "CREATE TABLE batches (id BIGINT PRIMARY KEY, batch BIGINT NOT NULL)", json!([])).await.unwrap();
     let rows: Vec<String> = (0..ACCOUNTS).map(|i| format!("({i}, {INITIAL})")).collect();
     c.sql(1, &format!("INSERT INTO acct VALUES {}", rows.join(", ")), json!([])).await.unwrap();
 
@@ -154,6 +202,7 @@ async fn bank_transfers_survive_sigkills_and_conserve_the_total() {
         .map(|i| tokio::spawn(transfers(c.client(), i, stop.clone(), down.clone())))
         .collect();
     let audit = tokio::spawn(auditor(c.client(), stop.clone(), down.clone()));
+    let inserter = tokio::spawn(batches(c.client(), stop.clone(), down.clone()));
 
     // Two SIGKILL + restart rounds, on different nodes, spread over the run.
     let started = Instant::now();
@@ -217,6 +266,26 @@ async fn bank_transfers_survive_sigkills_and_conserve_the_total() {
     assert_eq!(got.len(), ACCOUNTS as usize);
     assert_eq!(got.iter().sum::<i64>(), ACCOUNTS * INITIAL, "money was created or destroyed");
     assert_eq!(got, expected, "balances are not explained by the recorded transfers: a transfer was half-applied");
+
+    // Multi-vShard INSERTs: each batch is there whole or not at all.
+    let inserted = inserter.await.unwrap();
+    assert!(inserted.unexpected.is_empty(), "batch inserts: {:?}", &inserted.unexpected[..inserted.unexpected.len().min(5)]);
+    let r = c.sql_retry(3, "SELECT batch, count(*) FROM batches GROUP BY batch", json!([]), HEALTHY_WITHIN).await.unwrap();
+    let present: BTreeMap<i64, i64> =
+        r[0]["rows"].as_array().unwrap().iter().map(|row| (as_i64(&row[0]), as_i64(&row[1]))).collect();
+    eprintln!(
+        "batches: {} acknowledged, {} refused as duplicates, {} present",
+        inserted.acked.len(),
+        inserted.duplicate.len(),
+        present.len()
+    );
+    let partial: Vec<_> = present.iter().filter(|(_, n)| **n != BATCH_ROWS).collect();
+    assert!(partial.is_empty(), "batches partly inserted: {partial:?}");
+    let missing: Vec<_> = inserted.acked.iter().filter(|b| !present.contains_key(b)).collect();
+    assert!(missing.is_empty(), "acknowledged batches missing: {missing:?}");
+    let leaked: Vec<_> = inserted.duplicate.iter().filter(|b| present.contains_key(b)).collect();
+    assert!(leaked.is_empty(), "batches that failed are there: {leaked:?}");
+    assert!(inserted.acked.len() > 10 && !inserted.duplicate.is_empty(), "too few batches went through");
 
     let v = c.verify(3).await;
     assert_eq!(v["consistent"], true, "replicas differ: {v}");
