@@ -30,7 +30,7 @@ use crate::fast_select;
 use crate::coerce::{coerce, Input};
 use crate::error::{from_datafusion, ExecError, ExecResult};
 use crate::eval::{column_ref, eval_scalar, parse_expr, target, vshard_of_key, Target};
-use crate::program::{ProgStatement, Returning, StmtOutput, TxnProgram, STATEMENT_ROWS_MAX};
+use crate::program::{ProgStatement, Returning, StmtOutput, TxnProgram, PROGRAM_READ_BYTES_MAX, STATEMENT_ROWS_MAX};
 use crate::locks::{covered, LockSet};
 use crate::request::Param;
 use ordo_scheduler::LockMode;
@@ -78,6 +78,7 @@ pub async fn run(
         overlay: BTreeMap::new(),
         params,
         ctx: SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1)),
+        read_bytes: std::sync::atomic::AtomicUsize::new(0),
     };
     let mut outputs = Vec::with_capacity(program.statements.len());
     for st in &program.statements {
@@ -99,6 +100,8 @@ struct Run<'a> {
     /// Client parameters, then variable slots.
     params: Vec<Param>,
     ctx: SessionContext,
+    /// Bytes read from the view so far (bounded by `PROGRAM_READ_BYTES_MAX`).
+    read_bytes: std::sync::atomic::AtomicUsize,
 }
 
 /// A row a statement may touch: its vShard, key and decoded values.
@@ -124,14 +127,32 @@ impl Run<'_> {
         self.check(vshard, key, Some(&end), LockMode::Read)?;
         match self.overlay.get(&(vshard, key.to_vec())) {
             Some(v) => Ok(v.clone()),
-            None => self.view.get(vshard, key).await,
+            None => {
+                let row = self.view.get(vshard, key).await?;
+                self.count_read(key.len() + row.as_ref().map_or(0, |r| r.len()))?;
+                Ok(row)
+            }
         }
+    }
+
+    /// Counts `bytes` read from storage against the program's bound.
+    fn count_read(&self, bytes: usize) -> ExecResult<()> {
+        let total = self.read_bytes.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed) + bytes;
+        if total > PROGRAM_READ_BYTES_MAX {
+            return Err(ExecError::ProgramLimitExceeded(format!(
+                "a transaction may read at most {} MiB",
+                PROGRAM_READ_BYTES_MAX >> 20
+            )));
+        }
+        Ok(())
     }
 
     async fn scan(&self, vshard: u32, prefix: &[u8]) -> ExecResult<Vec<(Vec<u8>, Vec<u8>)>> {
         let end = ordo_vshard::keys::prefix_end(prefix);
         self.check(vshard, prefix, end.as_deref(), LockMode::Read)?;
-        let mut rows: BTreeMap<Vec<u8>, Vec<u8>> = self.view.scan(vshard, prefix).await?.into_iter().collect();
+        let stored = self.view.scan(vshard, prefix).await?;
+        self.count_read(stored.iter().map(|(k, v)| k.len() + v.len()).sum())?;
+        let mut rows: BTreeMap<Vec<u8>, Vec<u8>> = stored.into_iter().collect();
         for ((_, k), v) in self.overlay.range((vshard, prefix.to_vec())..).take_while(|((s, k), _)| *s == vshard && k.starts_with(prefix)) {
             match v {
                 Some(v) => rows.insert(k.clone(), v.clone()),
@@ -612,4 +633,62 @@ pub fn modify_fast(
         }
     }
     Ok(Some(changes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ordo_meta::catalog::{ColumnDef, SqlType};
+    use ordo_meta::datum::{encode_key, encode_row};
+
+    fn table() -> TableDef {
+        let col = |name: &str, ty| ColumnDef { name: name.into(), ty, nullable: false };
+        TableDef {
+            id: 1,
+            name: "t".into(),
+            columns: vec![col("id", SqlType::Int), col("body", SqlType::Text)],
+            primary_key: vec![0],
+            partition_len: 1,
+        }
+    }
+
+    /// `rows` rows of 1 MiB each in vShard 0.
+    struct Wide {
+        rows: i64,
+    }
+
+    #[async_trait::async_trait]
+    impl TxnView for Wide {
+        async fn get(&self, _: u32, _: &[u8]) -> ExecResult<Option<Vec<u8>>> {
+            Ok(None)
+        }
+
+        async fn scan(&self, vshard: u32, _: &[u8]) -> ExecResult<Vec<(Vec<u8>, Vec<u8>)>> {
+            let rows = if vshard == 0 { self.rows } else { 0 };
+            Ok((0..rows)
+                .map(|i| {
+                    let key = row_key(1, &encode_key(&[&Datum::Int(i)]));
+                    (key, encode_row(&[Datum::Int(i), Datum::Text("x".repeat(1 << 20))]))
+                })
+                .collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_program_that_reads_more_than_its_bound_aborts() {
+        let program = TxnProgram {
+            statements: vec![ProgStatement::Select {
+                table: table(),
+                sql: "SELECT count(*) AS n FROM t".into(),
+                selection: None,
+                binds: vec![None],
+            }],
+            params: Vec::new(),
+            vars: 1,
+        };
+        let out = run(&program, 0, 4, None, &Wide { rows: 8 }).await.expect("8 MiB is within the bound");
+        assert_eq!(out.outputs[0].rows, vec![vec![Param::Int(8)]]);
+        let e = run(&program, 0, 4, None, &Wide { rows: 17 }).await.expect_err("17 MiB is not");
+        assert!(matches!(e, ExecError::ProgramLimitExceeded(_)), "{e:?}");
+    }
 }

@@ -299,7 +299,11 @@ impl LeaderExecutor {
                 match self.board.snapshot_at(vshard, pos, Duration::from_millis(LONG_POLL_MS)).await {
                     None => Ok(ShardResponse::NotYet),
                     Some(snap) => {
-                        let rows = self.reader.scan_prefix_at(gid, &prefix, Some(&snap)).map_err(ExecError::ProgramLimitExceeded)?;
+                        if !snap.covers(&prefix) {
+                            return Err(ExecError::Internal(format!("the read snapshot at epoch {} does not hold this table", pos.epoch)).into());
+                        }
+                        let rows =
+                            self.reader.scan_prefix_at(gid, &prefix, Some(&snap.storage)).map_err(ExecError::ProgramLimitExceeded)?;
                         Ok(ShardResponse::Pairs(rows))
                     }
                 }

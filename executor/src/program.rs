@@ -16,6 +16,10 @@ use crate::request::Param;
 
 /// Most statements in one transaction program.
 pub const PROGRAM_STATEMENTS_MAX: usize = 1024;
+/// Most bytes (keys and rows) a transaction program reads from storage. A
+/// sequenced transaction logs the rows each participant read in its record,
+/// and every participant counts the same reads, so every one aborts alike.
+pub const PROGRAM_READ_BYTES_MAX: usize = 16 << 20;
 /// Most result rows one statement of a transaction returns.
 pub const STATEMENT_ROWS_MAX: usize = 100_000;
 

@@ -66,8 +66,10 @@ pub enum SequencedInput {
     Txn(TxnProgram),
     /// A read position for a query that spans vShards: every participant
     /// takes a storage snapshot when it reaches it, and the query reads
-    /// all its vShards as of that one point of the global order.
-    Snapshot,
+    /// all its vShards as of that one point of the global order. Only the
+    /// `tables` the query reads are held at that point: writes of other
+    /// tables neither wait for it nor are waited for.
+    Snapshot { tables: Vec<u64> },
     /// One autocommit statement over several vShards: every participant
     /// runs its own part over its own rows and publishes its verdict; the
     /// lowest participant decides from all verdicts (the first error in
@@ -168,7 +170,7 @@ pub struct TxnBoard {
     ingested: Vec<watch::Sender<Option<(FenceMark, u64)>>>,
     /// Source of round numbers, unique on this node.
     rounds: std::sync::atomic::AtomicU64,
-    snapshots: Mutex<BTreeMap<(u32, TxnPos), (tokio::time::Instant, Arc<OwnedSnapshot>)>>,
+    snapshots: Mutex<BTreeMap<(u32, TxnPos), (tokio::time::Instant, Arc<ReadSnapshot>)>>,
     snapshot_taken: Notify,
 }
 
@@ -186,7 +188,7 @@ impl TxnBoard {
         }
     }
 
-    fn keep_snapshot(&self, vshard: u32, pos: TxnPos, snap: Arc<OwnedSnapshot>) {
+    fn keep_snapshot(&self, vshard: u32, pos: TxnPos, snap: Arc<ReadSnapshot>) {
         let now = tokio::time::Instant::now();
         {
             let mut map = self.snapshots.lock();
@@ -214,7 +216,7 @@ impl TxnBoard {
 
     /// The snapshot `vshard` took at read position `pos`, once taken;
     /// `None` after `timeout` (ask again).
-    pub async fn snapshot_at(&self, vshard: u32, pos: TxnPos, timeout: Duration) -> Option<Arc<OwnedSnapshot>> {
+    pub async fn snapshot_at(&self, vshard: u32, pos: TxnPos, timeout: Duration) -> Option<Arc<ReadSnapshot>> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let taken = self.snapshot_taken.notified();
@@ -349,6 +351,21 @@ impl TxnBoard {
             *now = Some((mark, epoch));
             changed
         });
+    }
+}
+
+/// A vShard's storage as of a read position, for the tables it holds
+/// exactly as of that position.
+pub struct ReadSnapshot {
+    pub storage: OwnedSnapshot,
+    tables: Vec<u64>,
+}
+
+impl ReadSnapshot {
+    /// Whether a scan under `prefix` reads only tables this snapshot holds
+    /// exactly (other tables' later writes may be in it).
+    pub fn covers(&self, prefix: &[u8]) -> bool {
+        prefix.len() >= 8 && self.tables.iter().any(|t| prefix[..8] == ordo_vshard::shard::table_prefix(*t))
     }
 }
 
@@ -611,7 +628,9 @@ impl Scheduler {
                         Ok(SequencedInput::Txn(p)) => lock_set(p, local.vshards()).remove(&self.vshard).unwrap_or_default(),
                         // A read position waits for every earlier write and
                         // holds later ones back only until it is taken.
-                        Ok(SequencedInput::Snapshot) => vec![LockSpan::all(LockMode::Read)],
+                        Ok(SequencedInput::Snapshot { tables }) => {
+                            tables.iter().map(|t| LockSpan::prefix(&ordo_vshard::shard::table_prefix(*t), LockMode::Read)).collect()
+                        }
                         Ok(SequencedInput::Statement(st)) => statement_locks(st, self.vshard),
                         Err(_) => Vec::new(),
                     };
@@ -632,7 +651,7 @@ impl Scheduler {
                         let _permit = permit;
                         let _locks = ticket.granted().await;
                         match decoded {
-                            Ok(SequencedInput::Snapshot) => this.snapshot(pos).await?,
+                            Ok(SequencedInput::Snapshot { tables }) => this.snapshot(pos, tables).await?,
                             other => this.execute(pos, &epoch, &participants, other, &progress).await?,
                         }
                         progress.lock().complete(pos);
@@ -645,13 +664,14 @@ impl Scheduler {
         }
     }
 
-    /// A read position: taken in order, under a read lock on the whole
-    /// vShard, so it holds exactly the sequenced transactions before `pos`.
-    /// Nothing is logged (a read leaves no trace).
-    async fn snapshot(&self, pos: TxnPos) -> Result<(), String> {
+    /// A read position: taken in order, under a read lock on the tables
+    /// the query reads, so for those it holds exactly the transactions
+    /// ordered before `pos`. Nothing is logged (a read leaves no trace).
+    async fn snapshot(&self, pos: TxnPos, tables: Vec<u64>) -> Result<(), String> {
         let local = self.router.local();
         self.group.write_barrier().await.map_err(|e| e.to_string())?;
-        local.board().keep_snapshot(self.vshard, pos, Arc::new(local.reader().snapshot()));
+        let snapshot = ReadSnapshot { storage: local.reader().snapshot(), tables };
+        local.board().keep_snapshot(self.vshard, pos, Arc::new(snapshot));
         Ok(())
     }
 
@@ -740,7 +760,7 @@ impl Scheduler {
                     Err(e) => (TxnResult::Aborted(e), BTreeMap::new()),
                 }
             }
-            Ok(SequencedInput::Snapshot | SequencedInput::Statement(_)) => unreachable!("not a program"),
+            Ok(SequencedInput::Snapshot { .. } | SequencedInput::Statement(_)) => unreachable!("not a program"),
             Err(e) => (TxnResult::Aborted(e), BTreeMap::new()),
         };
         let record = TxnRecord { result: lowest.then_some(result), reads: view.own_reads.into_inner() };

@@ -40,11 +40,14 @@ impl MetaLogic {
     }
 
     /// On a node without a meta replica: installs the leader's catalog as of
-    /// meta log `index` (encoded as stored), unless a newer one is in.
+    /// meta log `index` (encoded as stored), unless one of that index or a
+    /// later one is in. The leader reads the index before the bytes, so the
+    /// bytes are at least as new as their index, maybe newer: only a copy of
+    /// a later index is sure to be at least as new as the one installed.
     pub fn install(&self, index: u64, bytes: &[u8]) -> Result<(), String> {
         let catalog: Catalog = decode(bytes).map_err(|e| e.to_string())?;
         let mut installed = self.installed_index.lock();
-        if index >= *installed {
+        if index > *installed {
             *installed = index;
             *self.catalog.write() = Arc::new(catalog);
         }

@@ -69,11 +69,12 @@ pub struct StartArgs {
     pub http_body_bytes_max: usize,
     /// How often the sequencer's leader measures how far every vShard has
     /// completed cross-shard transactions, in milliseconds.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub collect_every_ms: u64,
     /// How long after that measurement the outcome records and epochs it
-    /// covers are dropped, in milliseconds. Must exceed the 60 s a gateway
-    /// waits for an outcome.
+    /// covers are dropped, in milliseconds. Should exceed the 60 s a gateway
+    /// waits for an outcome: a gateway still waiting when the record goes
+    /// reports the outcome as unknown (a warning is logged below that).
     #[arg(long, default_value_t = 120_000)]
     pub collect_lag_ms: u64,
 }

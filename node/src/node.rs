@@ -92,6 +92,13 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
     // sequencer's leader.
     let source = local_epochs.clone().map_or(EpochSource::Remote, EpochSource::Local);
     ordo_executor::sequenced::spawn_schedulers(router.clone(), source);
+    if args.collect_lag_ms <= ordo_sql::txn::OUTCOME_WAIT_MS {
+        tracing::warn!(
+            "--collect-lag-ms {} is not above the {} ms a gateway waits for an outcome: a slow transaction's result may be dropped before its client hears of it",
+            args.collect_lag_ms,
+            ordo_sql::txn::OUTCOME_WAIT_MS
+        );
+    }
     ordo_executor::collect::spawn_collector(
         router.clone(),
         ordo_executor::collect::CollectConfig { every_ms: args.collect_every_ms, lag_ms: args.collect_lag_ms },

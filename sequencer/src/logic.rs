@@ -146,6 +146,9 @@ pub struct EpochLog {
 
 /// Most epochs one read returns.
 pub const EPOCHS_PER_READ_MAX: usize = 1024;
+/// One read stops once the epochs it holds are this large (it always holds
+/// at least one epoch, itself bounded by the sealer's `bytes_max`).
+pub const EPOCHS_READ_BYTES_MAX: usize = 8 << 20;
 
 impl EpochLog {
     pub fn new(gid: GroupId, engine: Arc<Engine>) -> EpochLog {
@@ -165,11 +168,13 @@ impl EpochLog {
         let start = keys::key(self.gid, Section::Data, &epoch_key(from));
         let end = keys::key(self.gid, Section::Data, &[EPOCH_PREFIX + 1]);
         let mut out: Vec<Epoch> = Vec::new();
+        let mut bytes = 0usize;
         for item in snap.iterator(IteratorMode::From(&start, Direction::Forward)) {
             let (k, v) = item.map_err(|e| e.to_string())?;
-            if *k >= *end || out.len() >= max {
+            if *k >= *end || out.len() >= max || bytes >= EPOCHS_READ_BYTES_MAX {
                 break;
             }
+            bytes += v.len();
             let epoch: Epoch = decode(&v)?;
             let expected = from + out.len() as u64;
             assert_eq!(epoch.number, expected, "epoch log has a gap");

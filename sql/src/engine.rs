@@ -217,14 +217,18 @@ impl SqlEngine {
         let mut state = self.ctx.state();
         let plan = state.statement_to_plan(DfStatement::Statement(Box::new(st))).await.map_err(from_datafusion)?;
         let mut scans = 0;
+        let mut tables = Vec::new();
         plan.apply_with_subqueries(|node| {
-            if let datafusion::logical_expr::LogicalPlan::TableScan(_) = node {
+            if let datafusion::logical_expr::LogicalPlan::TableScan(scan) = node {
                 scans += 1;
+                if let Some(id) = crate::provider::table_id(&scan.source) {
+                    tables.push(id);
+                }
             }
             Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
         })
         .map_err(from_datafusion)?;
-        state.config_mut().set_extension(Arc::new(QuerySnapshot::new(scans > 1)));
+        state.config_mut().set_extension(Arc::new(QuerySnapshot::new(scans > 1, tables)));
         let plan = if params.is_empty() {
             plan
         } else {

@@ -41,12 +41,16 @@ const SNAPSHOT_WAIT_MS: u64 = 15_000;
 #[derive(Debug, Default)]
 pub struct QuerySnapshot {
     pub eager: bool,
+    /// Ids of the tables the query reads: the position holds those.
+    tables: Vec<u64>,
     pos: tokio::sync::OnceCell<TxnPos>,
 }
 
 impl QuerySnapshot {
-    pub fn new(eager: bool) -> QuerySnapshot {
-        QuerySnapshot { eager, pos: Default::default() }
+    pub fn new(eager: bool, mut tables: Vec<u64>) -> QuerySnapshot {
+        tables.sort_unstable();
+        tables.dedup();
+        QuerySnapshot { eager, tables, pos: Default::default() }
     }
 }
 
@@ -103,7 +107,8 @@ impl Shared {
         let pos = snap
             .pos
             .get_or_try_init(|| async {
-                let input = EpochInput { participants: (0..self.vshards).collect(), program: encode(&SequencedInput::Snapshot) };
+                let read = SequencedInput::Snapshot { tables: snap.tables.clone() };
+                let input = EpochInput { participants: (0..self.vshards).collect(), program: encode(&read) };
                 // Ordering a read position twice is harmless: retries are fine.
                 match self.router.call(SEQUENCER_GROUP, &ShardRequest::Sequence(input)).await? {
                     ShardResponse::Sequenced { pos, .. } => Ok(pos),
@@ -221,6 +226,12 @@ fn scalar_input(v: &ScalarValue) -> Option<Input> {
         ScalarValue::TimestampMicrosecond(Some(t), None) => Input::Datum(Datum::Timestamp(*t)),
         _ => return None,
     })
+}
+
+/// The id of the OrdoDB table behind a plan's table source, if it is one.
+pub fn table_id(source: &Arc<dyn datafusion::logical_expr::TableSource>) -> Option<u64> {
+    let provider = datafusion::datasource::source_as_provider(source).ok()?;
+    provider.downcast_ref::<OrdoTable>().map(|t| t.def.id)
 }
 
 impl OrdoTable {

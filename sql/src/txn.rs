@@ -34,7 +34,7 @@ use crate::engine::{object_name, SqlEngine};
 use crate::result::{Column, StatementResult};
 
 /// How long a gateway waits for a sequenced transaction's outcome.
-const OUTCOME_WAIT_MS: u64 = 60_000;
+pub const OUTCOME_WAIT_MS: u64 = 60_000;
 
 /// Runs `statements` as one transaction (`commit == false`: ROLLBACK —
 /// everything is checked and compiled, nothing runs).

@@ -240,7 +240,16 @@ impl ShardReader {
 
     /// How many outcomes this replica of `gid` stores.
     pub fn outcomes_stored(&self, gid: GroupId) -> Result<usize, String> {
-        read_positions(gid, self.engine.db(), OUTCOME_PREFIX).map(|p| p.len())
+        let start = keys::key(gid, Section::Data, OUTCOME_PREFIX);
+        let end = keys::prefix_end(&start).expect("prefix does not end in 0xFF");
+        let mut n = 0;
+        for item in self.engine.db().iterator(IteratorMode::From(&start, Direction::Forward)) {
+            if *item.map_err(|e| e.to_string())?.0 >= *end {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Whether this replica of `gid` stores an outcome in an epoch up to
