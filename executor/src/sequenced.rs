@@ -636,7 +636,7 @@ impl Scheduler {
                     };
                     let permit = inflight.clone().acquire_owned().await.map_err(|e| e.to_string())?;
                     let ticket = loop {
-                        match local.locks().table(self.vshard).enqueue(spans.clone()) {
+                        match local.locks().table(self.vshard).enqueue_sequenced(spans.clone()) {
                             Ok(t) => break t,
                             // Full of single-shard requests: they drain, wait.
                             Err(_) => tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await,

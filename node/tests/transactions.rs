@@ -344,14 +344,31 @@ async fn hot_rows_under_contention_lose_no_increment_and_never_abort() {
 /// transaction after another, while readers read one row and then, in a
 /// later request, the other. Once a read has seen `i` on one row, the
 /// transaction that wrote it precedes every later request, so the other
-/// row must read at least `i`, whichever node serves each read.
+/// row must read at least `i`, whichever node serves each read. Row 3
+/// counts single-shard increments: a read sees every acknowledged one and
+/// never less than an earlier read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_read_after_a_read_never_sees_less_of_a_cross_shard_transaction() {
     let seconds: u64 = std::env::var("ORDO_PAIR_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(15);
     let c = three_nodes(&[]).await;
     c.sql(1, "CREATE TABLE pair (id INT PRIMARY KEY, n BIGINT NOT NULL)", json!([])).await.unwrap();
-    c.sql(1, "INSERT INTO pair VALUES (1, 0), (2, 0)", json!([])).await.unwrap();
+    c.sql(1, "INSERT INTO pair VALUES (1, 0), (2, 0), (3, 0)", json!([])).await.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    // Row 3 counts single-shard increments; `acked` is how many were
+    // acknowledged. Reads do not wait for unfinished single-shard writes,
+    // but must see every acknowledged one and never go back.
+    let acked = Arc::new(AtomicU64::new(0));
+    let counter = {
+        let (db, stop, acked) = (c.client(), stop.clone(), acked.clone());
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                db.sql(1 + i % 3, "UPDATE pair SET n = n + 1 WHERE id = 3", json!([])).await.expect("increments succeed");
+                acked.store(i, Ordering::SeqCst);
+            }
+        })
+    };
     let writer = {
         let (db, stop) = (c.client(), stop.clone());
         tokio::spawn(async move {
@@ -366,10 +383,11 @@ async fn a_read_after_a_read_never_sees_less_of_a_cross_shard_transaction() {
     };
     let readers: Vec<_> = (0..6u64)
         .map(|r| {
-            let (db, stop) = (c.client(), stop.clone());
+            let (db, stop, acked) = (c.client(), stop.clone(), acked.clone());
             tokio::spawn(async move {
                 let (first, second) = if r % 2 == 0 { (1, 2) } else { (2, 1) };
                 let (mut reads, mut anomalies) = (0u64, Vec::new());
+                let mut last_count = 0i64;
                 let mut k = r;
                 while !stop.load(Ordering::Relaxed) {
                     k += 1;
@@ -386,6 +404,12 @@ async fn a_read_after_a_read_never_sees_less_of_a_cross_shard_transaction() {
                     if b < a {
                         anomalies.push(format!("row {first} read {a}, then row {second} read {b}"));
                     }
+                    let floor = acked.load(Ordering::SeqCst) as i64;
+                    let count = read(3, 1 + (k + 2) % 3).await;
+                    if count < floor.max(last_count) {
+                        anomalies.push(format!("row 3 read {count} after {floor} increments were acknowledged and {last_count} was read"));
+                    }
+                    last_count = count;
                 }
                 (reads, anomalies)
             })
@@ -394,13 +418,18 @@ async fn a_read_after_a_read_never_sees_less_of_a_cross_shard_transaction() {
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     stop.store(true, Ordering::Relaxed);
     let writes = writer.await.unwrap();
+    counter.await.unwrap();
     let (mut reads, mut anomalies) = (0, Vec::new());
     for h in readers {
         let (n, a) = h.await.unwrap();
         reads += n;
         anomalies.extend(a);
     }
-    eprintln!("pair: {writes} cross-shard writes, {reads} read pairs, {} anomalies", anomalies.len());
+    eprintln!(
+        "pair: {writes} cross-shard writes, {} single-shard increments, {reads} read pairs, {} anomalies",
+        acked.load(Ordering::SeqCst),
+        anomalies.len()
+    );
     assert!(writes > 10 && reads > 10, "the workload ran: {writes} writes, {reads} read pairs");
     assert!(anomalies.is_empty(), "{} reads saw a transaction on one vShard only: {:?}", anomalies.len(), &anomalies[..anomalies.len().min(5)]);
 }

@@ -11,11 +11,14 @@
 //! transactions in the global epoch order; single-shard transactions are
 //! enqueued as they arrive on the leader.
 //!
-//! A *snapshot read* ([`LockTable::enqueue_snapshot_read`]) waits like a
-//! read for the earlier writes it overlaps, but later requests do not wait
-//! for it: a plain read never holds a writer back. Its reader must take its
-//! rows from one storage snapshot, and may see later writes that were
-//! granted before it read.
+//! A *snapshot read* ([`LockTable::enqueue_snapshot_read`]) waits only for
+//! the earlier *sequenced* writes it overlaps ([`LockTable::enqueue_sequenced`]:
+//! a cross-shard transaction may already be visible on another vShard, so a
+//! read after it must see it here too), and no later request waits for it.
+//! An unfinished single-shard write is visible nowhere and acknowledged to
+//! no one, so a read that does not wait for it is simply ordered before it.
+//! A snapshot reader takes its rows from one storage snapshot, which may
+//! hold writes granted after it: it is ordered after those.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -84,10 +87,21 @@ impl LockSpan {
 /// refused (the caller reports a retryable overload).
 pub const LOCK_REQUESTS_MAX: usize = 16_384;
 
+/// What kind of request holds a place in the order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A single-shard request: waits for and holds back what it overlaps.
+    Local,
+    /// A cross-shard transaction's share (or a read position), in the
+    /// global order: like `Local`, and snapshot reads wait for it.
+    Sequenced,
+    /// Waits for earlier `Sequenced` writes only; nothing waits for it.
+    SnapshotRead,
+}
+
 struct Request {
     spans: Vec<LockSpan>,
-    /// A snapshot read: later requests do not wait for it.
-    passive: bool,
+    kind: Kind,
     granted: bool,
     wake: Option<oneshot::Sender<()>>,
 }
@@ -99,10 +113,13 @@ struct Table {
 }
 
 impl Table {
-    fn conflicts_with_earlier(&self, id: u64, spans: &[LockSpan]) -> bool {
+    fn conflicts_with_earlier(&self, id: u64, kind: Kind, spans: &[LockSpan]) -> bool {
         self.requests
             .range(..id)
-            .filter(|(_, r)| !r.passive)
+            .filter(|(_, r)| match kind {
+                Kind::SnapshotRead => r.kind == Kind::Sequenced,
+                Kind::Local | Kind::Sequenced => r.kind != Kind::SnapshotRead,
+            })
             .any(|(_, r)| r.spans.iter().any(|a| spans.iter().any(|b| a.conflicts(b))))
     }
 
@@ -111,7 +128,8 @@ impl Table {
         let waiting: Vec<u64> = self.requests.iter().filter(|(_, r)| !r.granted).map(|(id, _)| *id).collect();
         for id in waiting {
             let spans = std::mem::take(&mut self.requests.get_mut(&id).expect("present").spans);
-            let blocked = self.conflicts_with_earlier(id, &spans);
+            let kind = self.requests[&id].kind;
+            let blocked = self.conflicts_with_earlier(id, kind, &spans);
             let r = self.requests.get_mut(&id).expect("present");
             r.spans = spans;
             if !blocked {
@@ -156,32 +174,38 @@ impl LockTable {
     /// Takes a place in the order now (synchronously, so the caller fixes
     /// the order) for `spans`.
     pub fn enqueue(&self, spans: Vec<LockSpan>) -> Result<Ticket, Overloaded> {
-        self.enqueue_as(spans, false)
+        self.enqueue_as(spans, Kind::Local)
+    }
+
+    /// [`LockTable::enqueue`] for a sequenced (cross-shard) input: snapshot
+    /// reads wait for it.
+    pub fn enqueue_sequenced(&self, spans: Vec<LockSpan>) -> Result<Ticket, Overloaded> {
+        self.enqueue_as(spans, Kind::Sequenced)
     }
 
     /// Takes a place in the order for a snapshot read of `spans` (all
-    /// `Read`): granted once no earlier write it overlaps is queued; no
-    /// later request waits for it.
+    /// `Read`): granted once no earlier sequenced write it overlaps is
+    /// queued; no later request waits for it.
     pub fn enqueue_snapshot_read(&self, spans: Vec<LockSpan>) -> Result<Ticket, Overloaded> {
         assert!(spans.iter().all(|s| s.mode == LockMode::Read), "a snapshot read takes read spans only");
-        self.enqueue_as(spans, true)
+        self.enqueue_as(spans, Kind::SnapshotRead)
     }
 
-    fn enqueue_as(&self, spans: Vec<LockSpan>, passive: bool) -> Result<Ticket, Overloaded> {
+    fn enqueue_as(&self, spans: Vec<LockSpan>, kind: Kind) -> Result<Ticket, Overloaded> {
         let mut t = self.table.lock();
         if t.requests.len() >= LOCK_REQUESTS_MAX {
             return Err(Overloaded(LOCK_REQUESTS_MAX));
         }
         let id = t.next;
         t.next += 1;
-        let granted = !t.conflicts_with_earlier(id, &spans);
+        let granted = !t.conflicts_with_earlier(id, kind, &spans);
         let (wake, wait) = if granted {
             (None, None)
         } else {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
         };
-        t.requests.insert(id, Request { spans, passive, granted, wake });
+        t.requests.insert(id, Request { spans, kind, granted, wake });
         Ok(Ticket { guard: LockGuard { table: self.table.clone(), id }, wait })
     }
 
@@ -291,17 +315,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_snapshot_read_waits_for_earlier_writes_and_holds_back_no_later_one() {
+    async fn a_snapshot_read_waits_for_earlier_sequenced_writes_only_and_holds_back_nothing() {
         let t = LockTable::default();
-        let first = t.enqueue(vec![w(b"a")]).unwrap();
-        let read = t.enqueue_snapshot_read(vec![r(b"a"), r(b"b")]).unwrap();
+        let sequenced = t.enqueue_sequenced(vec![w(b"a")]).unwrap();
+        let local = t.enqueue(vec![w(b"c")]).unwrap();
+        let read = t.enqueue_snapshot_read(vec![r(b"a"), r(b"b"), r(b"c")]).unwrap();
         let later = t.enqueue(vec![w(b"b")]).unwrap();
-        assert!(!read.is_granted(), "waits for the earlier write of a");
+        assert!(sequenced.is_granted() && local.is_granted());
+        assert!(!read.is_granted(), "waits for the earlier sequenced write of a");
         assert!(later.is_granted(), "a later write of b does not wait for the read");
-        drop(first);
+        drop(sequenced);
         let read = read.granted().await;
-        assert!(t.enqueue(vec![w(b"a")]).unwrap().is_granted(), "nor does a later write of a, while it is held");
-        drop(read);
+        // Not for the single-shard write of c, still held: the read is
+        // ordered before it.
+        assert!(t.enqueue(vec![w(b"a")]).unwrap().is_granted(), "nor does a later write of a, while the read is held");
+        let later_sequenced = t.enqueue_sequenced(vec![w(b"b")]).unwrap();
+        assert!(!later_sequenced.is_granted(), "sequenced writes still wait for earlier writes");
+        drop((read, local, later));
+        later_sequenced.granted().await;
     }
 
     #[test]
