@@ -635,8 +635,12 @@ impl Scheduler {
                         Err(_) => Vec::new(),
                     };
                     let permit = inflight.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+                    let is_read = matches!(decoded, Ok(SequencedInput::Snapshot { .. }));
                     let ticket = loop {
-                        match local.locks().table(self.vshard).enqueue_sequenced(spans.clone()) {
+                        let table = local.locks().table(self.vshard);
+                        let enqueued =
+                            if is_read { table.enqueue_read_position(spans.clone()) } else { table.enqueue_sequenced(spans.clone()) };
+                        match enqueued {
                             Ok(t) => break t,
                             // Full of single-shard requests: they drain, wait.
                             Err(_) => tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await,

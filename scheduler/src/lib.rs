@@ -92,9 +92,13 @@ pub const LOCK_REQUESTS_MAX: usize = 16_384;
 enum Kind {
     /// A single-shard request: waits for and holds back what it overlaps.
     Local,
-    /// A cross-shard transaction's share (or a read position), in the
-    /// global order: like `Local`, and snapshot reads wait for it.
+    /// A cross-shard transaction's share, in the global order: like
+    /// `Local`, and snapshot reads wait for it.
     Sequenced,
+    /// A read position in the global order: waits for earlier `Sequenced`
+    /// writes only (an unfinished single-shard write is ordered after it),
+    /// and later requests wait for it.
+    ReadPosition,
     /// Waits for earlier `Sequenced` writes only; nothing waits for it.
     SnapshotRead,
 }
@@ -117,7 +121,7 @@ impl Table {
         self.requests
             .range(..id)
             .filter(|(_, r)| match kind {
-                Kind::SnapshotRead => r.kind == Kind::Sequenced,
+                Kind::SnapshotRead | Kind::ReadPosition => r.kind == Kind::Sequenced,
                 Kind::Local | Kind::Sequenced => r.kind != Kind::SnapshotRead,
             })
             .any(|(_, r)| r.spans.iter().any(|a| spans.iter().any(|b| a.conflicts(b))))
@@ -181,6 +185,14 @@ impl LockTable {
     /// reads wait for it.
     pub fn enqueue_sequenced(&self, spans: Vec<LockSpan>) -> Result<Ticket, Overloaded> {
         self.enqueue_as(spans, Kind::Sequenced)
+    }
+
+    /// Takes a place in the order for a sequenced read position over `spans`
+    /// (all `Read`): granted once no earlier sequenced write it overlaps is
+    /// queued; later requests that overlap it wait for it.
+    pub fn enqueue_read_position(&self, spans: Vec<LockSpan>) -> Result<Ticket, Overloaded> {
+        assert!(spans.iter().all(|s| s.mode == LockMode::Read), "a read position takes read spans only");
+        self.enqueue_as(spans, Kind::ReadPosition)
     }
 
     /// Takes a place in the order for a snapshot read of `spans` (all
@@ -333,6 +345,22 @@ mod tests {
         assert!(!later_sequenced.is_granted(), "sequenced writes still wait for earlier writes");
         drop((read, local, later));
         later_sequenced.granted().await;
+    }
+
+    #[tokio::test]
+    async fn a_read_position_waits_for_earlier_sequenced_writes_only_and_holds_back_later_ones() {
+        let t = LockTable::default();
+        let local = t.enqueue(vec![w(b"a")]).unwrap();
+        let sequenced = t.enqueue_sequenced(vec![w(b"b")]).unwrap();
+        let position = t.enqueue_read_position(vec![LockSpan::all(LockMode::Read)]).unwrap();
+        let later = t.enqueue(vec![w(b"c")]).unwrap();
+        assert!(!position.is_granted(), "waits for the sequenced write of b, not the local write of a");
+        assert!(!later.is_granted(), "a later write waits for the position");
+        drop(sequenced);
+        let position = position.granted().await;
+        drop(position);
+        drop(local);
+        later.granted().await;
     }
 
     #[test]
