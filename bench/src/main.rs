@@ -93,6 +93,12 @@ async fn micro_cmd(target: Option<String>, seconds: u64, clients: Vec<usize>, or
             rows.push(micro::run(target.clone(), w, n, Duration::from_secs(seconds)).await);
         }
     }
+    let readers = 8;
+    let mut reads = Vec::new();
+    for w in [Workload::HotRead, Workload::ColdRead] {
+        eprintln!("{} with {readers} readers and {} writers for {seconds} s", w.name(), micro::READ_WRITERS);
+        reads.push(micro::run(target.clone(), w, readers, Duration::from_secs(seconds)).await);
+    }
     micro::check_totals(target.as_ref()).await?;
 
     println!();
@@ -125,6 +131,21 @@ async fn micro_cmd(target: Option<String>, seconds: u64, clients: Vec<usize>, or
                 x.ms(0.99) / s.ms(0.99).max(f64::MIN_POSITIVE)
             );
         }
+    }
+    println!();
+    println!("point reads while {} clients keep transferring among 4 accounts of one vShard:", micro::READ_WRITERS);
+    println!("| rows read | readers | reads/s | p50 ms | p99 ms | errors |");
+    println!("|---|---:|---:|---:|---:|---|");
+    for f in &reads {
+        let errors = if f.errors.is_empty() { "0".to_string() } else { format!("{:?}", f.errors) };
+        println!("| {} | {} | {:.0} | {:.1} | {:.1} | {} |", f.workload.name(), f.clients, f.tps(), f.ms(0.5), f.ms(0.99), errors);
+    }
+    if let [hot, cold] = reads.as_slice() {
+        println!(
+            "rows being written relative to rows not written: p50 {:.2}, p99 {:.2}",
+            hot.ms(0.5) / cold.ms(0.5).max(f64::MIN_POSITIVE),
+            hot.ms(0.99) / cold.ms(0.99).max(f64::MIN_POSITIVE)
+        );
     }
     println!("\ntotals conserved in both tables: yes");
     Ok(())

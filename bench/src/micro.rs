@@ -3,6 +3,10 @@
 //! runs it, no sequencer) or on two vShards (cross-shard: sequenced into an
 //! epoch, executed by both participants). Closed loop: each client sends
 //! its next transfer when the previous one is answered.
+//!
+//! Reads: point reads of rows that writers keep updating (`HotRead`) and of
+//! rows of the same vShard that nobody writes (`ColdRead`), under the same
+//! write load; the ratio shows how long a read waits for writes of its row.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +21,8 @@ use ordo_bench::target::Target;
 pub enum Workload {
     SingleShard,
     CrossShard,
+    HotRead,
+    ColdRead,
 }
 
 impl Workload {
@@ -24,6 +30,8 @@ impl Workload {
         match self {
             Workload::SingleShard => "single-shard transfer",
             Workload::CrossShard => "cross-shard transfer",
+            Workload::HotRead => "read of a row being written",
+            Workload::ColdRead => "read of a row not written",
         }
     }
 }
@@ -92,9 +100,37 @@ const CROSS: &str = "BEGIN; \
     UPDATE bench_acct SET bal = bal - $2 WHERE id = $1; \
     UPDATE bench_acct SET bal = bal + $2 WHERE id = $3; COMMIT";
 
+const READ: &str = "SELECT bal FROM bench_branch_acct WHERE branch = $1 AND id = $2";
+/// Writers that keep transferring among the hot accounts during reads.
+pub const READ_WRITERS: usize = 8;
+/// Accounts of branch 0 (one vShard): the writers move money among the
+/// first four, and the others are only read.
+const HOT: [i64; 4] = [0, BRANCHES, 2 * BRANCHES, 3 * BRANCHES];
+const COLD: [i64; 4] = [4 * BRANCHES, 5 * BRANCHES, 6 * BRANCHES, 7 * BRANCHES];
+
+/// Single-shard transfers among the hot accounts until `deadline`.
+async fn hot_writer(target: Arc<dyn Target>, c: usize, deadline: Instant) -> BTreeMap<String, u64> {
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ ((c as u64 + 1) << 24));
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    while Instant::now() < deadline {
+        let a = rng.below(HOT.len() as i64) as usize;
+        let b = (a + 1 + rng.below(HOT.len() as i64 - 1) as usize) % HOT.len();
+        if let Err(e) = target.execute(c, SINGLE, json!([0, HOT[a], 1, HOT[b]])).await {
+            *errors.entry(e.code).or_default() += 1;
+        }
+    }
+    errors
+}
+
 pub async fn run(target: Arc<dyn Target>, workload: Workload, clients: usize, duration: Duration) -> Figures {
     let started = Instant::now();
     let deadline = started + duration;
+    let writers: Vec<_> = match workload {
+        Workload::HotRead | Workload::ColdRead => {
+            (0..READ_WRITERS).map(|w| tokio::spawn(hot_writer(target.clone(), clients + w, deadline))).collect()
+        }
+        Workload::SingleShard | Workload::CrossShard => Vec::new(),
+    };
     let tasks = (0..clients).map(|c| {
         let target = target.clone();
         tokio::spawn(async move {
@@ -118,6 +154,8 @@ pub async fn run(target: Arc<dyn Target>, workload: Workload, clients: usize, du
                         let b = (a + 1 + rng.below(ACCOUNTS - 1)) % ACCOUNTS;
                         (CROSS, json!([a, amount, b]))
                     }
+                    Workload::HotRead => (READ, json!([0, HOT[rng.below(HOT.len() as i64) as usize]])),
+                    Workload::ColdRead => (READ, json!([0, COLD[rng.below(COLD.len() as i64) as usize]])),
                 };
                 let t0 = Instant::now();
                 match target.execute(c, sql, params).await {
@@ -145,6 +183,13 @@ pub async fn run(target: Arc<dyn Target>, workload: Workload, clients: usize, du
         latency_us: Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
         errors: BTreeMap::new(),
     };
+    // Spawned now (the iterator is lazy), to run alongside the writers.
+    let tasks: Vec<_> = tasks.collect();
+    for w in futures::future::join_all(writers).await {
+        for (k, v) in w.expect("writer task") {
+            *figures.errors.entry(format!("writer {k}")).or_default() += v;
+        }
+    }
     for t in futures::future::join_all(tasks).await {
         let (n, h, e) = t.expect("client task");
         figures.committed += n;

@@ -139,10 +139,7 @@ impl Run<'_> {
     fn count_read(&self, bytes: usize) -> ExecResult<()> {
         let total = self.read_bytes.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed) + bytes;
         if total > PROGRAM_READ_BYTES_MAX {
-            return Err(ExecError::ProgramLimitExceeded(format!(
-                "a transaction may read at most {} MiB",
-                PROGRAM_READ_BYTES_MAX >> 20
-            )));
+            return Err(crate::program::read_limit_exceeded());
         }
         Ok(())
     }
@@ -151,7 +148,7 @@ impl Run<'_> {
         let end = ordo_vshard::keys::prefix_end(prefix);
         self.check(vshard, prefix, end.as_deref(), LockMode::Read)?;
         let stored = self.view.scan(vshard, prefix).await?;
-        self.count_read(stored.iter().map(|(k, v)| k.len() + v.len()).sum())?;
+        self.count_read(crate::program::read_bytes(&stored))?;
         let mut rows: BTreeMap<Vec<u8>, Vec<u8>> = stored.into_iter().collect();
         for ((_, k), v) in self.overlay.range((vshard, prefix.to_vec())..).take_while(|((s, k), _)| *s == vshard && k.starts_with(prefix)) {
             match v {

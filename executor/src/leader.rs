@@ -61,8 +61,11 @@ impl From<ConsensusError> for Fail {
     }
 }
 
+/// A storage read that failed: trouble of this node, not a property of the
+/// data, so retryable — and never a sequenced statement's verdict, which
+/// must be the same on every leader that reaches one.
 fn storage(e: impl std::fmt::Display) -> Fail {
-    Fail::Exec(ExecError::Internal(format!("storage: {e}")))
+    Fail::Exec(ExecError::Unavailable(format!("storage: {e}")))
 }
 
 pub struct LeaderExecutor {
@@ -247,7 +250,12 @@ impl LeaderExecutor {
                         // serving before its writes may apply, so a read that
                         // finished while it still serves is as of `pos`.
                         let rows = if prefix {
-                            self.reader.scan_prefix(gid, &key).map_err(ExecError::ProgramLimitExceeded)?
+                            let rows = self.reader.scan_prefix(gid, &key).map_err(ExecError::ProgramLimitExceeded)?;
+                            // Fails the asking program, as it fails this one's.
+                            if crate::program::read_bytes(&rows) > crate::program::PROGRAM_READ_BYTES_MAX {
+                                return Err(crate::program::read_limit_exceeded().into());
+                            }
+                            rows
                         } else {
                             self.reader.get(gid, &key).map_err(storage)?.map(|v| (key, v)).into_iter().collect()
                         };
@@ -272,7 +280,8 @@ impl LeaderExecutor {
                             None => TxnRecord::default(),
                         };
                         match record.read(prefix, &key) {
-                            Some(rows) => Ok(ShardResponse::Pairs(rows.to_vec())),
+                            Some(read) if read.over_limit => Err(crate::program::read_limit_exceeded().into()),
+                            Some(read) => Ok(ShardResponse::Pairs(read.rows.clone())),
                             None => Err(ExecError::Internal(format!(
                                 "vShard {vshard} applied epoch {} without reading what another participant asks for: nondeterministic execution",
                                 pos.epoch
@@ -332,7 +341,8 @@ impl LeaderExecutor {
                 };
                 let _locks = self.lock(group, vshard_of_group(gid)?, Locking::Hold(vec![span]), fence).await?;
                 group.write_barrier().await?;
-                let writes = self.dml_writes(gid, &dml).await?;
+                // Its effects are logged, not the statement: the clock is safe.
+                let writes = self.dml_writes(gid, &dml, chrono::Utc::now().timestamp_micros()).await?;
                 let n = writes.len() as u64;
                 if n > 0 {
                     group.propose(ShardCommand::Write(writes).encode()).await?;
@@ -426,14 +436,15 @@ impl LeaderExecutor {
 
     /// The write set of `vshard`'s part of a sequenced statement, computed
     /// by its leader holding the part's locks.
-    pub(crate) async fn statement_part(&self, vshard: u32, statement: &MultiShardStatement) -> ExecResult<Vec<RowWrite>> {
+    /// `now_us`: the epoch's timestamp, what `now()` is on every participant.
+    pub(crate) async fn statement_part(&self, vshard: u32, statement: &MultiShardStatement, now_us: i64) -> ExecResult<Vec<RowWrite>> {
         let gid = vshard_group(vshard);
         let done = match statement {
             MultiShardStatement::Insert { table, parts } => {
                 let rows = parts.iter().filter(|p| p.vshard == vshard).flat_map(|p| p.rows.iter().cloned()).collect();
                 self.insert_writes(gid, table, rows)
             }
-            MultiShardStatement::Dml(dml) => self.dml_writes(gid, dml).await,
+            MultiShardStatement::Dml(dml) => self.dml_writes(gid, dml, now_us).await,
         };
         done.map_err(|f| match f {
             Fail::Exec(e) => e,
@@ -469,8 +480,9 @@ impl LeaderExecutor {
     /// The write set of an UPDATE/DELETE on this vShard: the matching rows
     /// are found and the new values computed by DataFusion over the shard's
     /// rows of the table as the transaction sees them.
-    async fn dml_writes(&self, gid: GroupId, dml: &DmlRequest) -> Result<Vec<RowWrite>, Fail> {
+    async fn dml_writes(&self, gid: GroupId, dml: &DmlRequest, now_us: i64) -> Result<Vec<RowWrite>, Fail> {
         let table = &dml.table;
+        let params = dml.params_at(now_us);
         let stored: Vec<(Vec<u8>, Vec<u8>)> = match &dml.point {
             Some(pk) => {
                 let key = row_key(table.id, pk);
@@ -487,7 +499,7 @@ impl LeaderExecutor {
             stored.iter().map(|(_, v)| decode_row(v)).collect::<Result<_, _>>().map_err(|e| ExecError::Internal(e.to_string()))?;
         let sel = dml.selection.as_deref().map(crate::eval::parse_expr).transpose()?;
         let refs: Vec<&Vec<Datum>> = rows.iter().collect();
-        if let Some(changes) = crate::interp::modify_fast(table, &dml.assignments, dml.delete, sel.as_ref(), &dml.params, &refs)? {
+        if let Some(changes) = crate::interp::modify_fast(table, &dml.assignments, dml.delete, sel.as_ref(), &params, &refs)? {
             return Ok(changes
                 .into_iter()
                 .map(|(i, new)| RowWrite { key: stored[i].0.clone(), value: new.map(|r| encode_row(&r)) })
@@ -505,7 +517,7 @@ impl LeaderExecutor {
         if let Some(sel) = &dml.selection {
             select.push_str(&format!(" WHERE ({sel})"));
         }
-        let params: Vec<_> = dml.params.iter().map(param_scalar).collect();
+        let params: Vec<_> = params.iter().map(param_scalar).collect();
         let df = ctx.sql(&select).await.map_err(crate::error::from_datafusion)?;
         let df = df.with_param_values(params).map_err(crate::error::from_datafusion)?;
         let out = df.collect().await.map_err(crate::error::from_datafusion)?;

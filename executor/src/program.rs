@@ -20,6 +20,16 @@ pub const PROGRAM_STATEMENTS_MAX: usize = 1024;
 /// sequenced transaction logs the rows each participant read in its record,
 /// and every participant counts the same reads, so every one aborts alike.
 pub const PROGRAM_READ_BYTES_MAX: usize = 16 << 20;
+/// The error of a program that reads more than `PROGRAM_READ_BYTES_MAX`.
+pub fn read_limit_exceeded() -> crate::ExecError {
+    crate::ExecError::ProgramLimitExceeded(format!("a transaction may read at most {} MiB", PROGRAM_READ_BYTES_MAX >> 20))
+}
+
+/// Bytes of `(key, row)` pairs, as counted against `PROGRAM_READ_BYTES_MAX`.
+pub fn read_bytes(rows: &[(Vec<u8>, Vec<u8>)]) -> usize {
+    rows.iter().map(|(k, v)| k.len() + v.len()).sum()
+}
+
 /// Most result rows one statement of a transaction returns.
 pub const STATEMENT_ROWS_MAX: usize = 100_000;
 

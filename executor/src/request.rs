@@ -156,6 +156,20 @@ pub struct DmlRequest {
     /// When the statement names one row by its full primary key.
     pub point: Option<Vec<u8>>,
     pub params: Vec<Param>,
+    /// The parameter slot `now()` was bound to: the executor fills it with
+    /// its one timestamp (the epoch's, for a sequenced statement).
+    pub now_slot: Option<usize>,
+}
+
+impl DmlRequest {
+    /// The parameters, with `now_us` in the `now()` slot.
+    pub fn params_at(&self, now_us: i64) -> Vec<Param> {
+        let mut params = self.params.clone();
+        if let Some(slot) = self.now_slot {
+            params[slot] = Param::Timestamp(now_us);
+        }
+        params
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -98,12 +98,17 @@ pub struct CachedRead {
     pub key: Vec<u8>,
     #[serde(with = "ordo_vshard::codec::byte_pairs")]
     pub rows: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The scan alone was over `PROGRAM_READ_BYTES_MAX`: its rows are not
+    /// kept (`rows` is empty) and a read of it fails, as it did when the
+    /// program made it.
+    #[serde(default)]
+    pub over_limit: bool,
 }
 
 impl TxnRecord {
-    /// What a read of `key` (`prefix`: scan) returned when the program made it.
-    pub fn read(&self, prefix: bool, key: &[u8]) -> Option<&[(Vec<u8>, Vec<u8>)]> {
-        self.reads.iter().find(|r| r.prefix == prefix && r.key == key).map(|r| r.rows.as_slice())
+    /// The read of `key` (`prefix`: scan) the program made.
+    pub fn read(&self, prefix: bool, key: &[u8]) -> Option<&CachedRead> {
+        self.reads.iter().find(|r| r.prefix == prefix && r.key == key)
     }
 }
 
@@ -162,7 +167,10 @@ pub struct TxnBoard {
     /// Per vShard: verdicts on sequenced statements (the lowest
     /// participant's: decisions) this node's leader reached and has not
     /// yet applied; from then on they are in the position's record.
-    verdicts: Vec<watch::Sender<BTreeMap<TxnPos, TxnResult>>>,
+    /// Each with the token of the `Published` guard that put it there.
+    verdicts: Vec<watch::Sender<BTreeMap<TxnPos, (u64, TxnResult)>>>,
+    /// Source of `Published` tokens, unique on this node.
+    publications: std::sync::atomic::AtomicU64,
     schedulers: Vec<Mutex<SchedulerStat>>,
     applied: Vec<Notify>,
     /// Per vShard: this node's scheduler round `FenceMark`, has enqueued
@@ -179,6 +187,7 @@ impl TxnBoard {
         TxnBoard {
             serving: (0..vshards).map(|_| watch::channel(BTreeMap::new()).0).collect(),
             verdicts: (0..vshards).map(|_| watch::channel(BTreeMap::new()).0).collect(),
+            publications: std::sync::atomic::AtomicU64::new(0),
             schedulers: (0..vshards).map(|_| Mutex::new(SchedulerStat::default())).collect(),
             applied: (0..vshards).map(|_| Notify::new()).collect(),
             ingested: (0..vshards).map(|_| watch::channel(None).0).collect(),
@@ -309,7 +318,7 @@ impl TxnBoard {
         let mut published = self.verdicts[vshard as usize].subscribe();
         let gid = vshard_group(vshard);
         self.look_until(vshard, &mut published, timeout, |published| {
-            if let Some(v) = published.borrow_and_update().get(&pos) {
+            if let Some((_, v)) = published.borrow_and_update().get(&pos) {
                 return Ok(Some(v.clone()));
             }
             if !reader.is_applied(gid, pos).map_err(ExecError::Internal)? {
@@ -429,25 +438,34 @@ impl Drop for Serving<'_> {
 
 /// Publishes a verdict on `pos` of `vshard` while it lives: until the
 /// position's writes and record are applied (or the attempt is given up).
+/// A later guard for the same position (the next attempt, or the next
+/// round's execution) replaces the entry, and dropping this one then
+/// leaves the newer entry alone.
 struct Published<'a> {
     board: &'a TxnBoard,
     vshard: u32,
     pos: TxnPos,
+    token: u64,
 }
 
 impl<'a> Published<'a> {
     fn start(board: &'a TxnBoard, vshard: u32, pos: TxnPos, verdict: TxnResult) -> Published<'a> {
+        let token = board.publications.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         board.verdicts[vshard as usize].send_modify(|m| {
-            m.insert(pos, verdict);
+            m.insert(pos, (token, verdict));
         });
-        Published { board, vshard, pos }
+        Published { board, vshard, pos, token }
     }
 }
 
 impl Drop for Published<'_> {
     fn drop(&mut self) {
-        self.board.verdicts[self.vshard as usize].send_modify(|m| {
-            m.remove(&self.pos);
+        self.board.verdicts[self.vshard as usize].send_if_modified(|m| {
+            let mine = matches!(m.get(&self.pos), Some((t, _)) if *t == self.token);
+            if mine {
+                m.remove(&self.pos);
+            }
+            mine
         });
     }
 }
@@ -703,7 +721,9 @@ impl Scheduler {
                 return Err("lost leadership".into());
             }
             let evaluated = match &program {
-                Ok(SequencedInput::Statement(st)) => self.run_statement(pos, participants, st, &mut published).await,
+                Ok(SequencedInput::Statement(st)) => {
+                    self.run_statement(pos, epoch.timestamp_us, participants, st, &mut published).await
+                }
                 _ => {
                     let serving = Serving::start(board, self.vshard, pos);
                     let evaluated = self.evaluate(pos, epoch, participants, program.clone()).await;
@@ -780,23 +800,24 @@ impl Scheduler {
     async fn run_statement<'b>(
         &'b self,
         pos: TxnPos,
+        now_us: i64,
         participants: &[u32],
         statement: &MultiShardStatement,
         published: &mut Option<Published<'b>>,
     ) -> Result<(Vec<RowWrite>, TxnRecord), String> {
         let board = self.router.local().board();
-        let (writes, verdict) = match self.router.local().statement_part(self.vshard, statement).await {
+        let (writes, verdict) = match self.router.local().statement_part(self.vshard, statement, now_us).await {
             Ok(w) => {
                 let rows_affected = w.len() as u64;
                 (w, TxnResult::Committed(vec![StmtOutput { rows_affected, ..Default::default() }]))
             }
-            // Trouble of this attempt, not a property of the data.
-            Err(
-                e @ (ExecError::Unavailable(_)
-                | ExecError::Internal(_)
-                | ExecError::Overloaded(_)
-                | ExecError::StatementTimeout(_)),
-            ) => return Err(e.to_string()),
+            // Trouble of this attempt (storage reads fail as `Unavailable`),
+            // not a property of the data.
+            Err(e @ (ExecError::Unavailable(_) | ExecError::Overloaded(_) | ExecError::StatementTimeout(_))) => {
+                return Err(e.to_string())
+            }
+            // Anything else follows from the data (an evaluation error is
+            // `Internal` too): the same on any leader, so a verdict.
             Err(e) => (Vec::new(), TxnResult::Aborted(e)),
         };
         let lowest = participants[0];
@@ -873,7 +894,7 @@ impl TxnView for PositionView<'_> {
             // A storage error is not a decision the others would share.
             let row = self.router.local().reader().get(vshard_group(vshard), key).map_err(|e| ExecError::Unavailable(e.to_string()))?;
             let rows = row.iter().map(|v| (key.to_vec(), v.clone())).collect();
-            self.own_reads.lock().push(CachedRead { prefix: false, key: key.to_vec(), rows });
+            self.own_reads.lock().push(CachedRead { prefix: false, key: key.to_vec(), rows, over_limit: false });
             return Ok(row);
         }
         let req = ShardRequest::ReadAt { pos: self.pos, vshard, key: key.to_vec(), prefix: false };
@@ -884,7 +905,14 @@ impl TxnView for PositionView<'_> {
         if vshard == self.leader.vshard {
             let rows =
                 self.router.local().reader().scan_prefix(vshard_group(vshard), prefix).map_err(ExecError::ProgramLimitExceeded)?;
-            self.own_reads.lock().push(CachedRead { prefix: true, key: prefix.to_vec(), rows: rows.clone() });
+            // A scan over the program's whole read bound fails the program
+            // wherever it is read; the record keeps that, not the rows.
+            if crate::program::read_bytes(&rows) > crate::program::PROGRAM_READ_BYTES_MAX {
+                let over = CachedRead { prefix: true, key: prefix.to_vec(), rows: Vec::new(), over_limit: true };
+                self.own_reads.lock().push(over);
+                return Err(crate::program::read_limit_exceeded());
+            }
+            self.own_reads.lock().push(CachedRead { prefix: true, key: prefix.to_vec(), rows: rows.clone(), over_limit: false });
             return Ok(rows);
         }
         let req = ShardRequest::ReadAt { pos: self.pos, vshard, key: prefix.to_vec(), prefix: true };

@@ -535,6 +535,12 @@ async fn autocommit_statements_over_several_vshards_are_atomic() {
     let e = c.sql(3, "UPDATE a SET v = 100 / (v - 150)", json!([])).await.unwrap_err();
     assert_eq!(e.code, "22012", "{e:?}");
     assert_eq!(count_and_sum(&c, 1).await, base, "a failed UPDATE changed nothing");
+    // An error DataFusion raises for one row (an invalid pattern) is a
+    // decision too, not trouble to retry forever.
+    let bad_pattern = "UPDATE a SET v = length(regexp_replace(CAST(v AS TEXT), CASE WHEN v = 150 THEN '(' ELSE 'x' END, 'y'))";
+    let e = c.sql(1, bad_pattern, json!([])).await.unwrap_err();
+    assert_ne!(e.code, "57P03", "decided, not left unknown: {e:?}");
+    assert_eq!(count_and_sum(&c, 2).await, base, "a failed UPDATE changed nothing");
 
     // Concurrent statements over every vShard, through every node: each
     // applies whole, and the counts add up.
@@ -547,6 +553,15 @@ async fn autocommit_statements_over_several_vshards_are_atomic() {
     });
     futures::future::join_all(work).await;
     assert_eq!(count_and_sum(&c, 2).await, (200, base.1 + 6 * 200));
+
+    // now() is one timestamp for the whole statement, on every vShard.
+    c.sql(2, "CREATE TABLE stamp (id INT PRIMARY KEY, ts TIMESTAMP)", json!([])).await.unwrap();
+    let rows: Vec<String> = (0..50).map(|i| format!("({i}, NULL)")).collect();
+    c.sql(2, &format!("INSERT INTO stamp VALUES {}", rows.join(", ")), json!([])).await.unwrap();
+    let r = c.sql(3, "UPDATE stamp SET ts = now() WHERE ts IS NULL", json!([])).await.unwrap();
+    assert_eq!(r[0]["rows_affected"], 50);
+    let r = c.sql(1, "SELECT count(DISTINCT ts), count(*) FROM stamp WHERE ts <= now()", json!([])).await.unwrap();
+    assert_eq!(r[0]["rows"], json!([[1, 50]]), "one now() per statement");
 
     let r = c.sql(1, "DELETE FROM a WHERE v > 106", json!([])).await.unwrap();
     assert_eq!(r[0]["rows_affected"], 100);

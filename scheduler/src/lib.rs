@@ -95,9 +95,11 @@ enum Kind {
     /// A cross-shard transaction's share, in the global order: like
     /// `Local`, and snapshot reads wait for it.
     Sequenced,
-    /// A read position in the global order: waits for earlier `Sequenced`
-    /// writes only (an unfinished single-shard write is ordered after it),
-    /// and later requests wait for it.
+    /// A read position in the global order: waits for every earlier write
+    /// it overlaps, single-shard ones too (its snapshot is taken when it is
+    /// granted, and a cross-shard transaction that a later participant
+    /// reads may depend on an unfinished single-shard write here), and
+    /// later requests wait for it.
     ReadPosition,
     /// Waits for earlier `Sequenced` writes only; nothing waits for it.
     SnapshotRead,
@@ -121,8 +123,8 @@ impl Table {
         self.requests
             .range(..id)
             .filter(|(_, r)| match kind {
-                Kind::SnapshotRead | Kind::ReadPosition => r.kind == Kind::Sequenced,
-                Kind::Local | Kind::Sequenced => r.kind != Kind::SnapshotRead,
+                Kind::SnapshotRead => r.kind == Kind::Sequenced,
+                Kind::Local | Kind::Sequenced | Kind::ReadPosition => r.kind != Kind::SnapshotRead,
             })
             .any(|(_, r)| r.spans.iter().any(|a| spans.iter().any(|b| a.conflicts(b))))
     }
@@ -188,8 +190,8 @@ impl LockTable {
     }
 
     /// Takes a place in the order for a sequenced read position over `spans`
-    /// (all `Read`): granted once no earlier sequenced write it overlaps is
-    /// queued; later requests that overlap it wait for it.
+    /// (all `Read`): like [`LockTable::enqueue_sequenced`], and snapshot
+    /// reads do not wait for it.
     pub fn enqueue_read_position(&self, spans: Vec<LockSpan>) -> Result<Ticket, Overloaded> {
         assert!(spans.iter().all(|s| s.mode == LockMode::Read), "a read position takes read spans only");
         self.enqueue_as(spans, Kind::ReadPosition)
@@ -348,19 +350,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_read_position_waits_for_earlier_sequenced_writes_only_and_holds_back_later_ones() {
+    async fn a_read_position_waits_for_every_earlier_write_and_holds_back_later_ones() {
         let t = LockTable::default();
         let local = t.enqueue(vec![w(b"a")]).unwrap();
         let sequenced = t.enqueue_sequenced(vec![w(b"b")]).unwrap();
         let position = t.enqueue_read_position(vec![LockSpan::all(LockMode::Read)]).unwrap();
         let later = t.enqueue(vec![w(b"c")]).unwrap();
-        assert!(!position.is_granted(), "waits for the sequenced write of b, not the local write of a");
-        assert!(!later.is_granted(), "a later write waits for the position");
+        let read = t.enqueue_snapshot_read(vec![r(b"c")]).unwrap();
+        assert!(!position.is_granted() && !later.is_granted());
+        assert!(read.is_granted(), "a snapshot read waits for neither the position nor local writes");
         drop(sequenced);
-        let position = position.granted().await;
-        drop(position);
+        assert!(!position.is_granted(), "still waits for the single-shard write of a");
         drop(local);
+        let position = position.granted().await;
+        assert!(!later.is_granted(), "a later write waits for the position");
+        drop(position);
         later.granted().await;
+        drop(read);
     }
 
     #[test]

@@ -174,6 +174,7 @@ fn plan_dml(
         selection: selection.map(|s| s.to_string()),
         point: None,
         params: params.to_vec(),
+        now_slot: None,
     };
     let target = target(&table, selection, params, engine.shared().vshards);
     let req = match &target {
@@ -196,13 +197,17 @@ async fn run_dml(engine: &SqlEngine, target: Target, req: DmlRequest) -> ExecRes
     Ok(StatementResult::affected(fan_out(engine, reqs).await?))
 }
 
-pub async fn update(engine: &SqlEngine, up: &Update, params: &[Param]) -> ExecResult<StatementResult> {
-    let (target, req) = plan_update(engine, up, params).await?;
+/// `now_slot`: the parameter slot `now()` was bound to (see
+/// `crate::txn::bind_timestamp`), which the executor fills.
+pub async fn update(engine: &SqlEngine, up: &Update, params: &[Param], now_slot: Option<usize>) -> ExecResult<StatementResult> {
+    let (target, mut req) = plan_update(engine, up, params).await?;
+    req.now_slot = now_slot;
     run_dml(engine, target, req).await
 }
 
-pub async fn delete(engine: &SqlEngine, del: &Delete, params: &[Param]) -> ExecResult<StatementResult> {
-    let (target, req) = plan_delete(engine, del, params).await?;
+pub async fn delete(engine: &SqlEngine, del: &Delete, params: &[Param], now_slot: Option<usize>) -> ExecResult<StatementResult> {
+    let (target, mut req) = plan_delete(engine, del, params).await?;
+    req.now_slot = now_slot;
     run_dml(engine, target, req).await
 }
 

@@ -147,8 +147,21 @@ impl SqlEngine {
             Statement::Update(ref up) if up.returning.is_some() => self.one_statement_txn(st, params).await,
             Statement::Delete(ref del) if del.returning.is_some() => self.one_statement_txn(st, params).await,
             Statement::Insert(ins) => crate::dml::insert(self, &ins, params).await,
-            Statement::Update(up) => crate::dml::update(self, &up, params).await,
-            Statement::Delete(del) => crate::dml::delete(self, &del, params).await,
+            Statement::Update(_) | Statement::Delete(_) => {
+                // now() is the executor's one timestamp (the epoch's, when
+                // sequenced), bound in a parameter slot after the client's.
+                let mut st = st;
+                let mut params = params.to_vec();
+                let now_slot = crate::txn::bind_timestamp(&mut st, params.len()).then(|| {
+                    params.push(Param::Null);
+                    params.len() - 1
+                });
+                match st {
+                    Statement::Update(up) => crate::dml::update(self, &up, &params, now_slot).await,
+                    Statement::Delete(del) => crate::dml::delete(self, &del, &params, now_slot).await,
+                    _ => unreachable!("matched above"),
+                }
+            }
             Statement::Query(_) => self.query(st, params).await,
             Statement::StartTransaction { .. } | Statement::Commit { .. } | Statement::Rollback { .. } => {
                 Err(ExecError::FeatureNotSupported(

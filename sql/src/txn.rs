@@ -220,6 +220,34 @@ struct Vars {
 
 const TIMESTAMP_FUNCTIONS: [&str; 5] = ["now", "current_timestamp", "localtimestamp", "transaction_timestamp", "statement_timestamp"];
 
+/// Whether `e` is `now()` or one of its synonyms, without arguments.
+fn is_timestamp_call(e: &Expr) -> bool {
+    match e {
+        Expr::Function(f) => {
+            f.name.0.len() == 1
+                && (matches!(f.args, FunctionArguments::None)
+                    || matches!(&f.args, FunctionArguments::List(l) if l.args.is_empty()))
+                && TIMESTAMP_FUNCTIONS.contains(&f.name.to_string().to_lowercase().as_str())
+        }
+        _ => false,
+    }
+}
+
+/// Replaces `now()` & co. in `st` with the placeholder of parameter slot
+/// `slot` (0-based), so every vShard evaluates the one timestamp the
+/// executor binds there; whether there was any.
+pub(crate) fn bind_timestamp(st: &mut Statement, slot: usize) -> bool {
+    let mut found = false;
+    let _ = visit_expressions_mut(st, |e| {
+        if is_timestamp_call(e) {
+            *e = Vars::placeholder(slot);
+            found = true;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    found
+}
+
 impl Vars {
     fn placeholder(slot: usize) -> Expr {
         Expr::value(Value::Placeholder(format!("${}", slot + 1)))
@@ -246,16 +274,7 @@ impl Vars {
                         }
                     }
                 }
-                Expr::Function(f)
-                    if f.name.0.len() == 1
-                        && (matches!(f.args, FunctionArguments::None)
-                            || matches!(&f.args, FunctionArguments::List(l) if l.args.is_empty())) =>
-                {
-                    let fname = f.name.to_string().to_lowercase();
-                    if TIMESTAMP_FUNCTIONS.contains(&fname.as_str()) {
-                        *e = Self::placeholder(self.base);
-                    }
-                }
+                e if is_timestamp_call(e) => *e = Self::placeholder(self.base),
                 _ => {}
             }
             ControlFlow::Continue(())
