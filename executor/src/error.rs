@@ -43,6 +43,12 @@ pub enum ExecError {
     #[error("{0}")]
     DivisionByZero(String),
     #[error("{0}")]
+    InvalidRegularExpression(String),
+    /// An expression failed on the data (a function given a value it
+    /// rejects): PostgreSQL's generic data exception.
+    #[error("{0}")]
+    DataException(String),
+    #[error("{0}")]
     ProgramLimitExceeded(String),
     /// Retryable: no leader known yet, or the leader changed under us.
     #[error("{0}")]
@@ -77,6 +83,8 @@ impl ExecError {
             ExecError::UniqueViolation(_) => "23505",
             ExecError::InvalidParameter(_) => "22023",
             ExecError::DivisionByZero(_) => "22012",
+            ExecError::InvalidRegularExpression(_) => "2201B",
+            ExecError::DataException(_) => "22000",
             ExecError::ProgramLimitExceeded(_) => "54000",
             ExecError::Unavailable(_) => "57P03",
             ExecError::StatementTimeout(_) => "57014",
@@ -135,6 +143,12 @@ pub fn from_datafusion(e: datafusion::error::DataFusionError) -> ExecError {
             }
         }
         D::Execution(m) if m.contains("Divide by zero") => ExecError::DivisionByZero(m.clone()),
+        D::Execution(m) if m.to_lowercase().contains("regex") => ExecError::InvalidRegularExpression(m.clone()),
+        // The regex crate's own error, passed through as is.
+        D::External(inner) if inner.to_string().starts_with("regex parse error") => {
+            ExecError::InvalidRegularExpression(inner.to_string())
+        }
+        D::Execution(m) => ExecError::DataException(m.clone()),
         D::ResourcesExhausted(m) => ExecError::ProgramLimitExceeded(m.clone()),
         other => ExecError::Internal(other.to_string()),
     }

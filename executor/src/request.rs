@@ -121,6 +121,10 @@ impl ShardRequest {
                 | ShardRequest::Insert { .. }
                 | ShardRequest::Dml(_)
                 | ShardRequest::Program(_)
+                // Ordered after every cross-shard transaction committed
+                // before it, like a write: a new leader must not order it
+                // ahead of a position an earlier leader already served.
+                | ShardRequest::DropTable { .. }
         )
     }
 }
