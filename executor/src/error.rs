@@ -43,12 +43,6 @@ pub enum ExecError {
     #[error("{0}")]
     DivisionByZero(String),
     #[error("{0}")]
-    InvalidRegularExpression(String),
-    /// An expression failed on the data (a function given a value it
-    /// rejects): PostgreSQL's generic data exception.
-    #[error("{0}")]
-    DataException(String),
-    #[error("{0}")]
     ProgramLimitExceeded(String),
     /// Retryable: no leader known yet, or the leader changed under us.
     #[error("{0}")]
@@ -61,6 +55,23 @@ pub enum ExecError {
     Overloaded(String),
     #[error("{0}")]
     Internal(String),
+    // New variants go last: errors travel and are stored (records) in an
+    // encoding that numbers variants in order.
+    #[error("{0}")]
+    InvalidRegularExpression(String),
+    /// An expression failed on the data (a function given a value it
+    /// rejects): PostgreSQL's generic data exception.
+    #[error("{0}")]
+    DataException(String),
+}
+
+impl From<ordo_vshard::shard::ScanError> for ExecError {
+    fn from(e: ordo_vshard::shard::ScanError) -> ExecError {
+        match e {
+            ordo_vshard::shard::ScanError::TooManyRows(_) => ExecError::ProgramLimitExceeded(e.to_string()),
+            ordo_vshard::shard::ScanError::Storage(_) => ExecError::Unavailable(e.to_string()),
+        }
+    }
 }
 
 impl ExecError {
@@ -132,7 +143,9 @@ pub fn from_datafusion(e: datafusion::error::DataFusionError) -> ExecError {
         D::NotImplemented(m) => ExecError::FeatureNotSupported(m.clone()),
         D::ArrowError(e, _) => {
             let m = e.to_string();
-            if m.contains("Divide by zero") {
+            if m.contains("Regular expression") || m.contains("regex") {
+                ExecError::InvalidRegularExpression(m)
+            } else if m.contains("Divide by zero") {
                 ExecError::DivisionByZero(m)
             } else if m.contains("Cast error") || m.contains("parse") {
                 ExecError::InvalidTextRepresentation(m)

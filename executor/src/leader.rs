@@ -64,6 +64,8 @@ impl From<ConsensusError> for Fail {
 /// A storage read that failed: trouble of this node, not a property of the
 /// data, so retryable — and never a sequenced statement's verdict, which
 /// must be the same on every leader that reaches one.
+/// (A corrupt store too: a verdict must not depend on which replica leads,
+/// and a corrupt replica is one for the operator, see `ordo verify`.)
 fn storage(e: impl std::fmt::Display) -> Fail {
     Fail::Exec(ExecError::Unavailable(format!("storage: {e}")))
 }
@@ -190,7 +192,7 @@ impl LeaderExecutor {
                 let _locks = self.lock(group, vshard_of_group(gid)?, Locking::SnapshotRead(vec![span]), fence).await?;
                 group.read_barrier().await?;
                 // One iterator: one snapshot, whatever applies meanwhile.
-                let rows = self.reader.scan_prefix(gid, &start).map_err(ExecError::ProgramLimitExceeded)?;
+                let rows = self.reader.scan_prefix(gid, &start).map_err(ExecError::from)?;
                 Ok(ShardResponse::Rows(rows.into_iter().map(|(_, v)| v).collect()))
             }
             ShardRequest::Insert { table, rows } => {
@@ -249,15 +251,18 @@ impl LeaderExecutor {
                         // The scheduler holds the vShard at `pos`; it stops
                         // serving before its writes may apply, so a read that
                         // finished while it still serves is as of `pos`.
-                        let rows = if prefix {
-                            let rows = self.reader.scan_prefix(gid, &key).map_err(ExecError::ProgramLimitExceeded)?;
-                            // Fails the asking program, as it fails this one's.
-                            if crate::program::read_bytes(&rows) > crate::program::PROGRAM_READ_BYTES_MAX {
-                                return Err(crate::program::read_limit_exceeded().into());
-                            }
-                            rows
+                        // Any answer, an error included, counts only once the
+                        // checks below pass: a scan over a bound fails the
+                        // asking program, as it fails this one's, but only if
+                        // read as of `pos`.
+                        let rows: ExecResult<Vec<_>> = if prefix {
+                            crate::sequenced::program_scan(self.reader.scan_prefix(gid, &key))
+                                .and_then(|rows| rows.ok_or_else(crate::program::read_limit_exceeded))
                         } else {
-                            self.reader.get(gid, &key).map_err(storage)?.map(|v| (key, v)).into_iter().collect()
+                            match self.reader.get(gid, &key) {
+                                Ok(row) => Ok(row.map(|v| (key, v)).into_iter().collect()),
+                                Err(e) => Err(ExecError::Unavailable(format!("storage: {e}"))),
+                            }
                         };
                         // Still this group's leader after the read (lease,
                         // else ReadIndex): no newer leader can have ordered
@@ -270,7 +275,7 @@ impl LeaderExecutor {
                         {
                             return Ok(ShardResponse::NotYet);
                         }
-                        Ok(ShardResponse::Pairs(rows))
+                        Ok(ShardResponse::Pairs(rows?))
                     }
                     Some(AsOf::Applied) => {
                         // Applied: the rows as of `pos` are in its record.
@@ -312,7 +317,7 @@ impl LeaderExecutor {
                             return Err(ExecError::Internal(format!("the read snapshot at epoch {} does not hold this table", pos.epoch)).into());
                         }
                         let rows =
-                            self.reader.scan_prefix_at(gid, &prefix, Some(&snap.storage)).map_err(ExecError::ProgramLimitExceeded)?;
+                            self.reader.scan_prefix_at(gid, &prefix, Some(&snap.storage)).map_err(ExecError::from)?;
                         Ok(ShardResponse::Pairs(rows))
                     }
                 }
@@ -489,7 +494,7 @@ impl LeaderExecutor {
                 self.get(gid, &key)?.map(|v| (key, v)).into_iter().collect()
             }
             None => {
-                self.reader.scan_prefix(gid, &table_prefix(table.id)).map_err(ExecError::ProgramLimitExceeded)?
+                self.reader.scan_prefix(gid, &table_prefix(table.id)).map_err(ExecError::from)?
             }
         };
         if stored.is_empty() {
@@ -558,11 +563,11 @@ struct LocalView<'a> {
 #[async_trait::async_trait]
 impl TxnView for LocalView<'_> {
     async fn get(&self, vshard: u32, key: &[u8]) -> ExecResult<Option<Vec<u8>>> {
-        self.reader.get(vshard_group(vshard), key).map_err(|e| ExecError::Internal(format!("storage: {e}")))
+        self.reader.get(vshard_group(vshard), key).map_err(|e| ExecError::Unavailable(format!("storage: {e}")))
     }
 
     async fn scan(&self, vshard: u32, prefix: &[u8]) -> ExecResult<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.reader.scan_prefix(vshard_group(vshard), prefix).map_err(ExecError::ProgramLimitExceeded)
+        self.reader.scan_prefix(vshard_group(vshard), prefix).map_err(ExecError::from)
     }
 }
 

@@ -169,8 +169,8 @@ impl DmlRequest {
     /// The parameters, with `now_us` in the `now()` slot.
     pub fn params_at(&self, now_us: i64) -> Vec<Param> {
         let mut params = self.params.clone();
-        if let Some(slot) = self.now_slot {
-            params[slot] = Param::Timestamp(now_us);
+        if let Some(p) = self.now_slot.and_then(|slot| params.get_mut(slot)) {
+            *p = Param::Timestamp(now_us);
         }
         params
     }

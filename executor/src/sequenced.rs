@@ -47,7 +47,7 @@ use crate::epochs::EpochSource;
 use ordo_vshard::raft::Consensus;
 use ordo_vshard::routing::vshard_group;
 use ordo_vshard::engine::OwnedSnapshot;
-use ordo_vshard::shard::{RowWrite, ShardCommand, ShardReader, TxnPos};
+use ordo_vshard::shard::{RowWrite, ScanError, ShardCommand, ShardReader, TxnPos};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
@@ -101,7 +101,6 @@ pub struct CachedRead {
     /// The scan alone was over `PROGRAM_READ_BYTES_MAX`: its rows are not
     /// kept (`rows` is empty) and a read of it fails, as it did when the
     /// program made it.
-    #[serde(default)]
     pub over_limit: bool,
 }
 
@@ -855,6 +854,18 @@ impl Scheduler {
     }
 }
 
+/// A participant's scan of its own rows as a program reads it: the rows;
+/// `None` when the scan alone is over a bound (rows or bytes), which fails
+/// the program wherever and whenever it is read; or a storage error
+/// (`Unavailable`: this attempt's trouble).
+pub fn program_scan(scanned: Result<Vec<(Vec<u8>, Vec<u8>)>, ScanError>) -> ExecResult<Option<Vec<(Vec<u8>, Vec<u8>)>>> {
+    match scanned {
+        Ok(rows) if crate::program::read_bytes(&rows) <= crate::program::PROGRAM_READ_BYTES_MAX => Ok(Some(rows)),
+        Ok(_) | Err(ScanError::TooManyRows(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// What a participant reads while at `pos`: its own rows locally (kept
 /// for its record), other participants' rows from their leaders as of the
 /// same position.
@@ -892,7 +903,8 @@ impl TxnView for PositionView<'_> {
     async fn get(&self, vshard: u32, key: &[u8]) -> ExecResult<Option<Vec<u8>>> {
         if vshard == self.leader.vshard {
             // A storage error is not a decision the others would share.
-            let row = self.router.local().reader().get(vshard_group(vshard), key).map_err(|e| ExecError::Unavailable(e.to_string()))?;
+            let row =
+                self.router.local().reader().get(vshard_group(vshard), key).map_err(|e| ExecError::Unavailable(format!("storage: {e}")))?;
             let rows = row.iter().map(|v| (key.to_vec(), v.clone())).collect();
             self.own_reads.lock().push(CachedRead { prefix: false, key: key.to_vec(), rows, over_limit: false });
             return Ok(row);
@@ -903,15 +915,13 @@ impl TxnView for PositionView<'_> {
 
     async fn scan(&self, vshard: u32, prefix: &[u8]) -> ExecResult<Vec<(Vec<u8>, Vec<u8>)>> {
         if vshard == self.leader.vshard {
-            let rows =
-                self.router.local().reader().scan_prefix(vshard_group(vshard), prefix).map_err(ExecError::ProgramLimitExceeded)?;
-            // A scan over the program's whole read bound fails the program
-            // wherever it is read; the record keeps that, not the rows.
-            if crate::program::read_bytes(&rows) > crate::program::PROGRAM_READ_BYTES_MAX {
+            let scanned = self.router.local().reader().scan_prefix(vshard_group(vshard), prefix);
+            let Some(rows) = program_scan(scanned)? else {
+                // The record keeps that the scan was over a bound, not its rows.
                 let over = CachedRead { prefix: true, key: prefix.to_vec(), rows: Vec::new(), over_limit: true };
                 self.own_reads.lock().push(over);
                 return Err(crate::program::read_limit_exceeded());
-            }
+            };
             self.own_reads.lock().push(CachedRead { prefix: true, key: prefix.to_vec(), rows: rows.clone(), over_limit: false });
             return Ok(rows);
         }

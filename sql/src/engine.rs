@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
+
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{ObjectName, ObjectType, Statement};
@@ -25,6 +27,9 @@ const QUERY_RETRIES_MAX: usize = 3;
 const QUERY_TIMEOUT_MS: u64 = 30_000;
 /// Most statements in one request.
 const STATEMENTS_PER_REQUEST_MAX: usize = 1024;
+/// vShards a DROP TABLE reclaims at once, and attempts per vShard.
+const DROP_FANOUT_MAX: usize = 16;
+const DROP_ATTEMPTS_MAX: usize = 5;
 
 pub struct SqlEngine {
     shared: Arc<Shared>,
@@ -152,7 +157,7 @@ impl SqlEngine {
                 // sequenced), bound in a parameter slot after the client's.
                 let mut st = st;
                 let mut params = params.to_vec();
-                let now_slot = crate::txn::bind_timestamp(&mut st, params.len()).then(|| {
+                let now_slot = crate::txn::bind_timestamp(&mut st, params.len())?.then(|| {
                     params.push(Param::Null);
                     params.len() - 1
                 });
@@ -199,12 +204,23 @@ impl SqlEngine {
         if let Some(t) = table {
             // The table is gone from the catalog (ids are never reused), so
             // its rows are unreachable already; this reclaims their space.
-            let req = ShardRequest::DropTable { table_id: t.id };
-            for v in 0..self.shared.vshards {
-                if let Err(e) = self.shared.router.call(vshard_group(v), &req).await {
-                    tracing::warn!(table = t.id, vshard = v, "rows of dropped table not reclaimed: {e}");
+            let req = &ShardRequest::DropTable { table_id: t.id };
+            let router = &self.shared.router;
+            let drops = futures::stream::iter(0..self.shared.vshards).map(|v| async move {
+                // Retryable trouble (a fence not reached yet, a leader
+                // change) passes: try a few times before giving up.
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    match router.call(vshard_group(v), req).await {
+                        Err(e) if e.is_retryable() && attempt < DROP_ATTEMPTS_MAX => continue,
+                        Err(e) => tracing::warn!(table = t.id, vshard = v, "rows of dropped table not reclaimed: {e}"),
+                        Ok(_) => {}
+                    }
+                    return;
                 }
-            }
+            });
+            drops.buffer_unordered(DROP_FANOUT_MAX).collect::<Vec<()>>().await;
         }
         Ok(())
     }

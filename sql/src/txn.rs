@@ -234,9 +234,22 @@ fn is_timestamp_call(e: &Expr) -> bool {
 }
 
 /// Replaces `now()` & co. in `st` with the placeholder of parameter slot
-/// `slot` (0-based), so every vShard evaluates the one timestamp the
-/// executor binds there; whether there was any.
-pub(crate) fn bind_timestamp(st: &mut Statement, slot: usize) -> bool {
+/// `slot` (0-based, right after the client's parameters), so every vShard
+/// evaluates the one timestamp the executor binds there; whether there was
+/// any. A client placeholder past its parameters is refused rather than
+/// read as that slot.
+pub(crate) fn bind_timestamp(st: &mut Statement, slot: usize) -> ExecResult<bool> {
+    let mut stray = None;
+    let _ = datafusion::sql::sqlparser::ast::visit_expressions(st, |e| {
+        if let Expr::Value(v) = e {
+            if let Value::Placeholder(p) = &v.value {
+                if p.trim_start_matches('$').parse::<usize>().is_ok_and(|n| n > slot) {
+                    stray = Some(p.clone());
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
     let mut found = false;
     let _ = visit_expressions_mut(st, |e| {
         if is_timestamp_call(e) {
@@ -245,7 +258,10 @@ pub(crate) fn bind_timestamp(st: &mut Statement, slot: usize) -> bool {
         }
         ControlFlow::<()>::Continue(())
     });
-    found
+    match stray {
+        Some(p) if found => Err(ExecError::InvalidParameter(format!("there is no parameter {p}: {slot} given"))),
+        _ => Ok(found),
+    }
 }
 
 impl Vars {

@@ -213,6 +213,16 @@ pub struct ShardReader {
 /// Bound on rows one scan returns; larger scans fail instead of exhausting memory.
 pub const SCAN_ROWS_MAX: usize = 1_000_000;
 
+/// Why a scan failed: a property of the data (the same on every replica)
+/// or trouble of this node's storage (another attempt may succeed).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ScanError {
+    #[error("scan exceeds {0} rows")]
+    TooManyRows(usize),
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
 impl ShardReader {
     pub fn new(engine: Arc<Engine>) -> ShardReader {
         ShardReader { engine }
@@ -273,7 +283,7 @@ impl ShardReader {
     }
 
     /// Every `(key, value)` of `gid` whose key starts with `prefix`.
-    pub fn scan_prefix(&self, gid: GroupId, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+    pub fn scan_prefix(&self, gid: GroupId, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ScanError> {
         self.scan_prefix_at(gid, prefix, None)
     }
 
@@ -288,18 +298,18 @@ impl ShardReader {
         gid: GroupId,
         prefix: &[u8],
         snapshot: Option<&OwnedSnapshot>,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ScanError> {
         let start = keys::key(gid, Section::Data, prefix);
         let end = keys::prefix_end(&start).expect("group keys never end in 0xFF");
         let mut out = Vec::new();
         let opts = snapshot.map(|s| s.read_options()).unwrap_or_default();
         for item in self.engine.db().iterator_opt(IteratorMode::From(&start, Direction::Forward), opts) {
-            let (k, v) = item.map_err(|e| e.to_string())?;
+            let (k, v) = item.map_err(|e| ScanError::Storage(e.to_string()))?;
             if *k >= *end {
                 break;
             }
             if out.len() >= SCAN_ROWS_MAX {
-                return Err(format!("scan exceeds {SCAN_ROWS_MAX} rows"));
+                return Err(ScanError::TooManyRows(SCAN_ROWS_MAX));
             }
             out.push((k[keys::SECTION_PREFIX_LEN..].to_vec(), v.to_vec()));
         }
