@@ -608,6 +608,10 @@ impl Scheduler {
         let mut next = resume.watermark.epoch.max(1);
         // Epochs before the watermark's are complete, so enqueued.
         publish_ingested(next - 1);
+        // The read of the next epochs under way. It outlives the loop's
+        // turns that a finished task ends: dropping it would cancel (and a
+        // remote source re-send) its long poll each time.
+        let mut reading: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ExecResult<Vec<Epoch>>> + Send>>> = None;
         loop {
             while let Some(done) = tasks.try_join_next() {
                 done.map_err(|e| e.to_string())??;
@@ -616,13 +620,21 @@ impl Scheduler {
                 return Ok(());
             }
             self.publish(next, &progress.lock());
-            let wait = Duration::from_millis(LEADERSHIP_POLL_MS);
+            let read = reading.get_or_insert_with(|| {
+                let (source, router) = (self.source.clone(), self.router.clone());
+                let wait = Duration::from_millis(LEADERSHIP_POLL_MS);
+                Box::pin(async move { source.read_wait(&router, next, EPOCHS_PER_STEP, wait).await })
+            });
             let epochs = tokio::select! {
-                read = self.source.read_wait(&self.router, next, EPOCHS_PER_STEP, wait) => match read {
-                    Ok(epochs) => epochs,
+                read = read => match read {
+                    Ok(epochs) => {
+                        reading = None;
+                        epochs
+                    }
                     // Ending the round would release every position's locks:
                     // try again instead.
                     Err(e) => {
+                        reading = None;
                         tracing::debug!(vshard = self.vshard, "reading epochs failed, retrying: {e}");
                         tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await;
                         continue;
