@@ -65,11 +65,20 @@ pub enum ExecError {
     DataException(String),
 }
 
+/// A storage read that failed: trouble of this node, not a property of the
+/// data, so retryable — and never a sequenced verdict or decision, which
+/// must be the same on every leader that reaches one. (A corrupt store too:
+/// a verdict must not depend on which replica leads; a corrupt replica is
+/// one for the operator, see `ordo verify`.)
+pub fn storage_error(e: impl std::fmt::Display) -> ExecError {
+    ExecError::Unavailable(format!("storage: {e}"))
+}
+
 impl From<ordo_vshard::shard::ScanError> for ExecError {
     fn from(e: ordo_vshard::shard::ScanError) -> ExecError {
         match e {
             ordo_vshard::shard::ScanError::TooManyRows(_) => ExecError::ProgramLimitExceeded(e.to_string()),
-            ordo_vshard::shard::ScanError::Storage(_) => ExecError::Unavailable(e.to_string()),
+            ordo_vshard::shard::ScanError::Storage(m) => storage_error(m),
         }
     }
 }

@@ -24,10 +24,10 @@ use ordo_vshard::GroupId;
 
 use crate::arrow::{input_at, param_scalar};
 use crate::coerce::coerce;
-use crate::error::{ExecError, ExecResult};
+use crate::error::{storage_error, ExecError, ExecResult};
 use crate::interp::{rows_with_index, TxnView};
-use crate::request::{decode, DmlRequest, ShardRequest, ShardResponse, MultiShardStatement};
-use crate::sequenced::{AsOf, FenceMark, TxnBoard, TxnRecord, LONG_POLL_MS};
+use crate::request::{DmlRequest, ShardRequest, ShardResponse, MultiShardStatement};
+use crate::sequenced::{AsOf, FenceMark, TxnBoard, LONG_POLL_MS};
 use ordo_sequencer::{SealError, Sealer};
 use crate::epochs::LocalEpochs;
 use ordo_vshard::routing::{vshard_group, META_GROUP, SEQUENCER_GROUP};
@@ -61,13 +61,9 @@ impl From<ConsensusError> for Fail {
     }
 }
 
-/// A storage read that failed: trouble of this node, not a property of the
-/// data, so retryable — and never a sequenced statement's verdict, which
-/// must be the same on every leader that reaches one.
-/// (A corrupt store too: a verdict must not depend on which replica leads,
-/// and a corrupt replica is one for the operator, see `ordo verify`.)
+/// See [`storage_error`].
 fn storage(e: impl std::fmt::Display) -> Fail {
-    Fail::Exec(ExecError::Unavailable(format!("storage: {e}")))
+    Fail::Exec(storage_error(e))
 }
 
 pub struct LeaderExecutor {
@@ -196,7 +192,7 @@ impl LeaderExecutor {
                 Ok(ShardResponse::Rows(rows.into_iter().map(|(_, v)| v).collect()))
             }
             ShardRequest::Insert { table, rows } => {
-                let spans = rows.iter().map(|(pk, _)| LockSpan::key(&row_key(table.id, pk), LockMode::Write)).collect();
+                let spans = crate::locks::insert_locks(table.id, &rows);
                 let _locks = self.lock(group, vshard_of_group(gid)?, Locking::Hold(spans), fence).await?;
                 group.write_barrier().await?;
                 let writes = self.insert_writes(gid, &table, rows)?;
@@ -259,10 +255,7 @@ impl LeaderExecutor {
                             crate::sequenced::program_scan(self.reader.scan_prefix(gid, &key))
                                 .and_then(|rows| rows.ok_or_else(crate::program::read_limit_exceeded))
                         } else {
-                            match self.reader.get(gid, &key) {
-                                Ok(row) => Ok(row.map(|v| (key, v)).into_iter().collect()),
-                                Err(e) => Err(ExecError::Unavailable(format!("storage: {e}"))),
-                            }
+                            self.reader.get(gid, &key).map(|row| row.map(|v| (key, v)).into_iter().collect()).map_err(storage_error)
                         };
                         // Still this group's leader after the read (lease,
                         // else ReadIndex): no newer leader can have ordered
@@ -279,11 +272,7 @@ impl LeaderExecutor {
                     }
                     Some(AsOf::Applied) => {
                         // Applied: the rows as of `pos` are in its record.
-                        let record = self.reader.get(gid, &outcome_key(pos)).map_err(storage)?;
-                        let record: TxnRecord = match record {
-                            Some(b) => decode(&b)?,
-                            None => TxnRecord::default(),
-                        };
+                        let record = crate::sequenced::stored_record(&self.reader, vshard, pos)?.unwrap_or_default();
                         match record.read(prefix, &key) {
                             Some(read) if read.over_limit => Err(crate::program::read_limit_exceeded().into()),
                             Some(read) => Ok(ShardResponse::Pairs(read.rows.clone())),
@@ -340,10 +329,7 @@ impl LeaderExecutor {
                 }
             }
             ShardRequest::Dml(dml) => {
-                let span = match &dml.point {
-                    Some(pk) => LockSpan::key(&row_key(dml.table.id, pk), LockMode::Write),
-                    None => LockSpan::prefix(&table_prefix(dml.table.id), LockMode::Write),
-                };
+                let span = crate::locks::dml_lock(&dml);
                 let _locks = self.lock(group, vshard_of_group(gid)?, Locking::Hold(vec![span]), fence).await?;
                 group.write_barrier().await?;
                 // Its effects are logged, not the statement: the clock is safe.
@@ -563,7 +549,7 @@ struct LocalView<'a> {
 #[async_trait::async_trait]
 impl TxnView for LocalView<'_> {
     async fn get(&self, vshard: u32, key: &[u8]) -> ExecResult<Option<Vec<u8>>> {
-        self.reader.get(vshard_group(vshard), key).map_err(|e| ExecError::Unavailable(format!("storage: {e}")))
+        self.reader.get(vshard_group(vshard), key).map_err(storage_error)
     }
 
     async fn scan(&self, vshard: u32, prefix: &[u8]) -> ExecResult<Vec<(Vec<u8>, Vec<u8>)>> {

@@ -20,24 +20,34 @@ use ordo_vshard::shard::{row_key, table_prefix};
 use crate::coerce::coerce;
 use crate::eval::{eval_scalar, parse_expr, target, vshard_of_key, Target};
 use crate::program::{ProgStatement, TxnProgram};
-use crate::request::{Param, MultiShardStatement};
+use crate::request::{DmlRequest, MultiShardStatement, Param};
 
 /// Lock spans by vShard.
 pub type LockSet = BTreeMap<u32, Vec<LockSpan>>;
 
 /// The locks `vshard`'s part of a sequenced statement takes: the rows it
 /// inserts, the row an UPDATE/DELETE names by key, else the table's range.
+/// The same locks a single-shard INSERT or UPDATE/DELETE takes.
 pub fn statement_locks(statement: &MultiShardStatement, vshard: u32) -> Vec<LockSpan> {
     match statement {
-        MultiShardStatement::Insert { table, parts } => parts
-            .iter()
-            .filter(|p| p.vshard == vshard)
-            .flat_map(|p| p.rows.iter().map(|(pk, _)| LockSpan::key(&row_key(table.id, pk), LockMode::Write)))
-            .collect(),
-        MultiShardStatement::Dml(dml) => match &dml.point {
-            Some(pk) => vec![LockSpan::key(&row_key(dml.table.id, pk), LockMode::Write)],
-            None => vec![LockSpan::prefix(&table_prefix(dml.table.id), LockMode::Write)],
-        },
+        MultiShardStatement::Insert { table, parts } => {
+            parts.iter().filter(|p| p.vshard == vshard).flat_map(|p| insert_locks(table.id, &p.rows)).collect()
+        }
+        MultiShardStatement::Dml(dml) => vec![dml_lock(dml)],
+    }
+}
+
+/// The rows (encoded pk, row) an INSERT into table `table_id` writes.
+pub fn insert_locks(table_id: u64, rows: &[(Vec<u8>, Vec<u8>)]) -> Vec<LockSpan> {
+    rows.iter().map(|(pk, _)| LockSpan::key(&row_key(table_id, pk), LockMode::Write)).collect()
+}
+
+/// An UPDATE/DELETE's lock in one vShard: its row when it names one by
+/// key, else the table's range.
+pub fn dml_lock(dml: &DmlRequest) -> LockSpan {
+    match &dml.point {
+        Some(pk) => LockSpan::key(&row_key(dml.table.id, pk), LockMode::Write),
+        None => LockSpan::prefix(&table_prefix(dml.table.id), LockMode::Write),
     }
 }
 

@@ -111,6 +111,14 @@ impl TxnRecord {
     }
 }
 
+/// The record this replica of `vshard` stores for sequenced position `pos`
+/// (`None`: it stored none — nothing read and no result — or it was
+/// collected).
+pub fn stored_record(reader: &ShardReader, vshard: u32, pos: TxnPos) -> ExecResult<Option<TxnRecord>> {
+    let bytes = reader.get(vshard_group(vshard), &ordo_vshard::shard::outcome_key(pos)).map_err(crate::error::storage_error)?;
+    bytes.map(|b| decode(&b)).transpose()
+}
+
 /// A scheduler's state as operators see it.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SchedulerStat {
@@ -323,9 +331,7 @@ impl TxnBoard {
             if !reader.is_applied(gid, pos).map_err(ExecError::Internal)? {
                 return Ok(None);
             }
-            let record = reader.get(gid, &ordo_vshard::shard::outcome_key(pos)).map_err(|e| ExecError::Internal(e.to_string()))?;
-            let record: TxnRecord = decode(&record.unwrap_or_default())?;
-            match record.result {
+            match stored_record(reader, vshard, pos)?.and_then(|r| r.result) {
                 Some(v) => Ok(Some(v)),
                 None => Err(ExecError::Internal(format!("vShard {vshard} applied epoch {} with no verdict recorded", pos.epoch))),
             }
@@ -653,22 +659,27 @@ impl Scheduler {
                         continue;
                     }
                     let decoded = decode::<SequencedInput>(&input.program);
-                    let spans = match &decoded {
-                        Ok(SequencedInput::Txn(p)) => lock_set(p, local.vshards()).remove(&self.vshard).unwrap_or_default(),
-                        // A read position waits for every earlier write and
-                        // holds later ones back only until it is taken.
+                    // (spans, whether they are a read position's)
+                    let (spans, read_position) = match &decoded {
+                        Ok(SequencedInput::Txn(p)) => (lock_set(p, local.vshards()).remove(&self.vshard).unwrap_or_default(), false),
+                        // A read position waits for every earlier write of
+                        // its tables and holds later ones back only until it
+                        // is taken.
                         Ok(SequencedInput::Snapshot { tables }) => {
-                            tables.iter().map(|t| LockSpan::prefix(&ordo_vshard::shard::table_prefix(*t), LockMode::Read)).collect()
+                            let spans = tables.iter().map(|t| LockSpan::prefix(&ordo_vshard::shard::table_prefix(*t), LockMode::Read));
+                            (spans.collect(), true)
                         }
-                        Ok(SequencedInput::Statement(st)) => statement_locks(st, self.vshard),
-                        Err(_) => Vec::new(),
+                        Ok(SequencedInput::Statement(st)) => (statement_locks(st, self.vshard), false),
+                        Err(_) => (Vec::new(), false),
                     };
                     let permit = inflight.clone().acquire_owned().await.map_err(|e| e.to_string())?;
-                    let is_read = matches!(decoded, Ok(SequencedInput::Snapshot { .. }));
                     let ticket = loop {
                         let table = local.locks().table(self.vshard);
-                        let enqueued =
-                            if is_read { table.enqueue_read_position(spans.clone()) } else { table.enqueue_sequenced(spans.clone()) };
+                        let enqueued = if read_position {
+                            table.enqueue_read_position(spans.clone())
+                        } else {
+                            table.enqueue_sequenced(spans.clone())
+                        };
                         match enqueued {
                             Ok(t) => break t,
                             // Full of single-shard requests: they drain, wait.
@@ -915,8 +926,7 @@ impl TxnView for PositionView<'_> {
     async fn get(&self, vshard: u32, key: &[u8]) -> ExecResult<Option<Vec<u8>>> {
         if vshard == self.leader.vshard {
             // A storage error is not a decision the others would share.
-            let row =
-                self.router.local().reader().get(vshard_group(vshard), key).map_err(|e| ExecError::Unavailable(format!("storage: {e}")))?;
+            let row = self.router.local().reader().get(vshard_group(vshard), key).map_err(crate::error::storage_error)?;
             let rows = row.iter().map(|v| (key.to_vec(), v.clone())).collect();
             self.own_reads.lock().push(CachedRead { prefix: false, key: key.to_vec(), rows, over_limit: false });
             return Ok(row);

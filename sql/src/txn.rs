@@ -239,8 +239,10 @@ fn is_timestamp_call(e: &Expr) -> bool {
 /// any. A client placeholder past its parameters is refused rather than
 /// read as that slot.
 pub(crate) fn bind_timestamp(st: &mut Statement, slot: usize) -> ExecResult<bool> {
-    let mut stray = None;
-    let _ = datafusion::sql::sqlparser::ast::visit_expressions(st, |e| {
+    let (mut stray, mut found) = (None, false);
+    // Expressions are visited after their operands, so a placeholder put in
+    // here is never looked at again as the client's.
+    let _ = visit_expressions_mut(st, |e| {
         if let Expr::Value(v) = e {
             if let Value::Placeholder(p) = &v.value {
                 if p.trim_start_matches('$').parse::<usize>().is_ok_and(|n| n > slot) {
@@ -248,10 +250,6 @@ pub(crate) fn bind_timestamp(st: &mut Statement, slot: usize) -> ExecResult<bool
                 }
             }
         }
-        ControlFlow::<()>::Continue(())
-    });
-    let mut found = false;
-    let _ = visit_expressions_mut(st, |e| {
         if is_timestamp_call(e) {
             *e = Vars::placeholder(slot);
             found = true;
