@@ -63,6 +63,11 @@ pub enum ExecError {
     /// rejects): PostgreSQL's generic data exception.
     #[error("{0}")]
     DataException(String),
+    /// Retryable: a statement ordered with the keys a reconnaissance found
+    /// met a table that changed since (see `crate::program::Recon`); the
+    /// gateway reconnoitres again.
+    #[error("could not serialize access: {0}")]
+    StaleReconnaissance(String),
 }
 
 /// A storage read that failed: trouble of this node, not a property of the
@@ -110,7 +115,7 @@ impl ExecError {
             ExecError::StatementTimeout(_) => "57014",
             ExecError::Overloaded(_) => "53300",
             ExecError::Internal(_) => "XX000",
-            ExecError::SerializationFailure(_) => "40001",
+            ExecError::SerializationFailure(_) | ExecError::StaleReconnaissance(_) => "40001",
         }
     }
 
@@ -121,6 +126,7 @@ impl ExecError {
             ExecError::Unavailable(_)
                 | ExecError::Overloaded(_)
                 | ExecError::SerializationFailure(_)
+                | ExecError::StaleReconnaissance(_)
                 | ExecError::StatementTimeout(_)
         )
     }

@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
+use futures::{stream, StreamExt};
+
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::MemTable;
@@ -21,7 +23,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use ordo_meta::catalog::{SqlType, TableDef};
 use ordo_meta::datum::{decode_row, encode_key, encode_row, Datum};
-use ordo_vshard::shard::{row_key, table_prefix, RowWrite};
+use ordo_vshard::shard::{decode_table_version, row_key, table_prefix, table_version_key, RowWrite};
 
 use crate::arrow::{arrow_type, input_at, param_at, param_sql, pg_type_name, rows_to_batch, table_schema};
 use crate::eval::ident;
@@ -30,13 +32,15 @@ use crate::fast_select;
 use crate::coerce::{coerce, Input};
 use crate::error::{from_datafusion, ExecError, ExecResult};
 use crate::eval::{column_ref, eval_scalar, parse_expr, target, vshard_of_key, Target};
-use crate::program::{ProgStatement, Returning, StmtOutput, TxnProgram, PROGRAM_READ_BYTES_MAX, STATEMENT_ROWS_MAX};
+use crate::program::{ProgStatement, Recon, Returning, StmtOutput, TxnProgram, PROGRAM_READ_BYTES_MAX, STATEMENT_ROWS_MAX};
 use crate::locks::{covered, LockSet};
 use crate::request::Param;
 use ordo_scheduler::LockMode;
 
 /// Most rows one statement may change.
 pub const MODIFY_ROWS_MAX: usize = 100_000;
+/// Reads of a reconnoitred statement's versions and rows in flight at once.
+const RECON_READS_CONCURRENT: usize = 32;
 const ROW_INDEX_COLUMN: &str = "__ordo_row";
 
 /// The rows a transaction reads, as of its place in the order.
@@ -186,6 +190,74 @@ impl Run<'_> {
             .collect()
     }
 
+    /// The rows a reconnoitred statement may touch, in (vShard, key) order
+    /// like a scan of every vShard. In a vShard where the table's version
+    /// is the one the reconnaissance saw, nothing changed since: the keys it
+    /// found and the rows this transaction wrote itself. Elsewhere the
+    /// vShard's rows are read and `selection` evaluated over them: what
+    /// matches now must be among the keys found (their write locks are all
+    /// the statement holds) or this transaction's own writes, else the
+    /// reconnaissance is stale — `StaleReconnaissance` on every participant
+    /// alike, since all read the same versions and rows at their position.
+    async fn reconnoitred(&self, table: &TableDef, selection: &str, recon: &Recon) -> ExecResult<Vec<Candidate>> {
+        if recon.versions.len() != self.vshards as usize {
+            return Err(ExecError::StaleReconnaissance(format!(
+                "the reconnaissance saw {} vShards, the cluster has {}",
+                recon.versions.len(),
+                self.vshards
+            )));
+        }
+        // Independent reads go RECON_READS_CONCURRENT at a time; results are
+        // taken in order and the first error in that order kept, so the
+        // outcome does not depend on which answer came first.
+        let version_key = table_version_key(table.id);
+        let reads: Vec<_> = (0..self.vshards).map(|v| self.get(v, &version_key)).collect();
+        let versions: Vec<_> = stream::iter(reads).buffered(RECON_READS_CONCURRENT).collect().await;
+        let mut changed = Vec::new();
+        for (v, stored) in (0..self.vshards).zip(versions) {
+            if decode_table_version(stored?.as_deref()) != recon.versions[v as usize] {
+                changed.push(v);
+            }
+        }
+        let found: BTreeSet<(u32, Vec<u8>)> = recon.keys.iter().cloned().collect();
+        let prefix = table_prefix(table.id);
+        let mut out = Vec::new();
+        let scans: Vec<_> = changed.iter().map(|&v| self.scan(v, &prefix)).collect();
+        let scans: Vec<_> = stream::iter(scans).buffered(RECON_READS_CONCURRENT).collect().await;
+        for (&vshard, scanned) in changed.iter().zip(scans) {
+            let scanned = scanned?;
+            let rows = scanned.iter().map(|(_, v)| decode_row(v)).collect::<Result<Vec<_>, _>>().map_err(|e| ExecError::Internal(e.to_string()))?;
+            let matches = matching(table, selection, &self.params, &rows).await?;
+            let mut rows: Vec<Option<Vec<Datum>>> = rows.into_iter().map(Some).collect();
+            for i in matches {
+                let key = &scanned[i].0;
+                let at = (vshard, key.clone());
+                if !found.contains(&at) && !self.overlay.contains_key(&at) {
+                    return Err(ExecError::StaleReconnaissance(format!(
+                        "a row of table \"{}\" in vShard {vshard} came to match the statement after its keys were found; retry it",
+                        table.name
+                    )));
+                }
+                out.push(Candidate { vshard, key: key.clone(), row: rows[i].take().expect("each index once") });
+            }
+        }
+        let keys: BTreeSet<(u32, Vec<u8>)> = found
+            .into_iter()
+            .chain(self.overlay.keys().filter(|(_, k)| k.starts_with(&prefix)).cloned())
+            .filter(|(v, _)| !changed.contains(v))
+            .collect();
+        let reads: Vec<_> = keys.iter().map(|(v, k)| self.get(*v, k)).collect();
+        let rows: Vec<_> = stream::iter(reads).buffered(RECON_READS_CONCURRENT).collect().await;
+        for ((vshard, key), row) in keys.into_iter().zip(rows) {
+            if let Some(bytes) = row? {
+                let row = decode_row(&bytes).map_err(|e| ExecError::Internal(e.to_string()))?;
+                out.push(Candidate { vshard, key, row });
+            }
+        }
+        out.sort_by(|a, b| (a.vshard, &a.key).cmp(&(b.vshard, &b.key)));
+        Ok(out)
+    }
+
     fn write(&mut self, vshard: u32, key: Vec<u8>, value: Option<Vec<u8>>) -> ExecResult<()> {
         let mut end = key.clone();
         end.push(0);
@@ -220,10 +292,15 @@ impl Run<'_> {
                 let n = inserted.len() as u64;
                 self.returning(table, returning.as_ref(), &inserted, n).await
             }
-            ProgStatement::Modify { table, assignments, delete, selection, returning } => {
+            ProgStatement::Modify { table, assignments, delete, selection, returning, recon } => {
                 let sel = selection.as_deref().map(parse_expr).transpose()?;
-                let t = target(table, sel.as_ref(), &self.params, self.vshards);
-                let candidates = self.candidates(table, &t).await?;
+                let candidates = match (recon, selection) {
+                    (Some(r), Some(selection)) => self.reconnoitred(table, selection, r).await?,
+                    _ => {
+                        let t = target(table, sel.as_ref(), &self.params, self.vshards);
+                        self.candidates(table, &t).await?
+                    }
+                };
                 if let Some(changed) = self.modify_fast(table, assignments, *delete, sel.as_ref(), &candidates)? {
                     let n = changed.len() as u64;
                     return self.returning(table, returning.as_ref(), &changed, n).await;
@@ -487,6 +564,30 @@ impl Run<'_> {
     }
 }
 
+/// The indexes of the `rows` of `table` that `selection` (SQL text, its
+/// placeholders bound to `params`) keeps, evaluated as a program's UPDATE
+/// or DELETE evaluates its WHERE clause: what a reconnaissance finds is
+/// exactly what the statement would find over the same rows.
+pub async fn matching(table: &TableDef, selection: &str, params: &[Param], rows: &[Vec<Datum>]) -> ExecResult<Vec<usize>> {
+    let sel = parse_expr(selection)?;
+    let refs: Vec<&Vec<Datum>> = rows.iter().collect();
+    if let Some(found) = modify_fast(table, &[], true, Some(&sel), params, &refs)? {
+        return Ok(found.into_iter().map(|(i, _)| i).collect());
+    }
+    let sql = bind_placeholders(&format!("SELECT \"{ROW_INDEX_COLUMN}\" FROM \"{}\" WHERE ({selection})", table.name), params)?;
+    let batch = rows_with_index(table, rows)?;
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+    let mem = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(from_datafusion)?;
+    ctx.register_table(table.name.as_str(), Arc::new(mem)).map_err(from_datafusion)?;
+    let out = ctx.sql(&sql).await.map_err(from_datafusion)?.collect().await.map_err(from_datafusion)?;
+    let mut found = Vec::new();
+    for b in &out {
+        let idx = b.column(0).as_any().downcast_ref::<Int64Array>().ok_or_else(|| ExecError::Internal("row index".into()))?;
+        found.extend((0..b.num_rows()).map(|r| idx.value(r) as usize));
+    }
+    Ok(found)
+}
+
 /// Replaces every `$n` in `sql` by parameter `n` as a literal.
 pub fn bind_placeholders(sql: &str, params: &[Param]) -> ExecResult<String> {
     let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| ExecError::Syntax(e.to_string()))?;
@@ -669,6 +770,115 @@ mod tests {
                 })
                 .collect())
         }
+    }
+
+    /// Rows and table versions by (vShard, key); notes which vShards were
+    /// scanned.
+    struct Keyed {
+        rows: BTreeMap<(u32, Vec<u8>), Vec<u8>>,
+        scanned: parking_lot::Mutex<Vec<u32>>,
+    }
+
+    #[async_trait::async_trait]
+    impl TxnView for Keyed {
+        async fn get(&self, vshard: u32, key: &[u8]) -> ExecResult<Option<Vec<u8>>> {
+            Ok(self.rows.get(&(vshard, key.to_vec())).cloned())
+        }
+
+        async fn scan(&self, vshard: u32, prefix: &[u8]) -> ExecResult<Vec<(Vec<u8>, Vec<u8>)>> {
+            self.scanned.lock().push(vshard);
+            let rows = self.rows.range((vshard, prefix.to_vec())..).take_while(|((v, k), _)| *v == vshard && k.starts_with(prefix));
+            Ok(rows.map(|((_, k), r)| (k.clone(), r.clone())).collect())
+        }
+    }
+
+    const VSHARDS: u32 = 4;
+
+    fn located(id: i64) -> (u32, Vec<u8>) {
+        let pk = [Datum::Int(id)];
+        (vshard_of_key(&table(), &pk, VSHARDS), row_key(1, &encode_key(&[&pk[0]])))
+    }
+
+    /// Rows 1 ('x') and 2 (`two`); table version 7 in every vShard but
+    /// row 2's, where it is `two_version`.
+    fn keyed(two: &str, two_version: u64) -> Keyed {
+        let mut rows = BTreeMap::new();
+        for (id, body) in [(1, "x"), (2, two)] {
+            rows.insert(located(id), encode_row(&[Datum::Int(id), Datum::Text(body.into())]));
+        }
+        for v in 0..VSHARDS {
+            let version = if v == located(2).0 { two_version } else { 7 };
+            rows.insert((v, table_version_key(1)), version.to_be_bytes().to_vec());
+        }
+        Keyed { rows, scanned: Default::default() }
+    }
+
+    /// INSERT of row 100 ('x'), then `UPDATE t SET body = 'y' WHERE body =
+    /// 'x' RETURNING id`, reconnoitred as having found row 1 at version 7.
+    fn insert_then_update() -> TxnProgram {
+        let recon = Recon { versions: vec![7; VSHARDS as usize], keys: vec![located(1)] };
+        TxnProgram {
+            statements: vec![
+                ProgStatement::Insert { table: table(), targets: vec![0, 1], rows: vec![vec!["100".into(), "'x'".into()]], returning: None },
+                ProgStatement::Modify {
+                    table: table(),
+                    assignments: vec![(1, "'y'".into())],
+                    delete: false,
+                    selection: Some("body = 'x'".into()),
+                    returning: Some(Returning { items: "id".into(), binds: vec![None] }),
+                    recon: Some(recon),
+                },
+            ],
+            params: Vec::new(),
+            vars: 1,
+        }
+    }
+
+    /// Runs `insert_then_update` within its locks: the ids it updated and
+    /// the vShards it scanned.
+    async fn run_reconnoitred(view: &Keyed) -> ExecResult<(Vec<i64>, Vec<u32>)> {
+        assert_ne!(located(1).0, located(2).0, "rows 1 and 2 in different vShards");
+        let program = insert_then_update();
+        let locks = crate::locks::lock_set(&program, VSHARDS);
+        assert_eq!(locks.len(), VSHARDS as usize, "the table is read in every vShard");
+        let out = run(&program, 0, VSHARDS, Some(&locks), view).await?;
+        let mut ids: Vec<i64> = out.outputs[1].rows.iter().map(|r| match r[0] { Param::Int(i) => i, ref p => panic!("{p:?}") }).collect();
+        ids.sort();
+        assert_eq!(out.outputs[1].rows_affected, ids.len() as u64);
+        let written: BTreeSet<(u32, Vec<u8>)> = out.writes.iter().flat_map(|(v, ws)| ws.iter().map(|w| (*v, w.key.clone()))).collect();
+        assert_eq!(written, ids.iter().map(|&i| located(i)).collect(), "writes are the rows updated");
+        Ok((ids, view.scanned.lock().clone()))
+    }
+
+    #[tokio::test]
+    async fn a_reconnoitred_update_of_an_unchanged_table_reads_the_keys_found_and_its_own_writes_only() {
+        let (ids, scanned) = run_reconnoitred(&keyed("z", 7)).await.expect("runs within its locks");
+        assert_eq!(ids, vec![1, 100], "the row found and the row inserted");
+        assert!(scanned.is_empty(), "no vShard changed, none is scanned: {scanned:?}");
+    }
+
+    #[tokio::test]
+    async fn a_vshard_whose_table_changed_is_checked_for_rows_that_came_to_match() {
+        // Written since, still not matching: that vShard alone is re-read.
+        let (ids, scanned) = run_reconnoitred(&keyed("w", 8)).await.expect("no new match");
+        assert_eq!(ids, vec![1, 100]);
+        assert_eq!(scanned, vec![located(2).0]);
+        // Row 2 came to match: its write lock is not held, the statement
+        // must not update it or skip it.
+        let e = run_reconnoitred(&keyed("x", 8)).await.expect_err("row 2 came to match");
+        assert!(matches!(e, ExecError::StaleReconnaissance(_)), "{e:?}");
+        assert_eq!(e.sqlstate(), "40001");
+        assert!(e.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn matching_agrees_with_and_without_a_query_plan() {
+        let rows: Vec<Vec<Datum>> =
+            ["x", "xy", "z"].iter().enumerate().map(|(i, b)| vec![Datum::Int(i as i64), Datum::Text(b.to_string())]).collect();
+        // Simple comparisons take the fast path; LIKE is planned.
+        assert_eq!(matching(&table(), "body = $1", &[Param::Text("xy".into())], &rows).await.unwrap(), vec![1]);
+        assert_eq!(matching(&table(), "body LIKE 'x%'", &[], &rows).await.unwrap(), vec![0, 1]);
+        assert_eq!(matching(&table(), "id >= 1 AND body <> 'q'", &[], &rows).await.unwrap(), vec![1, 2]);
     }
 
     #[tokio::test]

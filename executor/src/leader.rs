@@ -19,7 +19,10 @@ use ordo_meta::logic::{decode_result, encode_command};
 use ordo_scheduler::{LockGuard, LockMode, LockSpan, ShardLocks};
 use ordo_vshard::raft::{Consensus, ConsensusError};
 use ordo_vshard::routing::group_vshard;
-use ordo_vshard::shard::{row_key, table_prefix, RowWrite, ShardCommand, ShardReader};
+use ordo_vshard::shard::{
+    decode_table_version, row_key, table_prefix, table_version_key, RowWrite, ShardCommand, ShardReader,
+};
+use crate::program::RECON_KEYS_MAX;
 use ordo_vshard::GroupId;
 
 use crate::arrow::{input_at, param_scalar};
@@ -190,6 +193,23 @@ impl LeaderExecutor {
                 // One iterator: one snapshot, whatever applies meanwhile.
                 let rows = self.reader.scan_prefix(gid, &start).map_err(ExecError::from)?;
                 Ok(ShardResponse::Rows(rows.into_iter().map(|(_, v)| v).collect()))
+            }
+            ShardRequest::Reconnoitre { table, selection, params } => {
+                // No lock and no barrier: any applied state will do, the
+                // transaction re-checks the version at its position. Rows
+                // and version from one snapshot, so they agree.
+                let snapshot = self.reader.snapshot();
+                let version = self.reader.get_at(gid, &table_version_key(table.id), &snapshot).map_err(storage)?;
+                let stored =
+                    self.reader.scan_prefix_at(gid, &table_prefix(table.id), Some(&snapshot)).map_err(ExecError::from)?;
+                let rows: Vec<Vec<Datum>> =
+                    stored.iter().map(|(_, v)| decode_row(v)).collect::<Result<_, _>>().map_err(|e| ExecError::Internal(e.to_string()))?;
+                let found = crate::interp::matching(&table, &selection, &params, &rows).await?;
+                if found.len() > RECON_KEYS_MAX {
+                    return Err(ExecError::ProgramLimitExceeded(format!("a reconnaissance finds at most {RECON_KEYS_MAX} keys")).into());
+                }
+                let keys = found.into_iter().map(|i| stored[i].0.clone()).collect();
+                Ok(ShardResponse::Matches { version: decode_table_version(version.as_deref()), keys })
             }
             ShardRequest::Insert { table, rows } => {
                 let spans = crate::locks::insert_locks(table.id, &rows);

@@ -8,18 +8,20 @@
 //! every vShard (a range lock that also covers rows inserted meanwhile, so
 //! a predicate on non-key columns re-checked at execution sees exactly the
 //! rows it would have seen alone). Values computed by earlier statements
-//! (variables) are unknown here and widen the lock.
+//! (variables) are unknown here and widen the lock. An UPDATE/DELETE the
+//! gateway reconnoitred ([`crate::program::Recon`]) writes only the keys
+//! found, and reads the table to keep them valid.
 
 use std::collections::BTreeMap;
 
 use ordo_meta::catalog::TableDef;
 use ordo_meta::datum::{encode_key, Datum};
 use ordo_scheduler::{LockMode, LockSpan};
-use ordo_vshard::shard::{row_key, table_prefix};
+use ordo_vshard::shard::{row_key, table_prefix, table_version_key};
 
 use crate::coerce::coerce;
 use crate::eval::{eval_scalar, parse_expr, target, vshard_of_key, Target};
-use crate::program::{ProgStatement, TxnProgram};
+use crate::program::{ProgStatement, Recon, TxnProgram};
 use crate::request::{DmlRequest, MultiShardStatement, Param};
 
 /// Lock spans by vShard.
@@ -60,6 +62,7 @@ pub fn lock_set(program: &TxnProgram, vshards: u32) -> LockSet {
                     insert_row_locks(&mut set, table, targets, cells, &program.params, vshards);
                 }
             }
+            ProgStatement::Modify { table, recon: Some(recon), selection: Some(_), .. } => recon_locks(&mut set, table, recon, vshards),
             ProgStatement::Modify { table, selection, .. } => {
                 target_locks(&mut set, table, selection.as_deref(), &program.params, vshards, LockMode::Write)
             }
@@ -83,6 +86,19 @@ fn target_locks(set: &mut LockSet, table: &TableDef, selection: Option<&str>, pa
             set.entry(vshard).or_default().push(LockSpan::prefix(&row_key(table.id, &part), mode))
         }
         Target::All => whole_table(set, table, vshards, mode),
+    }
+}
+
+/// A reconnoitred UPDATE/DELETE: the keys it found for writing; the table
+/// and its version in every vShard for reading, so that no write of the
+/// table is ordered between the version check and the statement.
+fn recon_locks(set: &mut LockSet, table: &TableDef, recon: &Recon, vshards: u32) {
+    whole_table(set, table, vshards, LockMode::Read);
+    for v in 0..vshards {
+        set.entry(v).or_default().push(LockSpan::key(&table_version_key(table.id), LockMode::Read));
+    }
+    for (v, key) in &recon.keys {
+        set.entry(*v).or_default().push(LockSpan::key(key, LockMode::Write));
     }
 }
 

@@ -67,6 +67,10 @@ pub enum ProgStatement {
         delete: bool,
         selection: Option<String>,
         returning: Option<Returning>,
+        /// What a reconnaissance found for a `selection` that no key bounds
+        /// (else the statement locks the table in every vShard for writing
+        /// and reads all its rows).
+        recon: Option<Recon>,
     },
     /// A query over one table: `sql` runs over the rows `selection` can
     /// match.
@@ -81,6 +85,37 @@ impl ProgStatement {
             }
         }
     }
+}
+
+/// Most keys a reconnaissance may find; a statement that matches more
+/// runs without one (locking the table for writing and scanning it).
+/// (Every participant reads every key found; a scan of the table costs
+/// one request per vShard.)
+pub const RECON_KEYS_MAX: usize = 1_000;
+
+/// The result of a *reconnaissance* (Calvin's OLLP): before ordering a
+/// transaction whose UPDATE/DELETE has a predicate on non-key columns, the
+/// gateway evaluates the predicate on every vShard's current rows and
+/// records, per vShard, the keys that matched and the table's version
+/// there (`ordo_vshard::shard::TABLE_VERSION_PREFIX`: the log index of
+/// the last write of the table in that vShard). The transaction is then
+/// ordered with write locks on those keys only, plus a read lock on the
+/// table in each vShard (so no write of the table runs between its
+/// version check and its end).
+///
+/// At its position every participant re-checks each vShard's version: all
+/// equal means no row of the table changed since, so the keys found are
+/// exactly the rows that match now, besides the transaction's own earlier
+/// writes, which it adds. Any version that differs aborts the program
+/// everywhere alike with `StaleReconnaissance` (nothing applied), and the
+/// gateway reconnoitres and orders it again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Recon {
+    /// The table's version in each vShard, by vShard number.
+    pub versions: Vec<u64>,
+    /// The row keys (table prefix ++ encoded pk) that matched, by vShard,
+    /// sorted and without repeats.
+    pub keys: Vec<(u32, Vec<u8>)>,
 }
 
 /// What one statement of a transaction produced.

@@ -107,6 +107,10 @@ pub enum ShardRequest {
     /// On any replica (no leader needed): the hash this replica took at
     /// checksum point `index`; answers `Checksum`.
     ReplicaChecksum { index: u64 },
+    /// For a vShard leader: a reconnaissance of `selection` over its rows
+    /// of `table` (see [`crate::program::Recon`]), taken from one storage
+    /// snapshot without locks. Answers `Matches`.
+    Reconnoitre { table: TableDef, selection: String, params: Vec<Param> },
 }
 
 impl ShardRequest {
@@ -207,6 +211,13 @@ pub enum ShardResponse {
     /// A participant's verdict on its part of a sequenced statement.
     Verdict(crate::program::TxnResult),
     Error(ExecError),
+    /// A reconnaissance: the table's version in the vShard and the row
+    /// keys that matched, in key order.
+    Matches {
+        version: u64,
+        #[serde(with = "ordo_vshard::codec::bytes_seq")]
+        keys: Vec<Vec<u8>>,
+    },
 }
 
 pub use ordo_vshard::codec::encode;

@@ -167,5 +167,6 @@ async fn transactions(State(state): State<Arc<NodeState>>) -> Response {
         let log = ordo_sequencer::EpochLog::new(SEQUENCER_GROUP, state.engine.clone());
         json!({"first_retained": log.first_retained().ok(), "last_applied": state.epochs.as_ref().map(|e| *e.borrow())})
     });
-    Json(json!({"node_id": state.node_id, "epochs": epochs, "vshards": vshards})).into_response()
+    let recon = state.sql.recon_stats().to_json();
+    Json(json!({"node_id": state.node_id, "epochs": epochs, "reconnaissance": recon, "vshards": vshards})).into_response()
 }

@@ -551,3 +551,160 @@ async fn vshards_led_by_a_node_without_a_sequencer_replica_take_cross_shard_tran
     let v = c.verify(4).await;
     assert_eq!(v["consistent"], true, "replicas differ: {v}");
 }
+
+/// Every node's reconnaissance counts, summed.
+async fn recon_counts(c: &Cluster) -> BTreeMap<&'static str, u64> {
+    let mut sums = BTreeMap::new();
+    for node in c.transactions_state().await.as_array().unwrap() {
+        for k in ["ordered", "stale", "gave_up"] {
+            *sums.entry(k).or_insert(0u64) += node["reconnaissance"][k].as_u64().unwrap_or(0);
+        }
+    }
+    sums
+}
+
+/// UPDATEs whose WHERE clause names no key, inside cross-shard
+/// transactions, while single-shard writers add rows that match, move rows
+/// into the match and write rows that do not match (each writer waits for
+/// two more acknowledged transactions between its writes, so both stale
+/// and valid reconnaissances occur). Every transaction must update exactly
+/// the rows that match at its place in the order, which its reconnaissance
+/// (keys found beforehand, re-checked at execution, retried when stale)
+/// must not get wrong:
+/// - a row that matched throughout was updated by every transaction;
+/// - rows made to match one after another (each acknowledged before the
+///   next is written) were updated by ever fewer transactions, never more;
+/// - rows that never matched were not updated, and their own writes count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn predicate_updates_in_transactions_update_exactly_the_matching_rows() {
+    let seconds: u64 = std::env::var("ORDO_RECON_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
+    let c = three_nodes(&[]).await;
+    c.sql(1, "CREATE TABLE tagged (id INT PRIMARY KEY, grp INT NOT NULL, v BIGINT NOT NULL)", json!([])).await.unwrap();
+    c.sql(1, "CREATE TABLE bumps (id INT PRIMARY KEY, n BIGINT NOT NULL)", json!([])).await.unwrap();
+    // Rows 1..=60: group id % 3. Group 1 is what the transactions update.
+    let rows: Vec<String> = (1..=60).map(|i| format!("({i}, {}, 0)", i % 3)).collect();
+    c.sql(1, &format!("INSERT INTO tagged VALUES {}", rows.join(", ")), json!([])).await.unwrap();
+    c.sql(1, "INSERT INTO bumps VALUES (1, 0)", json!([])).await.unwrap();
+    let bump = "BEGIN; UPDATE tagged SET v = v + 1 WHERE grp = $1; UPDATE bumps SET n = n + 1 WHERE id = 1; COMMIT";
+    // Alone, a reconnaissance cannot go stale.
+    for i in 0..3u64 {
+        let r = c.sql(1 + i, bump, json!([1])).await.unwrap();
+        assert_eq!(as_i64(&r[1]["rows_affected"]), 20);
+    }
+    let quiet = recon_counts(&c).await;
+    assert_eq!((quiet["ordered"], quiet["stale"]), (3, 0), "three reconnoitred transactions, none stale: {quiet:?}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (progress, watch) = tokio::sync::watch::channel(0u64);
+    let progress = Arc::new(progress);
+    let updaters: Vec<_> = (0..4u64)
+        .map(|client| {
+            let (db, stop, progress) = (c.client(), stop.clone(), progress.clone());
+            tokio::spawn(async move {
+                let mut acked = 0i64;
+                while !stop.load(Ordering::Relaxed) {
+                    let r = db.sql(1 + (client + acked as u64) % 3, bump, json!([1])).await.expect("predicate updates succeed");
+                    assert!(as_i64(&r[1]["rows_affected"]) >= 20, "the 20 rows of group 1 always match: {r:?}");
+                    acked += 1;
+                    progress.send_modify(|n| *n += 1);
+                }
+                acked
+            })
+        })
+        .collect();
+    // Waits until two more transactions were acknowledged (false: stop).
+    let paced = |watch: &tokio::sync::watch::Receiver<u64>, stop: &AtomicBool| {
+        let (mut watch, from) = (watch.clone(), *watch.borrow());
+        let stopping = !stop.load(Ordering::Relaxed);
+        async move {
+            while stopping {
+                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), watch.wait_for(|n| *n >= from + 2)).await {
+                    return true;
+                }
+            }
+            false
+        }
+    };
+    // Single-shard writers, each in order: new rows of group 1, rows of
+    // group 2 moved to group 1, and increments of group-0 rows.
+    let inserter = {
+        let (db, stop, watch) = (c.client(), stop.clone(), watch.clone());
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            while paced(&watch, &stop).await && !stop.load(Ordering::Relaxed) {
+                let id = 1_000 + ids.len() as i64;
+                db.sql(1 + id as u64 % 3, "INSERT INTO tagged VALUES ($1, 1, 0)", json!([id])).await.expect("insert");
+                ids.push(id);
+            }
+            ids
+        })
+    };
+    let mover = {
+        let (db, stop, watch) = (c.client(), stop.clone(), watch.clone());
+        tokio::spawn(async move {
+            let mut moved = Vec::new();
+            for id in (1..=60i64).filter(|i| i % 3 == 2) {
+                if !paced(&watch, &stop).await || stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                db.sql(1 + id as u64 % 3, "UPDATE tagged SET grp = 1 WHERE id = $1", json!([id])).await.expect("move");
+                moved.push(id);
+            }
+            moved
+        })
+    };
+    let toucher = {
+        let (db, stop) = (c.client(), stop.clone());
+        tokio::spawn(async move {
+            let mut touched: BTreeMap<i64, i64> = BTreeMap::new();
+            let mut k = 0i64;
+            while !stop.load(Ordering::Relaxed) {
+                let id = 3 * (1 + k % 20);
+                db.sql(1 + k as u64 % 3, "UPDATE tagged SET v = v + 1 WHERE id = $1", json!([id])).await.expect("touch");
+                *touched.entry(id).or_default() += 1;
+                k += 1;
+            }
+            touched
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut transactions = 3;
+    for h in updaters {
+        transactions += h.await.unwrap();
+    }
+    let (inserted, moved, touched) = (inserter.await.unwrap(), mover.await.unwrap(), toucher.await.unwrap());
+
+    let n = as_i64(&c.scalar(2, "SELECT n FROM bumps WHERE id = 1").await);
+    assert_eq!(n, transactions, "every acknowledged transaction counted once");
+    let r = c.sql(2, "SELECT id, grp, v FROM tagged ORDER BY id", json!([])).await.unwrap();
+    let rows: BTreeMap<i64, (i64, i64)> =
+        r[0]["rows"].as_array().unwrap().iter().map(|r| (as_i64(&r[0]), (as_i64(&r[1]), as_i64(&r[2])))).collect();
+    for id in (1..=60i64).filter(|i| i % 3 == 1) {
+        assert_eq!(rows[&id].1, n, "row {id} matched throughout: every transaction updated it");
+    }
+    for (what, ids) in [("inserted", &inserted), ("moved", &moved)] {
+        let vs: Vec<i64> = ids.iter().map(|id| rows[id].1).collect();
+        assert!(vs.iter().all(|&v| v <= n), "{what} rows updated more often than there were transactions: {vs:?}");
+        assert!(
+            vs.windows(2).all(|w| w[0] >= w[1]),
+            "{what} rows, in the order they came to match, must have been updated by ever fewer transactions: {vs:?}"
+        );
+    }
+    for id in (1..=60i64).filter(|i| i % 3 == 0) {
+        assert_eq!(rows[&id].1, touched.get(&id).copied().unwrap_or(0), "row {id} never matched: only its own increments");
+    }
+    for id in (1..=60i64).filter(|i| i % 3 == 2 && !moved.contains(i)) {
+        assert_eq!(rows[&id], (2, 0), "row {id} was never moved");
+    }
+    let counts = recon_counts(&c).await;
+    eprintln!(
+        "recon: {transactions} transactions, {} inserted and {} moved rows, {} touches; reconnaissances {counts:?}",
+        inserted.len(),
+        moved.len(),
+        touched.values().sum::<i64>()
+    );
+    assert!(transactions > 10 && inserted.len() > 3 && moved.len() > 3, "the workload ran");
+    let v = c.verify(1).await;
+    assert_eq!(v["consistent"], true, "replicas differ: {v}");
+}

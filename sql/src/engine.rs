@@ -50,7 +50,7 @@ pub fn object_name(n: &ObjectName) -> ExecResult<String> {
 
 impl SqlEngine {
     pub fn new(router: Arc<Router>, meta: Arc<MetaLogic>, vshards: u32) -> ExecResult<SqlEngine> {
-        let shared = Arc::new(Shared { router, meta, vshards });
+        let shared = Arc::new(Shared { router, meta, vshards, recon: Default::default() });
         let mut cfg = SessionConfig::new().with_target_partitions(2).with_information_schema(false);
         cfg.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
         let ctx = SessionContext::new_with_config(cfg);
@@ -63,6 +63,11 @@ impl SqlEngine {
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// How this gateway's reconnaissances went, for operators.
+    pub fn recon_stats(&self) -> &crate::provider::ReconStats {
+        &self.shared.recon
     }
 
     /// On a node without a meta replica: refreshes its copy of the catalog

@@ -64,6 +64,27 @@ pub struct Shared {
     pub router: Arc<Router>,
     pub meta: Arc<MetaLogic>,
     pub vshards: u32,
+    /// How this gateway's reconnaissances went (see `crate::txn`).
+    pub recon: ReconStats,
+}
+
+/// Counts of a gateway's reconnaissances, for operators and tests.
+#[derive(Debug, Default)]
+pub struct ReconStats {
+    /// Transactions ordered with at least one reconnoitred statement.
+    pub ordered: std::sync::atomic::AtomicU64,
+    /// Of those, aborted because a table changed after its reconnaissance.
+    pub stale: std::sync::atomic::AtomicU64,
+    /// Transactions that ran without reconnaissance after it went stale
+    /// `RECON_ATTEMPTS_MAX` times in a row.
+    pub gave_up: std::sync::atomic::AtomicU64,
+}
+
+impl ReconStats {
+    pub fn to_json(&self) -> serde_json::Value {
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        serde_json::json!({"ordered": get(&self.ordered), "stale": get(&self.stale), "gave_up": get(&self.gave_up)})
+    }
 }
 
 impl std::fmt::Debug for Shared {

@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use datafusion::sql::sqlparser::ast::{
@@ -21,7 +22,10 @@ use ordo_executor::arrow::param_sql;
 use ordo_executor::coerce::decimal_to_string;
 use ordo_executor::eval::ident;
 use ordo_executor::locks::lock_set;
-use ordo_executor::program::{ProgStatement, Returning, StmtOutput, TxnProgram, TxnResult, PROGRAM_STATEMENTS_MAX};
+use futures::StreamExt;
+use ordo_executor::program::{
+    ProgStatement, Recon, Returning, StmtOutput, TxnProgram, TxnResult, PROGRAM_STATEMENTS_MAX, RECON_KEYS_MAX,
+};
 use ordo_executor::request::{encode, Param, ShardRequest, ShardResponse, MultiShardStatement};
 use ordo_executor::sequenced::{SequencedInput, TxnRecord};
 use ordo_executor::{ExecError, ExecResult};
@@ -44,25 +48,144 @@ pub async fn transaction(
     params: &[Param],
     commit: bool,
 ) -> ExecResult<Vec<StatementResult>> {
-    let (program, participants) = compile(engine, statements, params).await?;
+    let (mut program, _) = compile(engine, statements, params).await?;
     if !commit {
         return Ok(vec![StatementResult::affected(0); statements.len()]);
     }
-    let outputs = match participants.len() {
-        0 => vec![StmtOutput::default(); statements.len()],
-        1 => {
-            let v = *participants.first().expect("one participant");
-            match engine.shared().router.call(vshard_group(v), &ShardRequest::Program(program)).await? {
-                ShardResponse::Outputs(o) => o,
-                other => return Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
+    let stats = &engine.shared().recon;
+    let mut attempt = 0;
+    let outputs = loop {
+        // The last attempt goes without reconnaissance: it locks and scans
+        // whole tables, but nothing can make it stale.
+        let reconnoitred = attempt < RECON_ATTEMPTS_MAX && reconnoitre(engine, &mut program).await;
+        if reconnoitred {
+            stats.ordered.fetch_add(1, Ordering::Relaxed);
+        } else {
+            if attempt == RECON_ATTEMPTS_MAX {
+                stats.gave_up.fetch_add(1, Ordering::Relaxed);
             }
+            clear_recon(&mut program);
         }
-        _ => sequenced(engine, SequencedInput::Txn(program), participants).await?,
+        match execute(engine, &program).await {
+            Err(ExecError::StaleReconnaissance(m)) if reconnoitred => {
+                tracing::debug!(attempt, "reconnaissance went stale: {m}");
+                stats.stale.fetch_add(1, Ordering::Relaxed);
+                attempt += 1;
+            }
+            done => break done?,
+        }
     };
     if outputs.len() != statements.len() {
         return Err(ExecError::Internal(format!("{} outputs for {} statements", outputs.len(), statements.len())));
     }
     Ok(outputs.into_iter().map(to_result).collect())
+}
+
+/// Runs a compiled program: on its one participant's leader, else ordered
+/// by the sequencer.
+async fn execute(engine: &SqlEngine, program: &TxnProgram) -> ExecResult<Vec<StmtOutput>> {
+    let participants: BTreeSet<u32> = lock_set(program, engine.shared().vshards).into_keys().collect();
+    Ok(match participants.len() {
+        0 => vec![StmtOutput::default(); program.statements.len()],
+        1 => {
+            let v = *participants.first().expect("one participant");
+            match engine.shared().router.call(vshard_group(v), &ShardRequest::Program(program.clone())).await? {
+                ShardResponse::Outputs(o) => o,
+                other => return Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
+            }
+        }
+        _ => sequenced(engine, SequencedInput::Txn(program.clone()), participants).await?,
+    })
+}
+
+/// Reconnaissances a transaction makes before it falls back to locking
+/// whole tables (each retry follows a write to the table in between).
+const RECON_ATTEMPTS_MAX: usize = 3;
+/// vShards asked at once during a reconnaissance.
+const RECON_FANOUT: usize = 16;
+
+/// Reconnoitres every UPDATE/DELETE of `program` whose WHERE clause no key
+/// bounds (see [`Recon`]): finds the keys it matches now in every vShard,
+/// so the program is ordered with those keys' locks rather than the whole
+/// table's. Whether any statement got one; a statement whose
+/// reconnaissance fails or finds too much keeps none.
+async fn reconnoitre(engine: &SqlEngine, program: &mut TxnProgram) -> bool {
+    let vshards = engine.shared().vshards;
+    if vshards < 2 {
+        // One vShard: the program runs on its leader, which scans locally.
+        return false;
+    }
+    let params = program.params.clone();
+    let mut any = false;
+    for st in &mut program.statements {
+        let ProgStatement::Modify { table, selection: Some(selection), recon, .. } = st else { continue };
+        *recon = None;
+        if !reconnoitrable(table, selection, &params, vshards) {
+            continue;
+        }
+        let request = ShardRequest::Reconnoitre { table: table.clone(), selection: selection.clone(), params: params.clone() };
+        let router = &engine.shared().router;
+        let answers: Vec<ExecResult<ShardResponse>> = futures::stream::iter(0..vshards)
+            .map(|v| router.call(vshard_group(v), &request))
+            .buffered(RECON_FANOUT)
+            .collect()
+            .await;
+        let mut found = Recon { versions: Vec::with_capacity(vshards as usize), keys: Vec::new() };
+        let complete = answers.into_iter().zip(0..vshards).all(|(answer, v)| match answer {
+            Ok(ShardResponse::Matches { version, keys }) if found.keys.len() + keys.len() <= RECON_KEYS_MAX => {
+                found.versions.push(version);
+                found.keys.extend(keys.into_iter().map(|k| (v, k)));
+                true
+            }
+            Ok(ShardResponse::Matches { .. }) => false,
+            Ok(other) => {
+                tracing::warn!("unexpected reply to a reconnaissance: {other:?}");
+                false
+            }
+            Err(e) => {
+                tracing::debug!(vshard = v, "reconnaissance failed, the statement locks its table: {e}");
+                false
+            }
+        });
+        if complete {
+            *recon = Some(found);
+            any = true;
+        }
+    }
+    any
+}
+
+/// Whether a reconnaissance can stand in for `selection`'s table lock: no
+/// key bounds it (else its lock is narrow already) and it uses only the
+/// client's parameters (values of earlier statements and the timestamp
+/// are known only when the program runs).
+fn reconnoitrable(table: &TableDef, selection: &str, params: &[Param], vshards: u32) -> bool {
+    let Ok(sel) = ordo_executor::eval::parse_expr(selection) else { return false };
+    if !matches!(ordo_executor::eval::target(table, Some(&sel), params, vshards), ordo_executor::eval::Target::All) {
+        return false;
+    }
+    let mut only_client_params = true;
+    let mut sel = sel;
+    let _ = visit_expressions_mut(&mut sel, |e| {
+        if let Expr::Value(v) = e {
+            if let Value::Placeholder(p) = &v.value {
+                if !p.trim_start_matches('$').parse::<usize>().is_ok_and(|n| n >= 1 && n <= params.len()) {
+                    only_client_params = false;
+                    return ControlFlow::Break(());
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    only_client_params
+}
+
+fn clear_recon(program: &mut TxnProgram) {
+    for st in &mut program.statements {
+        if let ProgStatement::Modify { recon, .. } = st {
+            *recon = None;
+        }
+    }
 }
 
 /// Runs one autocommit statement over several vShards atomically: ordered
@@ -159,12 +282,20 @@ pub async fn compile(
                     delete: false,
                     selection: req.selection,
                     returning,
+                    recon: None,
                 }
             }
             Statement::Delete(del) => {
                 let (_, req) = crate::dml::plan_delete(engine, del, params).await?;
                 let returning = del.returning.as_ref().map(|items| vars.returning(&req.table, items));
-                ProgStatement::Modify { table: req.table, assignments: Vec::new(), delete: true, selection: req.selection, returning }
+                ProgStatement::Modify {
+                    table: req.table,
+                    assignments: Vec::new(),
+                    delete: true,
+                    selection: req.selection,
+                    returning,
+                    recon: None,
+                }
             }
             Statement::Query(q) => {
                 let (table, selection, items) = single_table_select(engine, q).await?;

@@ -67,6 +67,40 @@ pub const OUTCOME_PREFIX: &[u8] = b"\xffout";
 /// Data key prefix of sequenced positions applied above the watermark.
 pub const DONE_PREFIX: &[u8] = b"\xffdone";
 
+/// Data key prefix of each table's *version* in this vShard: the log index
+/// of the last entry that wrote a row of the table here. Written in the
+/// same batch as the rows, so a storage snapshot holds a table's rows and
+/// the version they are at; a later read of an equal version proves the
+/// rows unchanged (what a transaction's reconnaissance is checked with).
+pub const TABLE_VERSION_PREFIX: &[u8] = b"\xffver";
+
+/// The data key of `table_id`'s version (see [`TABLE_VERSION_PREFIX`]).
+pub fn table_version_key(table_id: u64) -> Vec<u8> {
+    let mut k = TABLE_VERSION_PREFIX.to_vec();
+    k.extend_from_slice(&table_id.to_be_bytes());
+    k
+}
+
+/// A stored table version (0: the table was never written here).
+pub fn decode_table_version(stored: Option<&[u8]>) -> u64 {
+    stored.and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes)
+}
+
+/// Sets the version of every table `writes` touch to the entry's index.
+fn bump_table_versions(ctx: &mut ApplyContext<'_>, writes: &[RowWrite]) {
+    let mut tables = std::collections::BTreeSet::new();
+    for w in writes {
+        // Row keys start with the table id; reserved keys start with 0xFF.
+        if let Some(id) = w.key.get(..8).filter(|k| k[0] != 0xFF) {
+            tables.insert(u64::from_be_bytes(id.try_into().expect("8 bytes")));
+        }
+    }
+    let index = ctx.log_index().to_be_bytes();
+    for t in tables {
+        ctx.put(&table_version_key(t), &index);
+    }
+}
+
 fn pos_key(prefix: &[u8], pos: TxnPos) -> Vec<u8> {
     let mut k = prefix.to_vec();
     k.extend_from_slice(&pos.epoch.to_be_bytes());
@@ -145,6 +179,7 @@ impl GroupLogic for ShardLogic {
         };
         match cmd {
             ShardCommand::Write(writes) => {
+                bump_table_versions(ctx, &writes);
                 for w in writes {
                     match w.value {
                         Some(v) => ctx.put(&w.key, &v),
@@ -152,12 +187,16 @@ impl GroupLogic for ShardLogic {
                     }
                 }
             }
-            ShardCommand::DropTable { table_id } => ctx.delete_prefix(&table_prefix(table_id)),
+            ShardCommand::DropTable { table_id } => {
+                ctx.delete_prefix(&table_prefix(table_id));
+                ctx.delete(&table_version_key(table_id));
+            }
             ShardCommand::Sequenced { pos, writes, outcome, watermark } => {
                 let mut applied = self.applied.lock();
                 if applied.is_applied(pos) {
                     return b"duplicate".to_vec();
                 }
+                bump_table_versions(ctx, &writes);
                 for w in writes {
                     match w.value {
                         Some(v) => ctx.put(&w.key, &v),

@@ -22,6 +22,8 @@ use crate::keys::{self, GroupId, Section};
 /// Where a command's effects go: a write batch over the group's data keys.
 pub struct ApplyContext<'a> {
     gid: GroupId,
+    /// The log index of the entry being applied: the same on every replica.
+    index: u64,
     batch: &'a mut WriteBatch,
     db: &'a DB,
 }
@@ -29,6 +31,11 @@ pub struct ApplyContext<'a> {
 impl ApplyContext<'_> {
     pub fn group_id(&self) -> GroupId {
         self.gid
+    }
+
+    /// The Raft log index of the entry being applied.
+    pub fn log_index(&self) -> u64 {
+        self.index
     }
 
     /// Puts `value` at data key `suffix` of this group.
@@ -120,7 +127,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let reply = match entry.payload {
                 EntryPayload::Blank => Vec::new(),
                 EntryPayload::Normal(Command::App(cmd)) => {
-                    let mut ctx = ApplyContext { gid: self.gid, batch: &mut batch, db: self.engine.db() };
+                    let mut ctx = ApplyContext { gid: self.gid, index: entry.log_id.index, batch: &mut batch, db: self.engine.db() };
                     self.logic.apply(&mut ctx, &cmd)
                 }
                 EntryPayload::Normal(Command::Checksum) => {
