@@ -126,15 +126,25 @@ impl Run<'_> {
     }
 
     async fn get(&self, vshard: u32, key: &[u8]) -> ExecResult<Option<Vec<u8>>> {
+        let (row, bytes) = self.get_uncounted(vshard, key).await?;
+        self.count_read(bytes)?;
+        Ok(row)
+    }
+
+    /// A row as the transaction sees it, and the bytes read from storage
+    /// for it, which the caller counts. Reads made concurrently are
+    /// counted afterwards in a fixed order, so which one goes over the
+    /// bound does not depend on which answer came first.
+    async fn get_uncounted(&self, vshard: u32, key: &[u8]) -> ExecResult<(Option<Vec<u8>>, usize)> {
         let mut end = key.to_vec();
         end.push(0);
         self.check(vshard, key, Some(&end), LockMode::Read)?;
         match self.overlay.get(&(vshard, key.to_vec())) {
-            Some(v) => Ok(v.clone()),
+            Some(v) => Ok((v.clone(), 0)),
             None => {
                 let row = self.view.get(vshard, key).await?;
-                self.count_read(key.len() + row.as_ref().map_or(0, |r| r.len()))?;
-                Ok(row)
+                let bytes = key.len() + row.as_ref().map_or(0, |r| r.len());
+                Ok((row, bytes))
             }
         }
     }
@@ -149,10 +159,17 @@ impl Run<'_> {
     }
 
     async fn scan(&self, vshard: u32, prefix: &[u8]) -> ExecResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        let (rows, bytes) = self.scan_uncounted(vshard, prefix).await?;
+        self.count_read(bytes)?;
+        Ok(rows)
+    }
+
+    /// [`Run::get_uncounted`] for every row under `prefix`.
+    async fn scan_uncounted(&self, vshard: u32, prefix: &[u8]) -> ExecResult<(Vec<(Vec<u8>, Vec<u8>)>, usize)> {
         let end = ordo_vshard::keys::prefix_end(prefix);
         self.check(vshard, prefix, end.as_deref(), LockMode::Read)?;
         let stored = self.view.scan(vshard, prefix).await?;
-        self.count_read(crate::program::read_bytes(&stored))?;
+        let bytes = crate::program::read_bytes(&stored);
         let mut rows: BTreeMap<Vec<u8>, Vec<u8>> = stored.into_iter().collect();
         for ((_, k), v) in self.overlay.range((vshard, prefix.to_vec())..).take_while(|((s, k), _)| *s == vshard && k.starts_with(prefix)) {
             match v {
@@ -160,7 +177,7 @@ impl Run<'_> {
                 None => rows.remove(k),
             };
         }
-        Ok(rows.into_iter().collect())
+        Ok((rows.into_iter().collect(), bytes))
     }
 
     async fn candidates(&self, table: &TableDef, t: &Target) -> ExecResult<Vec<Candidate>> {
@@ -199,7 +216,7 @@ impl Run<'_> {
     /// the statement holds) or this transaction's own writes, else the
     /// reconnaissance is stale — `StaleReconnaissance` on every participant
     /// alike, since all read the same versions and rows at their position.
-    async fn reconnoitred(&self, table: &TableDef, selection: &str, recon: &Recon) -> ExecResult<Vec<Candidate>> {
+    async fn reconnoitred(&self, table: &TableDef, shape: &ModifyShape<'_>, recon: &Recon) -> ExecResult<Vec<Candidate>> {
         if recon.versions.len() != self.vshards as usize {
             return Err(ExecError::StaleReconnaissance(format!(
                 "the reconnaissance saw {} vShards, the cluster has {}",
@@ -208,26 +225,30 @@ impl Run<'_> {
             )));
         }
         // Independent reads go RECON_READS_CONCURRENT at a time; results are
-        // taken in order and the first error in that order kept, so the
-        // outcome does not depend on which answer came first.
+        // taken, and their bytes counted, in order, and the first error in
+        // that order kept: as if made one after another, whichever answer
+        // came first.
         let version_key = table_version_key(table.id);
-        let reads: Vec<_> = (0..self.vshards).map(|v| self.get(v, &version_key)).collect();
+        let reads: Vec<_> = (0..self.vshards).map(|v| self.get_uncounted(v, &version_key)).collect();
         let versions: Vec<_> = stream::iter(reads).buffered(RECON_READS_CONCURRENT).collect().await;
         let mut changed = Vec::new();
-        for (v, stored) in (0..self.vshards).zip(versions) {
-            if decode_table_version(stored?.as_deref()) != recon.versions[v as usize] {
+        for (v, read) in (0..self.vshards).zip(versions) {
+            let (stored, bytes) = read?;
+            self.count_read(bytes)?;
+            if decode_table_version(stored.as_deref()) != recon.versions[v as usize] {
                 changed.push(v);
             }
         }
         let found: BTreeSet<(u32, Vec<u8>)> = recon.keys.iter().cloned().collect();
         let prefix = table_prefix(table.id);
         let mut out = Vec::new();
-        let scans: Vec<_> = changed.iter().map(|&v| self.scan(v, &prefix)).collect();
+        let scans: Vec<_> = changed.iter().map(|&v| self.scan_uncounted(v, &prefix)).collect();
         let scans: Vec<_> = stream::iter(scans).buffered(RECON_READS_CONCURRENT).collect().await;
         for (&vshard, scanned) in changed.iter().zip(scans) {
-            let scanned = scanned?;
+            let (scanned, bytes) = scanned?;
+            self.count_read(bytes)?;
             let rows = scanned.iter().map(|(_, v)| decode_row(v)).collect::<Result<Vec<_>, _>>().map_err(|e| ExecError::Internal(e.to_string()))?;
-            let matches = matching(table, selection, &self.params, &rows).await?;
+            let matches = matching(table, shape, &self.params, &rows).await?;
             let mut rows: Vec<Option<Vec<Datum>>> = rows.into_iter().map(Some).collect();
             for i in matches {
                 let key = &scanned[i].0;
@@ -246,10 +267,12 @@ impl Run<'_> {
             .chain(self.overlay.keys().filter(|(_, k)| k.starts_with(&prefix)).cloned())
             .filter(|(v, _)| !changed.contains(v))
             .collect();
-        let reads: Vec<_> = keys.iter().map(|(v, k)| self.get(*v, k)).collect();
+        let reads: Vec<_> = keys.iter().map(|(v, k)| self.get_uncounted(*v, k)).collect();
         let rows: Vec<_> = stream::iter(reads).buffered(RECON_READS_CONCURRENT).collect().await;
-        for ((vshard, key), row) in keys.into_iter().zip(rows) {
-            if let Some(bytes) = row? {
+        for ((vshard, key), read) in keys.into_iter().zip(rows) {
+            let (row, read_bytes) = read?;
+            self.count_read(read_bytes)?;
+            if let Some(bytes) = row {
                 let row = decode_row(&bytes).map_err(|e| ExecError::Internal(e.to_string()))?;
                 out.push(Candidate { vshard, key, row });
             }
@@ -295,7 +318,10 @@ impl Run<'_> {
             ProgStatement::Modify { table, assignments, delete, selection, returning, recon } => {
                 let sel = selection.as_deref().map(parse_expr).transpose()?;
                 let candidates = match (recon, selection) {
-                    (Some(r), Some(selection)) => self.reconnoitred(table, selection, r).await?,
+                    (Some(r), Some(selection)) => {
+                        let shape = ModifyShape { assignments, delete: *delete, selection };
+                        self.reconnoitred(table, &shape, r).await?
+                    }
                     _ => {
                         let t = target(table, sel.as_ref(), &self.params, self.vshards);
                         self.candidates(table, &t).await?
@@ -564,14 +590,25 @@ impl Run<'_> {
     }
 }
 
-/// The indexes of the `rows` of `table` that `selection` (SQL text, its
-/// placeholders bound to `params`) keeps, evaluated as a program's UPDATE
-/// or DELETE evaluates its WHERE clause: what a reconnaissance finds is
-/// exactly what the statement would find over the same rows.
-pub async fn matching(table: &TableDef, selection: &str, params: &[Param], rows: &[Vec<Datum>]) -> ExecResult<Vec<usize>> {
+/// An UPDATE/DELETE as far as which rows it changes: its assignments
+/// decide, with the WHERE clause, whether it is evaluated without a query
+/// plan (see [`modify_fast`]) or by DataFusion.
+pub struct ModifyShape<'a> {
+    pub assignments: &'a [(usize, String)],
+    pub delete: bool,
+    pub selection: &'a str,
+}
+
+/// The indexes of the `rows` of `table` that the statement of `shape` (its
+/// placeholders bound to `params`) changes, evaluated as a program's
+/// UPDATE or DELETE evaluates them — the fast path when the statement
+/// takes it, else DataFusion over the WHERE clause: what a reconnaissance
+/// finds is what the statement would find over the same rows.
+pub async fn matching(table: &TableDef, shape: &ModifyShape<'_>, params: &[Param], rows: &[Vec<Datum>]) -> ExecResult<Vec<usize>> {
+    let selection = shape.selection;
     let sel = parse_expr(selection)?;
     let refs: Vec<&Vec<Datum>> = rows.iter().collect();
-    if let Some(found) = modify_fast(table, &[], true, Some(&sel), params, &refs)? {
+    if let Some(found) = modify_fast(table, shape.assignments, shape.delete, Some(&sel), params, &refs)? {
         return Ok(found.into_iter().map(|(i, _)| i).collect());
     }
     let sql = bind_placeholders(&format!("SELECT \"{ROW_INDEX_COLUMN}\" FROM \"{}\" WHERE ({selection})", table.name), params)?;
@@ -875,10 +912,16 @@ mod tests {
     async fn matching_agrees_with_and_without_a_query_plan() {
         let rows: Vec<Vec<Datum>> =
             ["x", "xy", "z"].iter().enumerate().map(|(i, b)| vec![Datum::Int(i as i64), Datum::Text(b.to_string())]).collect();
+        let delete = |selection| ModifyShape { assignments: &[], delete: true, selection };
         // Simple comparisons take the fast path; LIKE is planned.
-        assert_eq!(matching(&table(), "body = $1", &[Param::Text("xy".into())], &rows).await.unwrap(), vec![1]);
-        assert_eq!(matching(&table(), "body LIKE 'x%'", &[], &rows).await.unwrap(), vec![0, 1]);
-        assert_eq!(matching(&table(), "id >= 1 AND body <> 'q'", &[], &rows).await.unwrap(), vec![1, 2]);
+        assert_eq!(matching(&table(), &delete("body = $1"), &[Param::Text("xy".into())], &rows).await.unwrap(), vec![1]);
+        assert_eq!(matching(&table(), &delete("body LIKE 'x%'"), &[], &rows).await.unwrap(), vec![0, 1]);
+        assert_eq!(matching(&table(), &delete("id >= 1 AND body <> 'q'"), &[], &rows).await.unwrap(), vec![1, 2]);
+        // An assignment the fast path does not take sends the WHERE clause to
+        // DataFusion, as the statement itself would.
+        let assignments = [(1, "upper(body)".to_string())];
+        let update = ModifyShape { assignments: &assignments, delete: false, selection: "id >= 1 AND body <> 'q'" };
+        assert_eq!(matching(&table(), &update, &[], &rows).await.unwrap(), vec![1, 2]);
     }
 
     #[tokio::test]

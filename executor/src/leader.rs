@@ -79,7 +79,13 @@ pub struct LeaderExecutor {
     sealer: Option<Sealer>,
     /// On nodes with a sequencer replica: its epochs.
     epochs: Option<LocalEpochs>,
+    /// Reconnaissances this node runs at once (each scans a table's rows
+    /// in a vShard, up to `PROGRAM_READ_BYTES_MAX`); more wait.
+    reconnaissances: tokio::sync::Semaphore,
 }
+
+/// See `LeaderExecutor::reconnaissances`.
+const RECONNAISSANCES_INFLIGHT_MAX: usize = 4;
 
 impl LeaderExecutor {
     pub fn new(
@@ -89,7 +95,16 @@ impl LeaderExecutor {
         sealer: Option<Sealer>,
         epochs: Option<LocalEpochs>,
     ) -> LeaderExecutor {
-        LeaderExecutor { groups, reader, locks: ShardLocks::new(vshards), vshards, board: TxnBoard::new(vshards), sealer, epochs }
+        LeaderExecutor {
+            groups,
+            reader,
+            locks: ShardLocks::new(vshards),
+            vshards,
+            board: TxnBoard::new(vshards),
+            sealer,
+            epochs,
+            reconnaissances: tokio::sync::Semaphore::new(RECONNAISSANCES_INFLIGHT_MAX),
+        }
     }
 
     pub fn group(&self, gid: GroupId) -> Option<&Arc<dyn Consensus>> {
@@ -194,17 +209,20 @@ impl LeaderExecutor {
                 let rows = self.reader.scan_prefix(gid, &start).map_err(ExecError::from)?;
                 Ok(ShardResponse::Rows(rows.into_iter().map(|(_, v)| v).collect()))
             }
-            ShardRequest::Reconnoitre { table, selection, params } => {
+            ShardRequest::Reconnoitre { table, assignments, delete, selection, params } => {
+                let _slot = self.reconnaissances.acquire().await.map_err(|e| ExecError::Internal(e.to_string()))?;
                 // No lock and no barrier: any applied state will do, the
                 // transaction re-checks the version at its position. Rows
                 // and version from one snapshot, so they agree.
                 let snapshot = self.reader.snapshot();
                 let version = self.reader.get_at(gid, &table_version_key(table.id), &snapshot).map_err(storage)?;
-                let stored =
-                    self.reader.scan_prefix_at(gid, &table_prefix(table.id), Some(&snapshot)).map_err(ExecError::from)?;
+                let scanned = self.reader.scan_prefix_at(gid, &table_prefix(table.id), Some(&snapshot));
+                // A program could not read more either.
+                let stored = crate::sequenced::program_scan(scanned)?.ok_or_else(crate::program::read_limit_exceeded)?;
                 let rows: Vec<Vec<Datum>> =
                     stored.iter().map(|(_, v)| decode_row(v)).collect::<Result<_, _>>().map_err(|e| ExecError::Internal(e.to_string()))?;
-                let found = crate::interp::matching(&table, &selection, &params, &rows).await?;
+                let shape = crate::interp::ModifyShape { assignments: &assignments, delete, selection: &selection };
+                let found = crate::interp::matching(&table, &shape, &params, &rows).await?;
                 if found.len() > RECON_KEYS_MAX {
                     return Err(ExecError::ProgramLimitExceeded(format!("a reconnaissance finds at most {RECON_KEYS_MAX} keys")).into());
                 }

@@ -103,10 +103,12 @@ pub const RECON_KEYS_MAX: usize = 1_000;
 /// table in each vShard (so no write of the table runs between its
 /// version check and its end).
 ///
-/// At its position every participant re-checks each vShard's version: all
-/// equal means no row of the table changed since, so the keys found are
-/// exactly the rows that match now, besides the transaction's own earlier
-/// writes, which it adds. Any version that differs aborts the program
+/// At its position every participant reads each vShard's version. Where
+/// it is unchanged, no row of the table changed there since, so the keys
+/// found are exactly the rows that match now, besides the transaction's
+/// own earlier writes, which it adds. Where it changed, that vShard's rows
+/// are read and the predicate evaluated again: a row that matches now but
+/// was not found (and is not the transaction's own) aborts the program
 /// everywhere alike with `StaleReconnaissance` (nothing applied), and the
 /// gateway reconnoitres and orders it again.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -107,10 +107,10 @@ pub enum ShardRequest {
     /// On any replica (no leader needed): the hash this replica took at
     /// checksum point `index`; answers `Checksum`.
     ReplicaChecksum { index: u64 },
-    /// For a vShard leader: a reconnaissance of `selection` over its rows
-    /// of `table` (see [`crate::program::Recon`]), taken from one storage
-    /// snapshot without locks. Answers `Matches`.
-    Reconnoitre { table: TableDef, selection: String, params: Vec<Param> },
+    /// For a vShard leader: a reconnaissance of an UPDATE (`assignments`)
+    /// or DELETE over its rows of `table` (see [`crate::program::Recon`]),
+    /// taken from one storage snapshot without locks. Answers `Matches`.
+    Reconnoitre { table: TableDef, assignments: Vec<(usize, String)>, delete: bool, selection: String, params: Vec<Param> },
 }
 
 impl ShardRequest {

@@ -798,6 +798,12 @@ impl Scheduler {
         let (result, mut writes) = match program {
             Ok(SequencedInput::Txn(program)) => {
                 let locks = lock_set(&program, vshards);
+                let active = active_participants(&locks, participants);
+                if active.binary_search(&self.vshard).is_err() {
+                    // Passive: serve reads until no one needs them.
+                    self.await_applied(pos, &active).await?;
+                    return Ok((Vec::new(), TxnRecord::default()));
+                }
                 match interp::run(&program, epoch.timestamp_us, vshards, Some(&locks), &view).await {
                     Ok(out) => (TxnResult::Committed(out.outputs), out.writes),
                     // Transient trouble reaching another participant is
@@ -814,7 +820,41 @@ impl Scheduler {
     }
 }
 
+/// The participants of a program that evaluate it: the lowest (which
+/// records the client's result) and every one it may write in. The others
+/// are *passive* (Calvin's term): they only read, so they do not run the
+/// program; they serve their rows at the position, live, until every
+/// active participant has applied it — from then on no one evaluates it
+/// again, so no one reads them at it again, and they keep no record.
+pub fn active_participants(locks: &crate::locks::LockSet, participants: &[u32]) -> Vec<u32> {
+    let writes = |v: &u32| locks.get(v).is_some_and(|spans| spans.iter().any(|s| s.mode == LockMode::Write));
+    participants.iter().enumerate().filter(|(i, v)| *i == 0 || writes(v)).map(|(_, v)| *v).collect()
+}
+
 impl Scheduler {
+    /// Waits until every vShard of `active` has applied `pos`, asking
+    /// VERDICT_FETCHES_MAX at a time (each a long poll).
+    async fn await_applied(&self, pos: TxnPos, active: &[u32]) -> Result<(), String> {
+        let waits: Vec<_> = active.iter().map(|&v| self.applied_on(v, pos)).collect();
+        futures::stream::iter(waits).buffer_unordered(VERDICT_FETCHES_MAX).try_collect::<Vec<()>>().await?;
+        Ok(())
+    }
+
+    async fn applied_on(&self, vshard: u32, pos: TxnPos) -> Result<(), String> {
+        loop {
+            if !self.leading() {
+                return Err("lost leadership".into());
+            }
+            match self.router.call(vshard_group(vshard), &ShardRequest::Outcome { pos, record: false }).await {
+                Ok(ShardResponse::Outcome { applied: true, .. }) => return Ok(()),
+                Ok(ShardResponse::Outcome { applied: false, .. }) => continue,
+                Ok(other) => return Err(format!("unexpected reply {other:?}")),
+                Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await,
+                Err(e) => return Err(format!("whether vShard {vshard} applied {pos:?}: {e}")),
+            }
+        }
+    }
+
     /// Runs this vShard's part of a sequenced statement and reaches the
     /// decision (see [`SequencedInput::Statement`]): this vShard's writes
     /// (none unless every part succeeded) and its record (its verdict; on
@@ -958,6 +998,16 @@ mod tests {
 
     fn ok(rows_affected: u64) -> TxnResult {
         TxnResult::Committed(vec![StmtOutput { rows_affected, ..Default::default() }])
+    }
+
+    #[test]
+    fn the_lowest_participant_and_the_writers_are_active() {
+        let mut locks = crate::locks::LockSet::new();
+        locks.insert(1, vec![LockSpan::prefix(b"t", LockMode::Read)]);
+        locks.insert(2, vec![LockSpan::prefix(b"t", LockMode::Read), LockSpan::key(b"t1", LockMode::Write)]);
+        locks.insert(3, vec![LockSpan::prefix(b"t", LockMode::Read)]);
+        locks.insert(4, vec![LockSpan::key(b"u", LockMode::Write)]);
+        assert_eq!(active_participants(&locks, &[1, 2, 3, 4]), vec![1, 2, 4]);
     }
 
     #[test]

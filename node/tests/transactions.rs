@@ -147,7 +147,8 @@ async fn batches(db: SqlClient, stop: Arc<AtomicBool>, down: Arc<AtomicU64>) -> 
     out
 }
 
-/// Reads the total of all accounts in one query, concurrently with the
+/// Reads the total of all accounts in one query (or, every third time, in
+/// a transaction that also records it in `audits`), concurrently with the
 /// transfers: a consistent snapshot always sees the same total.
 async fn auditor(db: SqlClient, stop: Arc<AtomicBool>, down: Arc<AtomicU64>) -> (usize, Vec<String>) {
     let mut good = 0;
@@ -158,6 +159,20 @@ async fn auditor(db: SqlClient, stop: Arc<AtomicBool>, down: Arc<AtomicU64>) -> 
         let mut node = 1 + i % 3;
         if node == down.load(Ordering::Relaxed) {
             node = 1 + node % 3;
+        }
+        if i % 3 == 0 {
+            // A transaction that reads every vShard and writes one: all but
+            // one or two participants are passive (serve reads, run nothing).
+            let sql = "BEGIN; SELECT sum(bal) AS s, count(*) AS n FROM acct; INSERT INTO audits VALUES ($1, $s, $n); COMMIT";
+            if let Ok(r) = db.sql(node, sql, json!([i])).await {
+                let (sum, n) = (as_i64(&r[1]["rows"][0][0]), as_i64(&r[1]["rows"][0][1]));
+                if sum == ACCOUNTS * INITIAL && n == ACCOUNTS {
+                    good += 1;
+                } else {
+                    wrong.push(format!("{sql}: sum {sum}, count {n}"));
+                }
+            }
+            continue;
         }
         let sql = if i % 2 == 0 {
             "SELECT sum(bal), count(*) FROM acct"
@@ -193,6 +208,7 @@ async fn bank_transfers_survive_sigkills_and_conserve_the_total() {
     c.sql(1, "CREATE TABLE acct (id INT PRIMARY KEY, bal BIGINT NOT NULL)", json!([])).await.unwrap();
     c.sql(1, "CREATE TABLE transfers (id BIGINT PRIMARY KEY, src INT, dst INT, amount BIGINT)", json!([])).await.unwrap();
     c.sql(1, "CREATE TABLE batches (id BIGINT PRIMARY KEY, batch BIGINT NOT NULL)", json!([])).await.unwrap();
+    c.sql(1, "CREATE TABLE audits (id BIGINT PRIMARY KEY, s BIGINT NOT NULL, n BIGINT NOT NULL)", json!([])).await.unwrap();
     let rows: Vec<String> = (0..ACCOUNTS).map(|i| format!("({i}, {INITIAL})")).collect();
     c.sql(1, &format!("INSERT INTO acct VALUES {}", rows.join(", ")), json!([])).await.unwrap();
 
@@ -286,6 +302,13 @@ async fn bank_transfers_survive_sigkills_and_conserve_the_total() {
     let leaked: Vec<_> = inserted.duplicate.iter().filter(|b| present.contains_key(b)).collect();
     assert!(leaked.is_empty(), "batches that failed are there: {leaked:?}");
     assert!(inserted.acked.len() > 10 && !inserted.duplicate.is_empty(), "too few batches went through");
+
+    // Audits recorded by transactions, acknowledged or not, saw it all.
+    let r = c.sql_retry(1, "SELECT s, n, count(*) FROM audits GROUP BY s, n", json!([]), HEALTHY_WITHIN).await.unwrap();
+    let recorded: Vec<(i64, i64, i64)> =
+        r[0]["rows"].as_array().unwrap().iter().map(|row| (as_i64(&row[0]), as_i64(&row[1]), as_i64(&row[2]))).collect();
+    eprintln!("audits recorded by transactions: {recorded:?}");
+    assert!(matches!(recorded[..], [(s, n, k)] if s == ACCOUNTS * INITIAL && n == ACCOUNTS && k > 0), "{recorded:?}");
 
     let v = c.verify(3).await;
     assert_eq!(v["consistent"], true, "replicas differ: {v}");

@@ -17,12 +17,17 @@ use ordo_executor::error::{ExecError, ExecResult};
 /// Functions whose result is not fixed by their arguments and the data.
 const VOLATILE_FUNCTIONS: [&str; 6] = ["random", "setseed", "uuid", "gen_random_uuid", "clock_timestamp", "timeofday"];
 
+/// Functions that read the clock and are not rewritten to the
+/// transaction's timestamp as `now()` is: each participant would read its
+/// own clock.
+const CLOCK_FUNCTIONS: [&str; 3] = ["current_date", "current_time", "localtime"];
+
 pub(crate) fn refuse_volatile(st: &Statement) -> ExecResult<()> {
     let mut found = None;
     let _ = visit_expressions(st, |e| {
         if let Expr::Function(f) = e {
             let name = f.name.0.last().map(|p| p.to_string().to_lowercase()).unwrap_or_default();
-            if VOLATILE_FUNCTIONS.contains(&name.as_str()) {
+            if VOLATILE_FUNCTIONS.contains(&name.as_str()) || CLOCK_FUNCTIONS.contains(&name.as_str()) {
                 found = Some(name);
                 return ControlFlow::Break(());
             }
@@ -30,6 +35,9 @@ pub(crate) fn refuse_volatile(st: &Statement) -> ExecResult<()> {
         ControlFlow::Continue(())
     });
     match found {
+        Some(name) if CLOCK_FUNCTIONS.contains(&name.as_str()) => Err(ExecError::FeatureNotSupported(format!(
+            "{name} reads the clock and cannot be used in a write or a transaction; use CAST(now() AS DATE) (the transaction's timestamp) or pass its value as a parameter"
+        ))),
         Some(name) => Err(ExecError::FeatureNotSupported(format!(
             "{name}() is not deterministic and cannot be used in a write or a transaction; pass its value as a parameter"
         ))),
@@ -60,6 +68,15 @@ mod tests {
             let e = check(sql).expect_err(sql);
             assert_eq!(e.sqlstate(), "0A000", "{sql}");
             assert!(e.to_string().contains("not deterministic"), "{sql}: {e}");
+        }
+    }
+
+    #[test]
+    fn clock_functions_other_than_now_are_refused() {
+        for sql in ["UPDATE t SET v = 1 WHERE d < current_date", "INSERT INTO t VALUES (1, CURRENT_TIME)", "DELETE FROM t WHERE x = localtime"] {
+            let e = check(sql).expect_err(sql);
+            assert_eq!(e.sqlstate(), "0A000", "{sql}");
+            assert!(e.to_string().contains("reads the clock"), "{sql}: {e}");
         }
     }
 

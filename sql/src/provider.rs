@@ -71,7 +71,8 @@ pub struct Shared {
 /// Counts of a gateway's reconnaissances, for operators and tests.
 #[derive(Debug, Default)]
 pub struct ReconStats {
-    /// Transactions ordered with at least one reconnoitred statement.
+    /// Attempts of transactions ordered with at least one reconnoitred
+    /// statement (a transaction retried after a stale one counts again).
     pub ordered: std::sync::atomic::AtomicU64,
     /// Of those, aborted because a table changed after its reconnaissance.
     pub stale: std::sync::atomic::AtomicU64,

@@ -98,9 +98,10 @@ async fn execute(engine: &SqlEngine, program: &TxnProgram) -> ExecResult<Vec<Stm
     })
 }
 
-/// Reconnaissances a transaction makes before it falls back to locking
-/// whole tables (each retry follows a write to the table in between).
-const RECON_ATTEMPTS_MAX: usize = 3;
+/// Reconnoitred attempts of a transaction: a second one follows a row
+/// that came to match in between; after that (a table whose matching rows
+/// keep changing) it runs locking whole tables, which cannot go stale.
+const RECON_ATTEMPTS_MAX: usize = 2;
 /// vShards asked at once during a reconnaissance.
 const RECON_FANOUT: usize = 16;
 
@@ -118,12 +119,18 @@ async fn reconnoitre(engine: &SqlEngine, program: &mut TxnProgram) -> bool {
     let params = program.params.clone();
     let mut any = false;
     for st in &mut program.statements {
-        let ProgStatement::Modify { table, selection: Some(selection), recon, .. } = st else { continue };
+        let ProgStatement::Modify { table, assignments, delete, selection: Some(selection), recon, .. } = st else { continue };
         *recon = None;
         if !reconnoitrable(table, selection, &params, vshards) {
             continue;
         }
-        let request = ShardRequest::Reconnoitre { table: table.clone(), selection: selection.clone(), params: params.clone() };
+        let request = ShardRequest::Reconnoitre {
+            table: table.clone(),
+            assignments: assignments.clone(),
+            delete: *delete,
+            selection: selection.clone(),
+            params: params.clone(),
+        };
         let router = &engine.shared().router;
         let answers: Vec<ExecResult<ShardResponse>> = futures::stream::iter(0..vshards)
             .map(|v| router.call(vshard_group(v), &request))
