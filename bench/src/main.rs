@@ -3,7 +3,9 @@
 //! - `micro`: throughput and latency of single-shard and cross-shard
 //!   deterministic transactions at several client counts, with the
 //!   cross-shard figures as ratios of the single-shard ones measured in the
-//!   same run. Starts a local 3-node cluster unless `--target` names one.
+//!   same run; reads of rows being written against rows not written; and
+//!   UPDATEs by a non-key predicate, reconnoitred against table-locked.
+//!   Starts a local 3-node cluster unless `--target` names one.
 //!
 //! - `prepare`, `run`, `check`, `compare`: the TPC-C harness ([`tpcc`])
 //!   against OrdoDB and PostgreSQL; `compare` starts both itself.
@@ -99,6 +101,12 @@ async fn micro_cmd(target: Option<String>, seconds: u64, clients: Vec<usize>, or
         eprintln!("{} with {readers} readers and {} writers for {seconds} s", w.name(), micro::READ_WRITERS);
         reads.push(micro::run(target.clone(), w, readers, Duration::from_secs(seconds)).await);
     }
+    let updaters = 4;
+    let mut predicates = Vec::new();
+    for w in [Workload::PredicateRecon, Workload::PredicateLocked] {
+        eprintln!("{} with {updaters} clients for {seconds} s", w.name());
+        predicates.push(micro::run(target.clone(), w, updaters, Duration::from_secs(seconds)).await);
+    }
     micro::check_totals(target.as_ref()).await?;
 
     println!();
@@ -145,6 +153,26 @@ async fn micro_cmd(target: Option<String>, seconds: u64, clients: Vec<usize>, or
             "rows being written relative to rows not written: p50 {:.2}, p99 {:.2}",
             hot.ms(0.5) / cold.ms(0.5).max(f64::MIN_POSITIVE),
             hot.ms(0.99) / cold.ms(0.99).max(f64::MIN_POSITIVE)
+        );
+    }
+    println!();
+    println!(
+        "transactions updating the {} rows (over many vShards) matching a non-key predicate in a {}-row table:",
+        micro::ACCOUNTS / micro::TAGS,
+        micro::ACCOUNTS
+    );
+    println!("| workload | clients | txn/s | p50 ms | p99 ms | errors |");
+    println!("|---|---:|---:|---:|---:|---|");
+    for f in &predicates {
+        let errors = if f.errors.is_empty() { "0".to_string() } else { format!("{:?}", f.errors) };
+        println!("| {} | {} | {:.0} | {:.1} | {:.1} | {} |", f.workload.name(), f.clients, f.tps(), f.ms(0.5), f.ms(0.99), errors);
+    }
+    if let [recon, locked] = predicates.as_slice() {
+        println!(
+            "reconnoitred relative to table-locked: throughput {:.2}, p50 {:.2}, p99 {:.2}",
+            recon.tps() / locked.tps().max(f64::MIN_POSITIVE),
+            recon.ms(0.5) / locked.ms(0.5).max(f64::MIN_POSITIVE),
+            recon.ms(0.99) / locked.ms(0.99).max(f64::MIN_POSITIVE)
         );
     }
     println!("\ntotals conserved in both tables: yes");

@@ -7,6 +7,12 @@
 //! Reads: point reads of rows that writers keep updating (`HotRead`) and of
 //! rows of the same vShard that nobody writes (`ColdRead`), under the same
 //! write load; the ratio shows how long a read waits for writes of its row.
+//!
+//! Predicates: a transaction updating the 10 rows (over many vShards) whose
+//! non-key column `tag` equals a value — given as a parameter, so the
+//! gateway reconnoitres it (`PredicateRecon`), or as a value read by an
+//! earlier statement, so it cannot and the statement locks and reads the
+//! whole table (`PredicateLocked`). Both read one row first.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,6 +29,8 @@ pub enum Workload {
     CrossShard,
     HotRead,
     ColdRead,
+    PredicateRecon,
+    PredicateLocked,
 }
 
 impl Workload {
@@ -32,6 +40,8 @@ impl Workload {
             Workload::CrossShard => "cross-shard transfer",
             Workload::HotRead => "read of a row being written",
             Workload::ColdRead => "read of a row not written",
+            Workload::PredicateRecon => "UPDATE by a non-key predicate, reconnoitred",
+            Workload::PredicateLocked => "UPDATE by a non-key predicate, table locked",
         }
     }
 }
@@ -40,12 +50,16 @@ impl Workload {
 /// (the partition key), so two accounts of one branch share a vShard.
 pub const ACCOUNTS: i64 = 10_000;
 const BRANCHES: i64 = 100;
+/// Distinct `tag` values of `bench_tagged` (`ACCOUNTS` rows, tag = id % TAGS).
+pub const TAGS: i64 = 1_000;
 
 pub async fn prepare(target: &dyn Target) -> anyhow::Result<()> {
     let ddl = [
         "DROP TABLE IF EXISTS bench_acct",
         "DROP TABLE IF EXISTS bench_branch_acct",
+        "DROP TABLE IF EXISTS bench_tagged",
         "CREATE TABLE bench_acct (id INT PRIMARY KEY, bal BIGINT NOT NULL)",
+        "CREATE TABLE bench_tagged (id INT PRIMARY KEY, tag INT NOT NULL, v BIGINT NOT NULL)",
         "CREATE TABLE bench_branch_acct (branch INT, id INT, bal BIGINT NOT NULL, PRIMARY KEY (branch, id)) PARTITION BY (branch)",
     ];
     for sql in ddl {
@@ -57,6 +71,9 @@ pub async fn prepare(target: &dyn Target) -> anyhow::Result<()> {
         target.execute(0, &sql, json!([])).await.map_err(|e| anyhow::anyhow!("loading: {e:?}"))?;
         let rows: Vec<String> = chunk.iter().map(|i| format!("({}, {i}, 1000000)", i % BRANCHES)).collect();
         let sql = format!("INSERT INTO bench_branch_acct VALUES {}", rows.join(", "));
+        target.execute(0, &sql, json!([])).await.map_err(|e| anyhow::anyhow!("loading: {e:?}"))?;
+        let rows: Vec<String> = chunk.iter().map(|i| format!("({i}, {}, 0)", i % TAGS)).collect();
+        let sql = format!("INSERT INTO bench_tagged VALUES {}", rows.join(", "));
         target.execute(0, &sql, json!([])).await.map_err(|e| anyhow::anyhow!("loading: {e:?}"))?;
     }
     Ok(())
@@ -101,6 +118,11 @@ const CROSS: &str = "BEGIN; \
     UPDATE bench_acct SET bal = bal + $2 WHERE id = $3; COMMIT";
 
 const READ: &str = "SELECT bal FROM bench_branch_acct WHERE branch = $1 AND id = $2";
+/// `$1`: a row whose id is the tag to update (ids below TAGS have tag = id).
+const PREDICATE_RECON: &str = "BEGIN; SELECT tag AS t FROM bench_tagged WHERE id = $1; \
+    UPDATE bench_tagged SET v = v + 1 WHERE tag = $1; COMMIT";
+const PREDICATE_LOCKED: &str = "BEGIN; SELECT tag AS t FROM bench_tagged WHERE id = $1; \
+    UPDATE bench_tagged SET v = v + 1 WHERE tag = $t; COMMIT";
 /// Writers that keep transferring among the hot accounts during reads.
 pub const READ_WRITERS: usize = 8;
 /// Accounts of branch 0 (one vShard): the writers move money among the
@@ -129,7 +151,7 @@ pub async fn run(target: Arc<dyn Target>, workload: Workload, clients: usize, du
         Workload::HotRead | Workload::ColdRead => {
             (0..READ_WRITERS).map(|w| tokio::spawn(hot_writer(target.clone(), clients + w, deadline))).collect()
         }
-        Workload::SingleShard | Workload::CrossShard => Vec::new(),
+        Workload::SingleShard | Workload::CrossShard | Workload::PredicateRecon | Workload::PredicateLocked => Vec::new(),
     };
     let tasks = (0..clients).map(|c| {
         let target = target.clone();
@@ -156,6 +178,8 @@ pub async fn run(target: Arc<dyn Target>, workload: Workload, clients: usize, du
                     }
                     Workload::HotRead => (READ, json!([0, HOT[rng.below(HOT.len() as i64) as usize]])),
                     Workload::ColdRead => (READ, json!([0, COLD[rng.below(COLD.len() as i64) as usize]])),
+                    Workload::PredicateRecon => (PREDICATE_RECON, json!([rng.below(TAGS)])),
+                    Workload::PredicateLocked => (PREDICATE_LOCKED, json!([rng.below(TAGS)])),
                 };
                 let t0 = Instant::now();
                 match target.execute(c, sql, params).await {
