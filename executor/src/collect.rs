@@ -2,7 +2,7 @@
 //! outcome records on their coordinators and the sequencer's epochs.
 //!
 //! An outcome is needed until every participant has applied its position
-//! (a participant's new leader fetches it again); an epoch until every
+//! (an active participant's new leader reads it again); an epoch until every
 //! vShard's scheduler has taken it. Both are safe to drop once every
 //! vShard has completed the epoch. The node that leads the sequencer group
 //! asks each vShard's leader how far it has completed

@@ -314,8 +314,13 @@ impl LeaderExecutor {
                         match record.read(prefix, &key) {
                             Some(read) if read.over_limit => Err(crate::program::read_limit_exceeded().into()),
                             Some(read) => Ok(ShardResponse::Pairs(read.rows.clone())),
+                            // A passive participant keeps no record: the
+                            // asker applied this position already (its next
+                            // attempt sees that), or execution was not
+                            // deterministic.
                             None => Err(ExecError::Internal(format!(
-                                "vShard {vshard} applied epoch {} without reading what another participant asks for: nondeterministic execution",
+                                "vShard {vshard} applied epoch {} without recording what another participant asks for: \
+                                 the asker applied it already, or execution was nondeterministic",
                                 pos.epoch
                             ))
                             .into()),

@@ -13,12 +13,17 @@
 //!   serving its own rows to them: it holds its locks, so nothing else can
 //!   change them meanwhile;
 //! - it evaluates the whole program over those reads — the same inputs
-//!   everywhere, so the same decision everywhere, with no vote;
+//!   everywhere, so the same decision everywhere, with no vote. Only the
+//!   *active* participants do: the lowest (it records the client's result)
+//!   and those the program may write in. A *passive* one (it only reads)
+//!   serves its rows until every active one has applied `p`, then logs an
+//!   empty entry for its progress; no one evaluates `p` again after that,
+//!   so it keeps no record ([`active_participants`]);
 //! - it stops serving live reads, then commits its own writes together with
-//!   its record as one entry of its Raft log: the rows it read at `p` (so a
-//!   participant that evaluates later, e.g. after a failover, still reads
-//!   them as of `p`) and, on the lowest participant, the result the client
-//!   gets;
+//!   its record as one entry of its Raft log: the rows it read at `p` (so an
+//!   active participant that evaluates later, e.g. after a failover, still
+//!   reads them as of `p`) and, on the lowest participant, the result the
+//!   client gets;
 //! - each participant records `p` as applied with its writes (and a
 //!   watermark below which all are applied), so a new leader resumes from
 //!   the watermark, skips what was applied, and a replayed entry is ignored.
@@ -741,6 +746,13 @@ impl Scheduler {
             // A round that has not noticed a newer term must not serve.
             if !self.leading() {
                 return Err("lost leadership".into());
+            }
+            // Already applied: an earlier round of this term proposed it
+            // and the barrier did not wait for that entry. Nothing is left
+            // to do — and evaluating again could not succeed once passive
+            // participants, which keep no record, have moved on.
+            if local.reader().is_applied(vshard_group(self.vshard), pos)? {
+                return Ok(());
             }
             let evaluated = match &program {
                 Ok(SequencedInput::Statement(st)) => {

@@ -27,7 +27,7 @@ use ordo_executor::program::{
     ProgStatement, Recon, Returning, StmtOutput, TxnProgram, TxnResult, PROGRAM_STATEMENTS_MAX, RECON_KEYS_MAX,
 };
 use ordo_executor::request::{encode, Param, ShardRequest, ShardResponse, MultiShardStatement};
-use ordo_executor::sequenced::{SequencedInput, TxnRecord};
+use ordo_executor::sequenced::{active_participants, SequencedInput, TxnRecord};
 use ordo_executor::{ExecError, ExecResult};
 use ordo_meta::catalog::TableDef;
 use ordo_sequencer::EpochInput;
@@ -208,17 +208,23 @@ pub async fn statement(engine: &SqlEngine, statement: MultiShardStatement, parti
 async fn sequenced(engine: &SqlEngine, input: SequencedInput, participants: BTreeSet<u32>) -> ExecResult<Vec<StmtOutput>> {
     let router = &engine.shared().router;
     let participants: Vec<u32> = participants.into_iter().collect();
+    // A program's passive participants change nothing and apply only after
+    // the active ones: the result is visible once the active ones applied.
+    let waited = match &input {
+        SequencedInput::Txn(program) => active_participants(&lock_set(program, engine.shared().vshards), &participants),
+        _ => participants.clone(),
+    };
     let input = EpochInput { participants: participants.clone(), program: encode(&input) };
     let pos = match router.call_once(SEQUENCER_GROUP, &ShardRequest::Sequence(input)).await? {
         ShardResponse::Sequenced { pos, .. } => pos,
         other => return Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
     };
     // From here the outcome is decided (the epoch is committed); waiting
-    // for every participant makes the transaction visible on all of them
-    // before the client hears of it.
+    // for every participant that writes makes the transaction visible on
+    // all of them before the client hears of it.
     let deadline = tokio::time::Instant::now() + Duration::from_millis(OUTCOME_WAIT_MS);
     let lowest = participants[0];
-    let waits = participants.iter().map(|&v| async move {
+    let waits = waited.iter().map(|&v| async move {
         // Only the lowest participant's record holds the client's result.
         let request = ShardRequest::Outcome { pos, record: v == lowest };
         loop {
