@@ -97,7 +97,7 @@ async fn micro_cmd(target: Option<String>, seconds: u64, clients: Vec<usize>, or
     }
     let readers = 8;
     let mut reads = Vec::new();
-    for w in [Workload::HotRead, Workload::ColdRead] {
+    for w in [Workload::HotRead, Workload::ColdRead, Workload::HotCrossRead, Workload::ColdCrossRead] {
         eprintln!("{} with {readers} readers and {} writers for {seconds} s", w.name(), micro::READ_WRITERS);
         reads.push(micro::run(target.clone(), w, readers, Duration::from_secs(seconds)).await);
     }
@@ -141,19 +141,24 @@ async fn micro_cmd(target: Option<String>, seconds: u64, clients: Vec<usize>, or
         }
     }
     println!();
-    println!("point reads while {} clients keep transferring among 4 accounts of one vShard:", micro::READ_WRITERS);
+    println!(
+        "point reads while {} clients keep transferring among 4 accounts (single-shard: of one vShard; cross-shard: of four):",
+        micro::READ_WRITERS
+    );
     println!("| rows read | readers | reads/s | p50 ms | p99 ms | errors |");
     println!("|---|---:|---:|---:|---:|---|");
     for f in &reads {
         let errors = if f.errors.is_empty() { "0".to_string() } else { format!("{:?}", f.errors) };
         println!("| {} | {} | {:.0} | {:.1} | {:.1} | {} |", f.workload.name(), f.clients, f.tps(), f.ms(0.5), f.ms(0.99), errors);
     }
-    if let [hot, cold] = reads.as_slice() {
-        println!(
-            "rows being written relative to rows not written: p50 {:.2}, p99 {:.2}",
-            hot.ms(0.5) / cold.ms(0.5).max(f64::MIN_POSITIVE),
-            hot.ms(0.99) / cold.ms(0.99).max(f64::MIN_POSITIVE)
-        );
+    for (pair, writers) in reads.chunks(2).zip(["single-shard", "cross-shard"]) {
+        if let [hot, cold] = pair {
+            println!(
+                "{writers} writers: rows being written relative to rows not written: p50 {:.2}, p99 {:.2}",
+                hot.ms(0.5) / cold.ms(0.5).max(f64::MIN_POSITIVE),
+                hot.ms(0.99) / cold.ms(0.99).max(f64::MIN_POSITIVE)
+            );
+        }
     }
     println!();
     println!(

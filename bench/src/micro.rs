@@ -7,6 +7,8 @@
 //! Reads: point reads of rows that writers keep updating (`HotRead`) and of
 //! rows of the same vShard that nobody writes (`ColdRead`), under the same
 //! write load; the ratio shows how long a read waits for writes of its row.
+//! The same with cross-shard writers (`HotCrossRead`, `ColdCrossRead`): a
+//! read waits for an earlier cross-shard transaction on its row to apply.
 //!
 //! Predicates: a transaction updating the 10 rows (over many vShards) whose
 //! non-key column `tag` equals a value — given as a parameter, so the
@@ -29,6 +31,8 @@ pub enum Workload {
     CrossShard,
     HotRead,
     ColdRead,
+    HotCrossRead,
+    ColdCrossRead,
     PredicateRecon,
     PredicateLocked,
 }
@@ -40,6 +44,8 @@ impl Workload {
             Workload::CrossShard => "cross-shard transfer",
             Workload::HotRead => "read of a row being written",
             Workload::ColdRead => "read of a row not written",
+            Workload::HotCrossRead => "read of a row in cross-shard transfers",
+            Workload::ColdCrossRead => "read of a row not in transfers",
             Workload::PredicateRecon => "UPDATE by a non-key predicate, reconnoitred",
             Workload::PredicateLocked => "UPDATE by a non-key predicate, table locked",
         }
@@ -130,14 +136,26 @@ pub const READ_WRITERS: usize = 8;
 const HOT: [i64; 4] = [0, BRANCHES, 2 * BRANCHES, 3 * BRANCHES];
 const COLD: [i64; 4] = [4 * BRANCHES, 5 * BRANCHES, 6 * BRANCHES, 7 * BRANCHES];
 
-/// Single-shard transfers among the hot accounts until `deadline`.
-async fn hot_writer(target: Arc<dyn Target>, c: usize, deadline: Instant) -> BTreeMap<String, u64> {
+/// Accounts of `bench_acct` (on different vShards, likely) that
+/// cross-shard writers keep transferring among, and accounts nobody writes.
+const HOT_CROSS: [i64; 4] = [11, 2_222, 5_555, 8_888];
+const COLD_CROSS: [i64; 4] = [12, 2_223, 5_556, 8_889];
+const CROSS_READ: &str = "SELECT bal FROM bench_acct WHERE id = $1";
+
+/// Transfers among the hot accounts until `deadline`: single-shard ones
+/// among `HOT`, or (`cross`) cross-shard ones among `HOT_CROSS`.
+async fn hot_writer(target: Arc<dyn Target>, c: usize, deadline: Instant, cross: bool) -> BTreeMap<String, u64> {
     let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ ((c as u64 + 1) << 24));
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     while Instant::now() < deadline {
         let a = rng.below(HOT.len() as i64) as usize;
         let b = (a + 1 + rng.below(HOT.len() as i64 - 1) as usize) % HOT.len();
-        if let Err(e) = target.execute(c, SINGLE, json!([0, HOT[a], 1, HOT[b]])).await {
+        let done = if cross {
+            target.execute(c, CROSS, json!([HOT_CROSS[a], 1, HOT_CROSS[b]])).await
+        } else {
+            target.execute(c, SINGLE, json!([0, HOT[a], 1, HOT[b]])).await
+        };
+        if let Err(e) = done {
             *errors.entry(e.code).or_default() += 1;
         }
     }
@@ -148,8 +166,9 @@ pub async fn run(target: Arc<dyn Target>, workload: Workload, clients: usize, du
     let started = Instant::now();
     let deadline = started + duration;
     let writers: Vec<_> = match workload {
-        Workload::HotRead | Workload::ColdRead => {
-            (0..READ_WRITERS).map(|w| tokio::spawn(hot_writer(target.clone(), clients + w, deadline))).collect()
+        Workload::HotRead | Workload::ColdRead | Workload::HotCrossRead | Workload::ColdCrossRead => {
+            let cross = matches!(workload, Workload::HotCrossRead | Workload::ColdCrossRead);
+            (0..READ_WRITERS).map(|w| tokio::spawn(hot_writer(target.clone(), clients + w, deadline, cross))).collect()
         }
         Workload::SingleShard | Workload::CrossShard | Workload::PredicateRecon | Workload::PredicateLocked => Vec::new(),
     };
@@ -178,6 +197,8 @@ pub async fn run(target: Arc<dyn Target>, workload: Workload, clients: usize, du
                     }
                     Workload::HotRead => (READ, json!([0, HOT[rng.below(HOT.len() as i64) as usize]])),
                     Workload::ColdRead => (READ, json!([0, COLD[rng.below(COLD.len() as i64) as usize]])),
+                    Workload::HotCrossRead => (CROSS_READ, json!([HOT_CROSS[rng.below(HOT_CROSS.len() as i64) as usize]])),
+                    Workload::ColdCrossRead => (CROSS_READ, json!([COLD_CROSS[rng.below(COLD_CROSS.len() as i64) as usize]])),
                     Workload::PredicateRecon => (PREDICATE_RECON, json!([rng.below(TAGS)])),
                     Workload::PredicateLocked => (PREDICATE_LOCKED, json!([rng.below(TAGS)])),
                 };

@@ -635,12 +635,12 @@ async fn predicate_updates_in_transactions_update_exactly_the_matching_rows() {
             })
         })
         .collect();
-    // Waits until two more transactions were acknowledged (false: stop).
-    let paced = |watch: &tokio::sync::watch::Receiver<u64>, stop: &AtomicBool| {
-        let (mut watch, from) = (watch.clone(), *watch.borrow());
-        let stopping = !stop.load(Ordering::Relaxed);
+    // Waits until two more transactions were acknowledged; false once the
+    // run is stopping (the updaters may not make two more).
+    let paced = |watch: &tokio::sync::watch::Receiver<u64>, stop: &Arc<AtomicBool>| {
+        let (mut watch, from, stop) = (watch.clone(), *watch.borrow(), stop.clone());
         async move {
-            while stopping {
+            while !stop.load(Ordering::Relaxed) {
                 if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), watch.wait_for(|n| *n >= from + 2)).await {
                     return true;
                 }
