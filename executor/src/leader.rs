@@ -34,7 +34,8 @@ use crate::sequenced::{AsOf, FenceMark, TxnBoard, LONG_POLL_MS};
 use ordo_sequencer::{SealError, Sealer};
 use crate::epochs::LocalEpochs;
 use ordo_vshard::routing::{vshard_group, META_GROUP, SEQUENCER_GROUP};
-use ordo_vshard::shard::outcome_key;
+use ordo_vshard::engine::OwnedSnapshot;
+use ordo_vshard::shard::{outcome_key, TxnPos};
 
 /// Most rows one UPDATE/DELETE may change in one vShard.
 const DML_ROWS_PER_SHARD_MAX: usize = 100_000;
@@ -82,10 +83,18 @@ pub struct LeaderExecutor {
     /// Reconnaissances this node runs at once (each scans a table's rows
     /// in a vShard, up to `PROGRAM_READ_BYTES_MAX`); more wait.
     reconnaissances: tokio::sync::Semaphore,
+    /// The node's router (which holds this executor), for the questions a
+    /// read asks other vShards; set once at start.
+    router: std::sync::OnceLock<std::sync::Weak<crate::router::Router>>,
+    /// Single-vShard reads that met earlier cross-shard writes of their
+    /// rows: `[ordered before them, waited for them]`.
+    read_skips: [std::sync::atomic::AtomicU64; 2],
 }
 
 /// See `LeaderExecutor::reconnaissances`.
 const RECONNAISSANCES_INFLIGHT_MAX: usize = 4;
+/// Most questions a read asks instead of waiting (see `snapshot_read`).
+const SKIP_CHECKS_MAX: usize = 8;
 
 impl LeaderExecutor {
     pub fn new(
@@ -104,7 +113,21 @@ impl LeaderExecutor {
             sealer,
             epochs,
             reconnaissances: tokio::sync::Semaphore::new(RECONNAISSANCES_INFLIGHT_MAX),
+            router: std::sync::OnceLock::new(),
+            read_skips: Default::default(),
         }
+    }
+
+    /// Single-vShard reads that met earlier cross-shard writes of their
+    /// rows: how many were ordered before them, how many waited.
+    pub fn read_skips(&self) -> (u64, u64) {
+        let get = |i: usize| self.read_skips[i].load(std::sync::atomic::Ordering::Relaxed);
+        (get(0), get(1))
+    }
+
+    /// Gives this executor the router that holds it (see `router`).
+    pub fn set_router(&self, router: &Arc<crate::router::Router>) {
+        let _ = self.router.set(Arc::downgrade(router));
     }
 
     pub fn group(&self, gid: GroupId) -> Option<&Arc<dyn Consensus>> {
@@ -188,10 +211,8 @@ impl LeaderExecutor {
                 // the same rows enqueued before it (see `crate::fence`), and
                 // holds back none enqueued after it (a snapshot read).
                 let spans = pks.iter().map(|pk| LockSpan::key(&row_key(table.id, pk), LockMode::Read)).collect();
-                let _locks = self.lock(group, vshard_of_group(gid)?, Locking::SnapshotRead(spans), fence).await?;
-                group.read_barrier().await?;
                 // One snapshot for every row: a later write may apply meanwhile.
-                let snapshot = self.reader.snapshot();
+                let snapshot = self.snapshot_read(group, vshard_of_group(gid)?, spans, fence).await?;
                 let mut rows = Vec::with_capacity(pks.len());
                 for pk in pks {
                     if let Some(v) = self.reader.get_at(gid, &row_key(table.id, &pk), &snapshot).map_err(storage)? {
@@ -203,11 +224,13 @@ impl LeaderExecutor {
             ShardRequest::Scan { table, prefix } => {
                 let start = row_key(table.id, &prefix);
                 let span = LockSpan::prefix(&start, LockMode::Read);
-                let _locks = self.lock(group, vshard_of_group(gid)?, Locking::SnapshotRead(vec![span]), fence).await?;
-                group.read_barrier().await?;
-                // One iterator: one snapshot, whatever applies meanwhile.
-                let rows = self.reader.scan_prefix(gid, &start).map_err(ExecError::from)?;
+                let snapshot = self.snapshot_read(group, vshard_of_group(gid)?, vec![span], fence).await?;
+                let rows = self.reader.scan_prefix_at(gid, &start, Some(&snapshot)).map_err(ExecError::from)?;
                 Ok(ShardResponse::Rows(rows.into_iter().map(|(_, v)| v).collect()))
+            }
+            ShardRequest::AppliedNow { pos } => {
+                group.read_barrier().await?;
+                Ok(ShardResponse::Count(self.reader.is_applied(gid, pos).map_err(storage)? as u64))
             }
             ShardRequest::Reconnoitre { table, assignments, delete, selection, params } => {
                 let _slot = self.reconnaissances.acquire().await.map_err(|e| ExecError::Internal(e.to_string()))?;
@@ -231,7 +254,7 @@ impl LeaderExecutor {
             }
             ShardRequest::Insert { table, rows } => {
                 let spans = crate::locks::insert_locks(table.id, &rows);
-                let _locks = self.lock(group, vshard_of_group(gid)?, Locking::Hold(spans), fence).await?;
+                let _locks = self.lock(group, vshard_of_group(gid)?, spans, fence).await?;
                 group.write_barrier().await?;
                 let writes = self.insert_writes(gid, &table, rows)?;
                 let n = writes.len() as u64;
@@ -246,7 +269,7 @@ impl LeaderExecutor {
                     // since could make it more: let it plan again.
                     return Err(ExecError::SerializationFailure("the transaction spans more than this vShard".into()).into());
                 }
-                let _locks = self.lock(group, vshard, Locking::Hold(locks.get(&vshard).cloned().unwrap_or_default()), fence).await?;
+                let _locks = self.lock(group, vshard, locks.get(&vshard).cloned().unwrap_or_default(), fence).await?;
                 locks.entry(vshard).or_default();
                 group.write_barrier().await?;
                 // Runs once, here; its effects (not the program) are logged,
@@ -373,7 +396,7 @@ impl LeaderExecutor {
             }
             ShardRequest::Dml(dml) => {
                 let span = crate::locks::dml_lock(&dml);
-                let _locks = self.lock(group, vshard_of_group(gid)?, Locking::Hold(vec![span]), fence).await?;
+                let _locks = self.lock(group, vshard_of_group(gid)?, vec![span], fence).await?;
                 group.write_barrier().await?;
                 // Its effects are logged, not the statement: the clock is safe.
                 let writes = self.dml_writes(gid, &dml, chrono::Utc::now().timestamp_micros()).await?;
@@ -441,7 +464,7 @@ impl LeaderExecutor {
             ShardRequest::Fenced { .. } => Err(ExecError::Internal("a fenced request inside a fenced request".into()).into()),
             ShardRequest::DropTable { table_id } => {
                 let span = LockSpan::prefix(&table_prefix(table_id), LockMode::Write);
-                let _locks = self.lock(group, vshard_of_group(gid)?, Locking::Hold(vec![span]), fence).await?;
+                let _locks = self.lock(group, vshard_of_group(gid)?, vec![span], fence).await?;
                 group.propose(ShardCommand::DropTable { table_id }.encode()).await?;
                 Ok(ShardResponse::Done)
             }
@@ -451,20 +474,116 @@ impl LeaderExecutor {
     /// Takes `spans` in `vshard`'s lock table (in arrival order) and waits
     /// for them. A fenced request must be granted in the scheduler round it
     /// was fenced in: a new round enqueues the epochs again, after it.
-    async fn lock(&self, group: &dyn Consensus, vshard: u32, locking: Locking, fence: Option<FenceMark>) -> Result<LockGuard, Fail> {
-        let table = self.locks.table(vshard);
-        let ticket = match locking {
-            Locking::Hold(spans) => table.enqueue(spans),
-            Locking::SnapshotRead(spans) => table.enqueue_snapshot_read(spans),
-        };
-        let ticket = ticket
+    /// The storage snapshot a single-vShard read of `spans` reads from.
+    ///
+    /// A read waits for the earlier cross-shard writes of its rows (such a
+    /// transaction may be visible on another vShard already, and a read
+    /// after it must see it here too) — but only for those visible
+    /// somewhere: it is ordered before the others. Looking at the writes
+    /// it would wait for, it takes its snapshot, then asks every other
+    /// vShard where each of them writes whether it has applied it (after a
+    /// read barrier there, so committed counts). If none has, none was
+    /// visible anywhere when the snapshot was taken, nor is anything that
+    /// depends on them (a transaction ordered after one of them on a row
+    /// of it cannot apply first), and no client has been told of them: the
+    /// snapshot is the answer. Otherwise it waits until those applied
+    /// somewhere have left this vShard's lock table (applied here too) and
+    /// looks again. Worth it for narrow transactions: with more than
+    /// `SKIP_CHECKS_MAX` questions the read waits for all of them.
+    async fn snapshot_read(
+        &self,
+        group: &dyn Consensus,
+        vshard: u32,
+        spans: Vec<LockSpan>,
+        fence: Option<FenceMark>,
+    ) -> Result<OwnedSnapshot, Fail> {
+        let ticket = self
+            .locks
+            .table(vshard)
+            .enqueue_snapshot_read(spans)
             .map_err(|o| Fail::Exec(ExecError::Overloaded(format!("{} transactions queued on vShard {vshard}", o.0))))?;
-        let guard = ticket.granted().await;
+        let mut met = false;
+        loop {
+            let mut released = ticket.release_notice();
+            let Some(blockers) = ticket.blockers() else { break };
+            if !blockers.is_empty() {
+                met = true;
+            }
+            let questions: Vec<(TxnPos, u32)> = blockers
+                .iter()
+                .flat_map(|b| {
+                    let pos = TxnPos { epoch: b.epoch, index: b.index };
+                    b.writers.iter().filter(|&&w| w != vshard).map(move |&w| (pos, w))
+                })
+                .collect();
+            if questions.len() > SKIP_CHECKS_MAX {
+                break;
+            }
+            group.read_barrier().await?;
+            let snapshot = self.reader.snapshot();
+            let visible = self.applied_somewhere(&questions).await;
+            if visible.is_empty() {
+                self.check_round(group, vshard, fence)?;
+                if met {
+                    self.read_skips[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                return Ok(snapshot);
+            }
+            // Until those have left the table here: then look again.
+            loop {
+                let still = ticket.blockers().is_some_and(|now| {
+                    now.iter().any(|b| visible.contains(&TxnPos { epoch: b.epoch, index: b.index }))
+                });
+                if !still {
+                    break;
+                }
+                released.as_mut().await;
+                released = ticket.release_notice();
+            }
+        }
+        self.read_skips[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _granted = ticket.granted().await;
+        self.check_round(group, vshard, fence)?;
+        group.read_barrier().await?;
+        Ok(self.reader.snapshot())
+    }
+
+    /// The positions of `questions` that their vShard has applied (any
+    /// doubt, e.g. a vShard without a leader, counts as applied).
+    async fn applied_somewhere(&self, questions: &[(TxnPos, u32)]) -> BTreeSet<TxnPos> {
+        let Some(router) = self.router.get().and_then(std::sync::Weak::upgrade) else {
+            return questions.iter().map(|(pos, _)| *pos).collect();
+        };
+        let router = &router;
+        let asks = questions.iter().map(|&(pos, w)| async move {
+            let not_applied =
+                matches!(router.call(vshard_group(w), &ShardRequest::AppliedNow { pos }).await, Ok(ShardResponse::Count(0)));
+            (!not_applied).then_some(pos)
+        });
+        futures::future::join_all(asks).await.into_iter().flatten().collect()
+    }
+
+    /// A fenced request must be granted in the scheduler round that let it
+    /// through the fence (a new round re-enqueues the epochs).
+    fn check_round(&self, group: &dyn Consensus, vshard: u32, fence: Option<FenceMark>) -> Result<(), Fail> {
         if let Some(mark) = fence {
             if group.leader_term() != Some(mark.term) || !self.board.round_is(vshard, mark) {
                 return Err(Fail::NotLeader(group.leader()));
             }
         }
+        Ok(())
+    }
+
+    /// Takes `spans` in the vShard's lock table, held until the guard is
+    /// dropped: later conflicting requests wait.
+    async fn lock(&self, group: &dyn Consensus, vshard: u32, spans: Vec<LockSpan>, fence: Option<FenceMark>) -> Result<LockGuard, Fail> {
+        let ticket = self
+            .locks
+            .table(vshard)
+            .enqueue(spans)
+            .map_err(|o| Fail::Exec(ExecError::Overloaded(format!("{} transactions queued on vShard {vshard}", o.0))))?;
+        let guard = ticket.granted().await;
+        self.check_round(group, vshard, fence)?;
         Ok(guard)
     }
 
@@ -600,13 +719,6 @@ impl TxnView for LocalView<'_> {
     }
 }
 
-/// How a request takes its place in a vShard's lock table.
-enum Locking {
-    /// Held until the request is done: later conflicting requests wait.
-    Hold(Vec<LockSpan>),
-    /// Waits for earlier writes only (see `LockTable::enqueue_snapshot_read`).
-    SnapshotRead(Vec<LockSpan>),
-}
 
 fn vshard_of_group(gid: GroupId) -> Result<u32, Fail> {
     group_vshard(gid).ok_or_else(|| Fail::Exec(ExecError::Internal(format!("group {gid} is not a vShard"))))

@@ -111,6 +111,10 @@ pub enum ShardRequest {
     /// or DELETE over its rows of `table` (see [`crate::program::Recon`]),
     /// taken from one storage snapshot without locks. Answers `Matches`.
     Reconnoitre { table: TableDef, assignments: Vec<(usize, String)>, delete: bool, selection: String, params: Vec<Param> },
+    /// For a vShard leader: whether this vShard has applied sequenced
+    /// position `pos`, as of a read barrier (committed entries count).
+    /// Answers `Count(1)` or `Count(0)` at once.
+    AppliedNow { pos: TxnPos },
 }
 
 impl ShardRequest {

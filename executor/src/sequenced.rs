@@ -664,9 +664,16 @@ impl Scheduler {
                         continue;
                     }
                     let decoded = decode::<SequencedInput>(&input.program);
+                    // The vShards where it may write: a snapshot read that
+                    // would wait for it need not while none has applied it.
+                    let mut writers = input.participants.clone();
                     // (spans, whether they are a read position's)
                     let (spans, read_position) = match &decoded {
-                        Ok(SequencedInput::Txn(p)) => (lock_set(p, local.vshards()).remove(&self.vshard).unwrap_or_default(), false),
+                        Ok(SequencedInput::Txn(p)) => {
+                            let mut locks = lock_set(p, local.vshards());
+                            writers = active_participants(&locks, &input.participants);
+                            (locks.remove(&self.vshard).unwrap_or_default(), false)
+                        }
                         // A read position waits for every earlier write of
                         // its tables and holds later ones back only until it
                         // is taken.
@@ -683,7 +690,8 @@ impl Scheduler {
                         let enqueued = if read_position {
                             table.enqueue_read_position(spans.clone())
                         } else {
-                            table.enqueue_sequenced(spans.clone())
+                            let tag = ordo_scheduler::SequencedTag { epoch: pos.epoch, index: pos.index, writers: writers.clone() };
+                            table.enqueue_sequenced(spans.clone(), Some(tag))
                         };
                         match enqueued {
                             Ok(t) => break t,

@@ -168,5 +168,8 @@ async fn transactions(State(state): State<Arc<NodeState>>) -> Response {
         json!({"first_retained": log.first_retained().ok(), "last_applied": state.epochs.as_ref().map(|e| *e.borrow())})
     });
     let recon = state.sql.recon_stats().to_json();
-    Json(json!({"node_id": state.node_id, "epochs": epochs, "reconnaissance": recon, "vshards": vshards})).into_response()
+    let (skipped, waited) = local.read_skips();
+    let reads = json!({"ordered_before_unapplied_writes": skipped, "waited_for_writes": waited});
+    Json(json!({"node_id": state.node_id, "epochs": epochs, "reconnaissance": recon, "reads_meeting_cross_shard_writes": reads, "vshards": vshards}))
+        .into_response()
 }

@@ -88,6 +88,7 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
     let executor =
         Arc::new(LeaderExecutor::new(groups.clone(), ShardReader::new(engine.clone()), args.vshards, sealer, local_epochs.clone()));
     let router = Arc::new(Router::new(args.id, transport.clone(), executor.clone(), placement.clone()));
+    executor.set_router(&router);
     // Without a sequencer replica here, schedulers read epochs from the
     // sequencer's leader.
     let source = local_epochs.clone().map_or(EpochSource::Remote, EpochSource::Local);

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use ordo_vshard::keys::prefix_end;
 use parking_lot::Mutex;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LockMode {
@@ -110,6 +110,18 @@ struct Request {
     kind: Kind,
     granted: bool,
     wake: Option<oneshot::Sender<()>>,
+    /// For sequenced requests: which transaction it is.
+    tag: Option<Arc<SequencedTag>>,
+}
+
+/// What a snapshot read needs to know of a sequenced write it would wait
+/// for (see `Ticket::blockers`): its position and the vShards where it
+/// writes — it is visible nowhere while none of those has applied it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SequencedTag {
+    pub epoch: u64,
+    pub index: u32,
+    pub writers: Vec<u32>,
 }
 
 #[derive(Default)]
@@ -152,6 +164,8 @@ impl Table {
 #[derive(Clone, Default)]
 pub struct LockTable {
     table: Arc<Mutex<Table>>,
+    /// Notified whenever a request leaves the table.
+    released: Arc<Notify>,
 }
 
 /// A place in the lock table's order; [`Ticket::granted`] waits for it.
@@ -163,6 +177,7 @@ pub struct Ticket {
 /// Held locks; dropping it releases them and wakes whoever may go next.
 pub struct LockGuard {
     table: Arc<Mutex<Table>>,
+    released: Arc<Notify>,
     id: u64,
 }
 
@@ -180,13 +195,13 @@ impl LockTable {
     /// Takes a place in the order now (synchronously, so the caller fixes
     /// the order) for `spans`.
     pub fn enqueue(&self, spans: Vec<LockSpan>) -> Result<Ticket, Overloaded> {
-        self.enqueue_as(spans, Kind::Local)
+        self.enqueue_as(spans, Kind::Local, None)
     }
 
     /// [`LockTable::enqueue`] for a sequenced (cross-shard) input: snapshot
-    /// reads wait for it.
-    pub fn enqueue_sequenced(&self, spans: Vec<LockSpan>) -> Result<Ticket, Overloaded> {
-        self.enqueue_as(spans, Kind::Sequenced)
+    /// reads wait for it. `tag` says which (see [`Ticket::blockers`]).
+    pub fn enqueue_sequenced(&self, spans: Vec<LockSpan>, tag: Option<SequencedTag>) -> Result<Ticket, Overloaded> {
+        self.enqueue_as(spans, Kind::Sequenced, tag.map(Arc::new))
     }
 
     /// Takes a place in the order for a sequenced read position over `spans`
@@ -194,7 +209,7 @@ impl LockTable {
     /// reads do not wait for it.
     pub fn enqueue_read_position(&self, spans: Vec<LockSpan>) -> Result<Ticket, Overloaded> {
         assert!(spans.iter().all(|s| s.mode == LockMode::Read), "a read position takes read spans only");
-        self.enqueue_as(spans, Kind::ReadPosition)
+        self.enqueue_as(spans, Kind::ReadPosition, None)
     }
 
     /// Takes a place in the order for a snapshot read of `spans` (all
@@ -202,10 +217,10 @@ impl LockTable {
     /// queued; no later request waits for it.
     pub fn enqueue_snapshot_read(&self, spans: Vec<LockSpan>) -> Result<Ticket, Overloaded> {
         assert!(spans.iter().all(|s| s.mode == LockMode::Read), "a snapshot read takes read spans only");
-        self.enqueue_as(spans, Kind::SnapshotRead)
+        self.enqueue_as(spans, Kind::SnapshotRead, None)
     }
 
-    fn enqueue_as(&self, spans: Vec<LockSpan>, kind: Kind) -> Result<Ticket, Overloaded> {
+    fn enqueue_as(&self, spans: Vec<LockSpan>, kind: Kind, tag: Option<Arc<SequencedTag>>) -> Result<Ticket, Overloaded> {
         let mut t = self.table.lock();
         if t.requests.len() >= LOCK_REQUESTS_MAX {
             return Err(Overloaded(LOCK_REQUESTS_MAX));
@@ -219,8 +234,8 @@ impl LockTable {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
         };
-        t.requests.insert(id, Request { spans, kind, granted, wake });
-        Ok(Ticket { guard: LockGuard { table: self.table.clone(), id }, wait })
+        t.requests.insert(id, Request { spans, kind, granted, wake, tag });
+        Ok(Ticket { guard: LockGuard { table: self.table.clone(), released: self.released.clone(), id }, wait })
     }
 
     /// Requests waiting or held (for metrics and tests).
@@ -244,6 +259,31 @@ impl Ticket {
         self.wait.is_none()
     }
 
+    /// Resolves once a request leaves the table after this call (taken
+    /// before looking at [`Ticket::blockers`], so no release is missed).
+    pub fn release_notice(&self) -> std::pin::Pin<Box<tokio::sync::futures::OwnedNotified>> {
+        let mut notice = Box::pin(self.guard.released.clone().notified_owned());
+        notice.as_mut().enable();
+        notice
+    }
+
+    /// The earlier requests this one still waits for, by tag; `None` if
+    /// one of them has none. For a snapshot read: the sequenced writes of
+    /// its rows ordered before it and not yet done here.
+    pub fn blockers(&self) -> Option<Vec<Arc<SequencedTag>>> {
+        let t = self.guard.table.lock();
+        let me = t.requests.get(&self.guard.id)?;
+        t.requests
+            .range(..self.guard.id)
+            .filter(|(_, r)| match me.kind {
+                Kind::SnapshotRead => r.kind == Kind::Sequenced,
+                Kind::Local | Kind::Sequenced | Kind::ReadPosition => r.kind != Kind::SnapshotRead,
+            })
+            .filter(|(_, r)| r.spans.iter().any(|a| me.spans.iter().any(|b| a.conflicts(b))))
+            .map(|(_, r)| r.tag.clone())
+            .collect()
+    }
+
     /// Waits until every lock of this request is granted.
     pub async fn granted(self) -> LockGuard {
         if let Some(w) = self.wait {
@@ -261,6 +301,8 @@ impl Drop for LockGuard {
         let mut t = self.table.lock();
         t.requests.remove(&self.id);
         t.grant_waiting();
+        drop(t);
+        self.released.notify_waiters();
     }
 }
 
@@ -331,7 +373,7 @@ mod tests {
     #[tokio::test]
     async fn a_snapshot_read_waits_for_earlier_sequenced_writes_only_and_holds_back_nothing() {
         let t = LockTable::default();
-        let sequenced = t.enqueue_sequenced(vec![w(b"a")]).unwrap();
+        let sequenced = t.enqueue_sequenced(vec![w(b"a")], None).unwrap();
         let local = t.enqueue(vec![w(b"c")]).unwrap();
         let read = t.enqueue_snapshot_read(vec![r(b"a"), r(b"b"), r(b"c")]).unwrap();
         let later = t.enqueue(vec![w(b"b")]).unwrap();
@@ -343,17 +385,32 @@ mod tests {
         // Not for the single-shard write of c, still held: the read is
         // ordered before it.
         assert!(t.enqueue(vec![w(b"a")]).unwrap().is_granted(), "nor does a later write of a, while the read is held");
-        let later_sequenced = t.enqueue_sequenced(vec![w(b"b")]).unwrap();
+        let later_sequenced = t.enqueue_sequenced(vec![w(b"b")], None).unwrap();
         assert!(!later_sequenced.is_granted(), "sequenced writes still wait for earlier writes");
         drop((read, local, later));
         later_sequenced.granted().await;
     }
 
     #[tokio::test]
+    async fn a_snapshot_read_names_the_sequenced_writes_it_waits_for() {
+        let t = LockTable::default();
+        let tag = |index, writers: &[u32]| SequencedTag { epoch: 7, index, writers: writers.to_vec() };
+        let _a = t.enqueue_sequenced(vec![w(b"a")], Some(tag(0, &[1, 2]))).unwrap();
+        let _b = t.enqueue_sequenced(vec![w(b"b")], Some(tag(1, &[3]))).unwrap();
+        let _local = t.enqueue(vec![w(b"a")]).unwrap();
+        let read = t.enqueue_snapshot_read(vec![r(b"a")]).unwrap();
+        let blockers: Vec<SequencedTag> = read.blockers().unwrap().iter().map(|b| (**b).clone()).collect();
+        assert_eq!(blockers, vec![tag(0, &[1, 2])], "the sequenced write of a only; not b's, not the local one");
+        let _untagged = t.enqueue_sequenced(vec![w(b"c")], None).unwrap();
+        let read_c = t.enqueue_snapshot_read(vec![r(b"c")]).unwrap();
+        assert_eq!(read_c.blockers(), None, "an untagged blocker: the reader must wait");
+    }
+
+    #[tokio::test]
     async fn a_read_position_waits_for_every_earlier_write_and_holds_back_later_ones() {
         let t = LockTable::default();
         let local = t.enqueue(vec![w(b"a")]).unwrap();
-        let sequenced = t.enqueue_sequenced(vec![w(b"b")]).unwrap();
+        let sequenced = t.enqueue_sequenced(vec![w(b"b")], None).unwrap();
         let position = t.enqueue_read_position(vec![LockSpan::all(LockMode::Read)]).unwrap();
         let later = t.enqueue(vec![w(b"c")]).unwrap();
         let read = t.enqueue_snapshot_read(vec![r(b"c")]).unwrap();
