@@ -503,6 +503,9 @@ impl LeaderExecutor {
             .enqueue_snapshot_read(spans)
             .map_err(|o| Fail::Exec(ExecError::Overloaded(format!("{} transactions queued on vShard {vshard}", o.0))))?;
         let mut met = false;
+        // Positions applied elsewhere that this read waited to leave the
+        // table: they must have applied here too.
+        let mut waited_for: BTreeSet<TxnPos> = BTreeSet::new();
         loop {
             let mut released = ticket.release_notice();
             let Some(blockers) = ticket.blockers() else { break };
@@ -521,6 +524,13 @@ impl LeaderExecutor {
             }
             group.read_barrier().await?;
             let snapshot = self.reader.snapshot();
+            for &pos in &waited_for {
+                // Released without applying (a failed execution): the
+                // round is ending; do not answer without it.
+                if !self.reader.is_applied(vshard_group(vshard), pos).map_err(storage)? {
+                    return Err(ExecError::Unavailable(format!("vShard {vshard} is restarting its transactions; retry")).into());
+                }
+            }
             let visible = self.applied_somewhere(&questions).await;
             if visible.is_empty() {
                 self.check_round(group, vshard, fence)?;
@@ -530,6 +540,7 @@ impl LeaderExecutor {
                 return Ok(snapshot);
             }
             // Until those have left the table here: then look again.
+            waited_for.extend(visible.iter().copied());
             loop {
                 let still = ticket.blockers().is_some_and(|now| {
                     now.iter().any(|b| visible.contains(&TxnPos { epoch: b.epoch, index: b.index }))

@@ -611,8 +611,13 @@ impl Scheduler {
         // may have served their positions to other participants, so no
         // request is let through the fence before they are enqueued here.
         let floor = self.router.frontier().await.map_err(|e| e.to_string())?;
+        // Set by a position's task that fails: it releases its locks
+        // without having applied, so the round must stop letting requests
+        // through (they could be ordered past it) before it does; the
+        // round ends when the loop sees the failure.
+        let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let publish_ingested = |through: u64| {
-            if through >= floor {
+            if through >= floor && !broken.load(std::sync::atomic::Ordering::SeqCst) {
                 local.board().set_ingested(self.vshard, mark, through);
             }
         };
@@ -704,13 +709,20 @@ impl Scheduler {
                     let epoch = epoch.clone();
                     let participants = input.participants.clone();
                     let progress = progress.clone();
+                    let broken = broken.clone();
                     tasks.spawn(async move {
                         let _permit = permit;
                         let _locks = ticket.granted().await;
-                        match decoded {
-                            Ok(SequencedInput::Snapshot { tables }) => this.snapshot(pos, tables).await?,
-                            other => this.execute(pos, &epoch, &participants, other, &progress).await?,
+                        let done = match decoded {
+                            Ok(SequencedInput::Snapshot { tables }) => this.snapshot(pos, tables).await,
+                            other => this.execute(pos, &epoch, &participants, other, &progress).await,
+                        };
+                        if done.is_err() {
+                            // Before `_locks` goes (see `broken`).
+                            broken.store(true, std::sync::atomic::Ordering::SeqCst);
+                            this.router.local().board().ingested[this.vshard as usize].send_replace(None);
                         }
+                        done?;
                         progress.lock().complete(pos);
                         Ok::<(), String>(())
                     });

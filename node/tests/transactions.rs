@@ -367,7 +367,9 @@ async fn hot_rows_under_contention_lose_no_increment_and_never_abort() {
 /// transaction after another, while readers read one row and then, in a
 /// later request, the other. Once a read has seen `i` on one row, the
 /// transaction that wrote it precedes every later request, so the other
-/// row must read at least `i`, whichever node serves each read. Row 3
+/// row must read at least `i`, whichever node serves each read — also
+/// when a read is ordered before a transaction not yet applied anywhere
+/// rather than waiting for it. Row 3
 /// counts single-shard increments: a read sees every acknowledged one and
 /// never less than an earlier read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -455,6 +457,15 @@ async fn a_read_after_a_read_never_sees_less_of_a_cross_shard_transaction() {
     );
     assert!(writes > 10 && reads > 10, "the workload ran: {writes} writes, {reads} read pairs");
     assert!(anomalies.is_empty(), "{} reads saw a transaction on one vShard only: {:?}", anomalies.len(), &anomalies[..anomalies.len().min(5)]);
+    // Reads of rows 1 and 2 met the writer's transactions; those not yet
+    // applied anywhere were read around, not waited for.
+    let (mut before, mut waited) = (0, 0);
+    for node in c.transactions_state().await.as_array().unwrap() {
+        before += node["reads_meeting_cross_shard_writes"]["ordered_before_unapplied_writes"].as_u64().unwrap_or(0);
+        waited += node["reads_meeting_cross_shard_writes"]["waited_for_writes"].as_u64().unwrap_or(0);
+    }
+    eprintln!("pair: reads that met cross-shard writes: {before} ordered before them, {waited} waited");
+    assert!(before > 0, "no read was ordered before an unapplied cross-shard write");
 }
 
 /// Sums what every running node keeps of cross-shard transactions: the
