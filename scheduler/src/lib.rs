@@ -18,7 +18,11 @@
 //! An unfinished single-shard write is visible nowhere and acknowledged to
 //! no one, so a read that does not wait for it is simply ordered before it.
 //! A snapshot reader takes its rows from one storage snapshot, which may
-//! hold writes granted after it: it is ordered after those.
+//! hold writes granted after it: it is ordered after those. A reader may
+//! also find out which sequenced writes it waits for ([`Ticket::blockers`],
+//! tagged with their position and writer vShards) and order itself before
+//! those that no vShard has applied yet (the vShard leader decides that).
+//! The lock table only reports; it never grants a request early.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
