@@ -113,7 +113,7 @@ async fn micro_cmd(target: Option<String>, seconds: u64, clients: Vec<usize>, or
     println!("| workload | clients | txn/s | p50 ms | p99 ms | max ms | errors |");
     println!("|---|---:|---:|---:|---:|---:|---|");
     for f in &rows {
-        let errors = if f.errors.is_empty() { "0".to_string() } else { format!("{:?}", f.errors) };
+        let errors = f.errors_cell();
         println!(
             "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} |",
             f.workload.name(),
@@ -145,12 +145,7 @@ async fn micro_cmd(target: Option<String>, seconds: u64, clients: Vec<usize>, or
         "point reads while {} clients keep transferring among 4 accounts (single-shard: of one vShard; cross-shard: of four):",
         micro::READ_WRITERS
     );
-    println!("| rows read | readers | reads/s | p50 ms | p99 ms | errors |");
-    println!("|---|---:|---:|---:|---:|---|");
-    for f in &reads {
-        let errors = if f.errors.is_empty() { "0".to_string() } else { format!("{:?}", f.errors) };
-        println!("| {} | {} | {:.0} | {:.1} | {:.1} | {} |", f.workload.name(), f.clients, f.tps(), f.ms(0.5), f.ms(0.99), errors);
-    }
+    latency_table(["rows read", "readers", "reads/s"], &reads);
     for (pair, writers) in reads.chunks(2).zip(["single-shard", "cross-shard"]) {
         if let [hot, cold] = pair {
             println!(
@@ -166,12 +161,7 @@ async fn micro_cmd(target: Option<String>, seconds: u64, clients: Vec<usize>, or
         micro::ACCOUNTS / micro::TAGS,
         micro::ACCOUNTS
     );
-    println!("| workload | clients | txn/s | p50 ms | p99 ms | errors |");
-    println!("|---|---:|---:|---:|---:|---|");
-    for f in &predicates {
-        let errors = if f.errors.is_empty() { "0".to_string() } else { format!("{:?}", f.errors) };
-        println!("| {} | {} | {:.0} | {:.1} | {:.1} | {} |", f.workload.name(), f.clients, f.tps(), f.ms(0.5), f.ms(0.99), errors);
-    }
+    latency_table(["workload", "clients", "txn/s"], &predicates);
     if let [recon, locked] = predicates.as_slice() {
         println!(
             "reconnoitred relative to table-locked: throughput {:.2}, p50 {:.2}, p99 {:.2}",
@@ -182,4 +172,15 @@ async fn micro_cmd(target: Option<String>, seconds: u64, clients: Vec<usize>, or
     }
     println!("\ntotals conserved in both tables: yes");
     Ok(())
+}
+
+/// A table of `figures` (name, clients, rate, p50, p99, errors) with the
+/// first three column headings given.
+fn latency_table(headings: [&str; 3], figures: &[micro::Figures]) {
+    let [name, clients, rate] = headings;
+    println!("| {name} | {clients} | {rate} | p50 ms | p99 ms | errors |");
+    println!("|---|---:|---:|---:|---:|---|");
+    for f in figures {
+        println!("| {} | {} | {:.0} | {:.1} | {:.1} | {} |", f.workload.name(), f.clients, f.tps(), f.ms(0.5), f.ms(0.99), f.errors_cell());
+    }
 }

@@ -102,6 +102,15 @@ impl Figures {
     pub fn ms(&self, q: f64) -> f64 {
         self.latency_us.value_at_quantile(q) as f64 / 1000.0
     }
+
+    /// The errors as a table cell: `0`, or each SQLSTATE's count.
+    pub fn errors_cell(&self) -> String {
+        if self.errors.is_empty() {
+            "0".to_string()
+        } else {
+            format!("{:?}", self.errors)
+        }
+    }
 }
 
 /// xorshift64*: each client its own reproducible stream.

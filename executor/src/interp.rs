@@ -41,7 +41,8 @@ use ordo_scheduler::LockMode;
 pub const MODIFY_ROWS_MAX: usize = 100_000;
 /// Reads of a reconnoitred statement's versions and rows in flight at once.
 const RECON_READS_CONCURRENT: usize = 32;
-const ROW_INDEX_COLUMN: &str = "__ordo_row";
+/// The column `rows_with_index` adds: each row's index in its input.
+pub const ROW_INDEX_COLUMN: &str = "__ordo_row";
 
 /// The rows a transaction reads, as of its place in the order.
 #[async_trait::async_trait]
@@ -247,7 +248,7 @@ impl Run<'_> {
         for (&vshard, scanned) in changed.iter().zip(scans) {
             let (scanned, bytes) = scanned?;
             self.count_read(bytes)?;
-            let rows = scanned.iter().map(|(_, v)| decode_row(v)).collect::<Result<Vec<_>, _>>().map_err(|e| ExecError::Internal(e.to_string()))?;
+            let rows = decode_rows(&scanned)?;
             let matches = matching(table, shape, &self.params, &rows).await?;
             let mut rows: Vec<Option<Vec<Datum>>> = rows.into_iter().map(Some).collect();
             for i in matches {
@@ -344,7 +345,7 @@ impl Run<'_> {
                 let out = self.query(table, batch, &select).await?;
                 let mut changed = Vec::new();
                 for b in &out {
-                    let idx = b.column(0).as_any().downcast_ref::<Int64Array>().ok_or_else(|| ExecError::Internal("row index".into()))?;
+                    let idx = row_indexes(b)?;
                     for r in 0..b.num_rows() {
                         let c = &candidates[idx.value(r) as usize];
                         if *delete {
@@ -619,7 +620,7 @@ pub async fn matching(table: &TableDef, shape: &ModifyShape<'_>, params: &[Param
     let out = ctx.sql(&sql).await.map_err(from_datafusion)?.collect().await.map_err(from_datafusion)?;
     let mut found = Vec::new();
     for b in &out {
-        let idx = b.column(0).as_any().downcast_ref::<Int64Array>().ok_or_else(|| ExecError::Internal("row index".into()))?;
+        let idx = row_indexes(b)?;
         found.extend((0..b.num_rows()).map(|r| idx.value(r) as usize));
     }
     Ok(found)
@@ -655,6 +656,17 @@ pub fn bind_placeholders(sql: &str, params: &[Param]) -> ExecResult<String> {
         return Err(e);
     }
     Ok(statements.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("; "))
+}
+
+/// The `ROW_INDEX_COLUMN` of a query's output batch over `rows_with_index`
+/// (its first column).
+pub fn row_indexes(batch: &RecordBatch) -> ExecResult<&Int64Array> {
+    batch.column(0).as_any().downcast_ref::<Int64Array>().ok_or_else(|| ExecError::Internal("row index".into()))
+}
+
+/// Decodes stored `(key, row)` pairs' rows.
+pub fn decode_rows(stored: &[(Vec<u8>, Vec<u8>)]) -> ExecResult<Vec<Vec<Datum>>> {
+    stored.iter().map(|(_, v)| decode_row(v)).collect::<Result<_, _>>().map_err(|e| ExecError::Internal(e.to_string()))
 }
 
 /// The table's rows plus a trailing row-index column.

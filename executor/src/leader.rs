@@ -10,11 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::arrow::array::Int64Array;
 use datafusion::catalog::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use ordo_meta::catalog::TableDef;
-use ordo_meta::datum::{decode_row, encode_row, Datum};
+use ordo_meta::datum::{encode_row, Datum};
 use ordo_meta::logic::{decode_result, encode_command};
 use ordo_scheduler::{LockGuard, LockMode, LockSpan, ShardLocks};
 use ordo_vshard::raft::{Consensus, ConsensusError};
@@ -28,7 +27,7 @@ use ordo_vshard::GroupId;
 use crate::arrow::{input_at, param_scalar};
 use crate::coerce::coerce;
 use crate::error::{storage_error, ExecError, ExecResult};
-use crate::interp::{rows_with_index, TxnView};
+use crate::interp::{decode_rows, row_indexes, rows_with_index, TxnView, ROW_INDEX_COLUMN};
 use crate::request::{DmlRequest, ShardRequest, ShardResponse, MultiShardStatement};
 use crate::sequenced::{AsOf, FenceMark, TxnBoard, LONG_POLL_MS};
 use ordo_sequencer::{SealError, Sealer};
@@ -39,7 +38,6 @@ use ordo_vshard::shard::{outcome_key, TxnPos};
 
 /// Most rows one UPDATE/DELETE may change in one vShard.
 const DML_ROWS_PER_SHARD_MAX: usize = 100_000;
-const ROW_INDEX_COLUMN: &str = "__ordo_row";
 /// Longest a fenced request waits for its vShard to reach its epoch.
 const FENCE_WAIT_MS: u64 = 10_000;
 /// How long a replica waits to apply a checksum point before answering.
@@ -87,8 +85,10 @@ pub struct LeaderExecutor {
     /// read asks other vShards; set once at start.
     router: std::sync::OnceLock<std::sync::Weak<crate::router::Router>>,
     /// Single-vShard reads that met earlier cross-shard writes of their
-    /// rows: `[ordered before them, waited for them]`.
-    read_skips: [std::sync::atomic::AtomicU64; 2],
+    /// rows and were ordered before them (see `snapshot_read`).
+    reads_ordered_before: std::sync::atomic::AtomicU64,
+    /// Those that waited for them.
+    reads_waited: std::sync::atomic::AtomicU64,
 }
 
 /// See `LeaderExecutor::reconnaissances`.
@@ -114,15 +114,16 @@ impl LeaderExecutor {
             epochs,
             reconnaissances: tokio::sync::Semaphore::new(RECONNAISSANCES_INFLIGHT_MAX),
             router: std::sync::OnceLock::new(),
-            read_skips: Default::default(),
+            reads_ordered_before: Default::default(),
+            reads_waited: Default::default(),
         }
     }
 
     /// Single-vShard reads that met earlier cross-shard writes of their
     /// rows: how many were ordered before them, how many waited.
     pub fn read_skips(&self) -> (u64, u64) {
-        let get = |i: usize| self.read_skips[i].load(std::sync::atomic::Ordering::Relaxed);
-        (get(0), get(1))
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        (get(&self.reads_ordered_before), get(&self.reads_waited))
     }
 
     /// Gives this executor the router that holds it (see `router`).
@@ -242,8 +243,7 @@ impl LeaderExecutor {
                 let scanned = self.reader.scan_prefix_at(gid, &table_prefix(table.id), Some(&snapshot));
                 // A program could not read more either.
                 let stored = crate::sequenced::program_scan(scanned)?.ok_or_else(crate::program::read_limit_exceeded)?;
-                let rows: Vec<Vec<Datum>> =
-                    stored.iter().map(|(_, v)| decode_row(v)).collect::<Result<_, _>>().map_err(|e| ExecError::Internal(e.to_string()))?;
+                let rows = decode_rows(&stored)?;
                 let shape = crate::interp::ModifyShape { assignments: &assignments, delete, selection: &selection };
                 let found = crate::interp::matching(&table, &shape, &params, &rows).await?;
                 if found.len() > RECON_KEYS_MAX {
@@ -471,9 +471,6 @@ impl LeaderExecutor {
         }
     }
 
-    /// Takes `spans` in `vshard`'s lock table (in arrival order) and waits
-    /// for them. A fenced request must be granted in the scheduler round it
-    /// was fenced in: a new round enqueues the epochs again, after it.
     /// The storage snapshot a single-vShard read of `spans` reads from.
     ///
     /// A read waits for the earlier cross-shard writes of its rows (such a
@@ -497,11 +494,7 @@ impl LeaderExecutor {
         spans: Vec<LockSpan>,
         fence: Option<FenceMark>,
     ) -> Result<OwnedSnapshot, Fail> {
-        let ticket = self
-            .locks
-            .table(vshard)
-            .enqueue_snapshot_read(spans)
-            .map_err(|o| Fail::Exec(ExecError::Overloaded(format!("{} transactions queued on vShard {vshard}", o.0))))?;
+        let ticket = self.locks.table(vshard).enqueue_snapshot_read(spans).map_err(|o| queue_full(vshard, o))?;
         let mut met = false;
         // Positions applied elsewhere that this read waited to leave the
         // table: they must have applied here too.
@@ -514,10 +507,7 @@ impl LeaderExecutor {
             }
             let questions: Vec<(TxnPos, u32)> = blockers
                 .iter()
-                .flat_map(|b| {
-                    let pos = TxnPos { epoch: b.epoch, index: b.index };
-                    b.writers.iter().filter(|&&w| w != vshard).map(move |&w| (pos, w))
-                })
+                .flat_map(|b| b.writers.iter().filter(|&&w| w != vshard).map(|&w| (b.pos, w)))
                 .collect();
             if questions.len() > SKIP_CHECKS_MAX {
                 break;
@@ -535,16 +525,14 @@ impl LeaderExecutor {
             if visible.is_empty() {
                 self.check_round(group, vshard, fence)?;
                 if met {
-                    self.read_skips[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.reads_ordered_before.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 return Ok(snapshot);
             }
             // Until those have left the table here: then look again.
             waited_for.extend(visible.iter().copied());
             loop {
-                let still = ticket.blockers().is_some_and(|now| {
-                    now.iter().any(|b| visible.contains(&TxnPos { epoch: b.epoch, index: b.index }))
-                });
+                let still = ticket.blockers().is_some_and(|now| now.iter().any(|b| visible.contains(&b.pos)));
                 if !still {
                     break;
                 }
@@ -552,7 +540,7 @@ impl LeaderExecutor {
                 released = ticket.release_notice();
             }
         }
-        self.read_skips[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.reads_waited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _granted = ticket.granted().await;
         self.check_round(group, vshard, fence)?;
         group.read_barrier().await?;
@@ -585,14 +573,12 @@ impl LeaderExecutor {
         Ok(())
     }
 
-    /// Takes `spans` in the vShard's lock table, held until the guard is
-    /// dropped: later conflicting requests wait.
+    /// Takes `spans` in `vshard`'s lock table (in arrival order) and waits
+    /// for them, held until the guard is dropped: later conflicting
+    /// requests wait. A fenced request must be granted in the scheduler
+    /// round it was fenced in: a new round enqueues the epochs again, after it.
     async fn lock(&self, group: &dyn Consensus, vshard: u32, spans: Vec<LockSpan>, fence: Option<FenceMark>) -> Result<LockGuard, Fail> {
-        let ticket = self
-            .locks
-            .table(vshard)
-            .enqueue(spans)
-            .map_err(|o| Fail::Exec(ExecError::Overloaded(format!("{} transactions queued on vShard {vshard}", o.0))))?;
+        let ticket = self.locks.table(vshard).enqueue(spans).map_err(|o| queue_full(vshard, o))?;
         let guard = ticket.granted().await;
         self.check_round(group, vshard, fence)?;
         Ok(guard)
@@ -659,8 +645,7 @@ impl LeaderExecutor {
         if stored.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<Vec<Datum>> =
-            stored.iter().map(|(_, v)| decode_row(v)).collect::<Result<_, _>>().map_err(|e| ExecError::Internal(e.to_string()))?;
+        let rows = decode_rows(&stored)?;
         let sel = dml.selection.as_deref().map(crate::eval::parse_expr).transpose()?;
         let refs: Vec<&Vec<Datum>> = rows.iter().collect();
         if let Some(changes) = crate::interp::modify_fast(table, &dml.assignments, dml.delete, sel.as_ref(), &params, &refs)? {
@@ -687,7 +672,7 @@ impl LeaderExecutor {
         let out = df.collect().await.map_err(crate::error::from_datafusion)?;
         let mut writes = Vec::new();
         for b in &out {
-            let idx = b.column(0).as_any().downcast_ref::<Int64Array>().ok_or_else(|| ExecError::Internal("row index".into()))?;
+            let idx = row_indexes(b)?;
             for r in 0..b.num_rows() {
                 let i = idx.value(r) as usize;
                 let key = stored[i].0.clone();
@@ -730,6 +715,10 @@ impl TxnView for LocalView<'_> {
     }
 }
 
+/// A vShard's lock table is full: overload, retryable.
+fn queue_full(vshard: u32, o: ordo_scheduler::Overloaded) -> Fail {
+    Fail::Exec(ExecError::Overloaded(format!("{} transactions queued on vShard {vshard}", o.0)))
+}
 
 fn vshard_of_group(gid: GroupId) -> Result<u32, Fail> {
     group_vshard(gid).ok_or_else(|| Fail::Exec(ExecError::Internal(format!("group {gid} is not a vShard"))))

@@ -695,7 +695,7 @@ impl Scheduler {
                         let enqueued = if read_position {
                             table.enqueue_read_position(spans.clone())
                         } else {
-                            let tag = ordo_scheduler::SequencedTag { epoch: pos.epoch, index: pos.index, writers: writers.clone() };
+                            let tag = ordo_scheduler::SequencedTag { pos, writers: writers.clone() };
                             table.enqueue_sequenced(spans.clone(), Some(tag))
                         };
                         match enqueued {

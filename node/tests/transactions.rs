@@ -459,11 +459,8 @@ async fn a_read_after_a_read_never_sees_less_of_a_cross_shard_transaction() {
     assert!(anomalies.is_empty(), "{} reads saw a transaction on one vShard only: {:?}", anomalies.len(), &anomalies[..anomalies.len().min(5)]);
     // Reads of rows 1 and 2 met the writer's transactions; those not yet
     // applied anywhere were read around, not waited for.
-    let (mut before, mut waited) = (0, 0);
-    for node in c.transactions_state().await.as_array().unwrap() {
-        before += node["reads_meeting_cross_shard_writes"]["ordered_before_unapplied_writes"].as_u64().unwrap_or(0);
-        waited += node["reads_meeting_cross_shard_writes"]["waited_for_writes"].as_u64().unwrap_or(0);
-    }
+    let counts = counters(&c, "reads_meeting_cross_shard_writes", &["ordered_before_unapplied_writes", "waited_for_writes"]).await;
+    let (before, waited) = (counts["ordered_before_unapplied_writes"], counts["waited_for_writes"]);
     eprintln!("pair: reads that met cross-shard writes: {before} ordered before them, {waited} waited");
     assert!(before > 0, "no read was ordered before an unapplied cross-shard write");
 }
@@ -586,15 +583,20 @@ async fn vshards_led_by_a_node_without_a_sequencer_replica_take_cross_shard_tran
     assert_eq!(v["consistent"], true, "replicas differ: {v}");
 }
 
-/// Every node's reconnaissance counts, summed.
-async fn recon_counts(c: &Cluster) -> BTreeMap<&'static str, u64> {
+/// Counters `keys` of `section` in every node's `/v1/admin/transactions`, summed.
+async fn counters(c: &Cluster, section: &str, keys: &[&'static str]) -> BTreeMap<&'static str, u64> {
     let mut sums = BTreeMap::new();
     for node in c.transactions_state().await.as_array().unwrap() {
-        for k in ["ordered", "stale", "gave_up"] {
-            *sums.entry(k).or_insert(0u64) += node["reconnaissance"][k].as_u64().unwrap_or(0);
+        for &k in keys {
+            *sums.entry(k).or_insert(0u64) += node[section][k].as_u64().unwrap_or(0);
         }
     }
     sums
+}
+
+/// Every node's reconnaissance counts, summed.
+async fn recon_counts(c: &Cluster) -> BTreeMap<&'static str, u64> {
+    counters(c, "reconnaissance", &["ordered", "stale", "gave_up"]).await
 }
 
 /// UPDATEs whose WHERE clause names no key, inside cross-shard

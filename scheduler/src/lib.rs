@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ordo_vshard::keys::prefix_end;
+use ordo_vshard::shard::TxnPos;
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, Notify};
 
@@ -123,8 +124,7 @@ struct Request {
 /// writes — it is visible nowhere while none of those has applied it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SequencedTag {
-    pub epoch: u64,
-    pub index: u32,
+    pub pos: TxnPos,
     pub writers: Vec<u32>,
 }
 
@@ -135,14 +135,20 @@ struct Table {
 }
 
 impl Table {
-    fn conflicts_with_earlier(&self, id: u64, kind: Kind, spans: &[LockSpan]) -> bool {
+    /// The earlier requests a request of `kind` over `spans` at `id` waits for.
+    fn earlier_conflicts<'a>(&'a self, id: u64, kind: Kind, spans: &'a [LockSpan]) -> impl Iterator<Item = &'a Request> + 'a {
         self.requests
             .range(..id)
-            .filter(|(_, r)| match kind {
+            .map(|(_, r)| r)
+            .filter(move |r| match kind {
                 Kind::SnapshotRead => r.kind == Kind::Sequenced,
                 Kind::Local | Kind::Sequenced | Kind::ReadPosition => r.kind != Kind::SnapshotRead,
             })
-            .any(|(_, r)| r.spans.iter().any(|a| spans.iter().any(|b| a.conflicts(b))))
+            .filter(|r| r.spans.iter().any(|a| spans.iter().any(|b| a.conflicts(b))))
+    }
+
+    fn conflicts_with_earlier(&self, id: u64, kind: Kind, spans: &[LockSpan]) -> bool {
+        self.earlier_conflicts(id, kind, spans).next().is_some()
     }
 
     /// Grants every waiting request no earlier one conflicts with.
@@ -277,15 +283,7 @@ impl Ticket {
     pub fn blockers(&self) -> Option<Vec<Arc<SequencedTag>>> {
         let t = self.guard.table.lock();
         let me = t.requests.get(&self.guard.id)?;
-        t.requests
-            .range(..self.guard.id)
-            .filter(|(_, r)| match me.kind {
-                Kind::SnapshotRead => r.kind == Kind::Sequenced,
-                Kind::Local | Kind::Sequenced | Kind::ReadPosition => r.kind != Kind::SnapshotRead,
-            })
-            .filter(|(_, r)| r.spans.iter().any(|a| me.spans.iter().any(|b| a.conflicts(b))))
-            .map(|(_, r)| r.tag.clone())
-            .collect()
+        t.earlier_conflicts(self.guard.id, me.kind, &me.spans).map(|r| r.tag.clone()).collect()
     }
 
     /// Waits until every lock of this request is granted.
@@ -398,7 +396,7 @@ mod tests {
     #[tokio::test]
     async fn a_snapshot_read_names_the_sequenced_writes_it_waits_for() {
         let t = LockTable::default();
-        let tag = |index, writers: &[u32]| SequencedTag { epoch: 7, index, writers: writers.to_vec() };
+        let tag = |index, writers: &[u32]| SequencedTag { pos: TxnPos { epoch: 7, index }, writers: writers.to_vec() };
         let _a = t.enqueue_sequenced(vec![w(b"a")], Some(tag(0, &[1, 2]))).unwrap();
         let _b = t.enqueue_sequenced(vec![w(b"b")], Some(tag(1, &[3]))).unwrap();
         let _local = t.enqueue(vec![w(b"a")]).unwrap();

@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions_mut, Expr, FunctionArguments, Query, SelectItem, SetExpr, Statement, TableFactor, Value,
+    visit_expressions, visit_expressions_mut, Expr, FunctionArguments, Query, SelectItem, SetExpr, Statement, TableFactor, Value,
 };
 use ordo_executor::arrow::param_sql;
 use ordo_executor::coerce::decimal_to_string;
@@ -48,7 +48,7 @@ pub async fn transaction(
     params: &[Param],
     commit: bool,
 ) -> ExecResult<Vec<StatementResult>> {
-    let (mut program, _) = compile(engine, statements, params).await?;
+    let mut program = compile(engine, statements, params).await?;
     if !commit {
         return Ok(vec![StatementResult::affected(0); statements.len()]);
     }
@@ -84,7 +84,10 @@ pub async fn transaction(
 /// Runs a compiled program: on its one participant's leader, else ordered
 /// by the sequencer.
 async fn execute(engine: &SqlEngine, program: &TxnProgram) -> ExecResult<Vec<StmtOutput>> {
-    let participants: BTreeSet<u32> = lock_set(program, engine.shared().vshards).into_keys().collect();
+    // The vShards it locks rows in are the ones that take part; every
+    // participant derives the same locks from the program.
+    let locks = lock_set(program, engine.shared().vshards);
+    let participants: Vec<u32> = locks.keys().copied().collect();
     Ok(match participants.len() {
         0 => vec![StmtOutput::default(); program.statements.len()],
         1 => {
@@ -94,7 +97,12 @@ async fn execute(engine: &SqlEngine, program: &TxnProgram) -> ExecResult<Vec<Stm
                 other => return Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
             }
         }
-        _ => sequenced(engine, SequencedInput::Txn(program.clone()), participants).await?,
+        _ => {
+            // Passive participants change nothing and apply only after the
+            // active ones: the result is visible once the active ones applied.
+            let active = active_participants(&locks, &participants);
+            sequenced(engine, SequencedInput::Txn(program.clone()), participants, active).await?
+        }
     })
 }
 
@@ -172,8 +180,7 @@ fn reconnoitrable(table: &TableDef, selection: &str, params: &[Param], vshards: 
         return false;
     }
     let mut only_client_params = true;
-    let mut sel = sel;
-    let _ = visit_expressions_mut(&mut sel, |e| {
+    let _ = visit_expressions(&sel, |e| {
         if let Expr::Value(v) = e {
             if let Value::Placeholder(p) = &v.value {
                 if !p.trim_start_matches('$').parse::<usize>().is_ok_and(|n| n >= 1 && n <= params.len()) {
@@ -199,21 +206,21 @@ fn clear_recon(program: &mut TxnProgram) {
 /// by the sequencer, each participant does its part, and all commit only if
 /// every part succeeds. Returns the rows affected.
 pub async fn statement(engine: &SqlEngine, statement: MultiShardStatement, participants: BTreeSet<u32>) -> ExecResult<u64> {
-    let outputs = sequenced(engine, SequencedInput::Statement(statement), participants).await?;
+    let participants: Vec<u32> = participants.into_iter().collect();
+    let outputs = sequenced(engine, SequencedInput::Statement(statement), participants.clone(), participants).await?;
     Ok(outputs.iter().map(|o| o.rows_affected).sum())
 }
 
-/// Orders `input` through the sequencer and waits until every participant
-/// has applied it; returns the lowest participant's outputs.
-async fn sequenced(engine: &SqlEngine, input: SequencedInput, participants: BTreeSet<u32>) -> ExecResult<Vec<StmtOutput>> {
+/// Orders `input` through the sequencer for `participants` (ascending) and
+/// waits until the `waited` ones (the lowest first) have applied it;
+/// returns the lowest participant's outputs.
+async fn sequenced(
+    engine: &SqlEngine,
+    input: SequencedInput,
+    participants: Vec<u32>,
+    waited: Vec<u32>,
+) -> ExecResult<Vec<StmtOutput>> {
     let router = &engine.shared().router;
-    let participants: Vec<u32> = participants.into_iter().collect();
-    // A program's passive participants change nothing and apply only after
-    // the active ones: the result is visible once the active ones applied.
-    let waited = match &input {
-        SequencedInput::Txn(program) => active_participants(&lock_set(program, engine.shared().vshards), &participants),
-        _ => participants.clone(),
-    };
     let input = EpochInput { participants: participants.clone(), program: encode(&input) };
     let pos = match router.call_once(SEQUENCER_GROUP, &ShardRequest::Sequence(input)).await? {
         ShardResponse::Sequenced { pos, .. } => pos,
@@ -264,16 +271,12 @@ async fn sequenced(engine: &SqlEngine, input: SequencedInput, participants: BTre
     }
 }
 
-/// Compiles `statements` into a program and finds the vShards it may touch.
-pub async fn compile(
-    engine: &SqlEngine,
-    statements: &[Statement],
-    params: &[Param],
-) -> ExecResult<(TxnProgram, BTreeSet<u32>)> {
+/// Compiles `statements` into a program (its participants follow from its
+/// locks, see `execute`).
+pub async fn compile(engine: &SqlEngine, statements: &[Statement], params: &[Param]) -> ExecResult<TxnProgram> {
     if statements.len() > PROGRAM_STATEMENTS_MAX {
         return Err(ExecError::ProgramLimitExceeded(format!("at most {PROGRAM_STATEMENTS_MAX} statements per transaction")));
     }
-    let vshards = engine.shared().vshards;
     let mut vars = Vars { base: params.len(), names: BTreeMap::new() };
     let mut program = Vec::with_capacity(statements.len());
     for st in statements {
@@ -324,11 +327,7 @@ pub async fn compile(
         };
         program.push(compiled);
     }
-    let program = TxnProgram { statements: program, params: params.to_vec(), vars: 1 + vars.names.len() };
-    // The vShards it locks rows in are the ones that take part; every
-    // participant derives the same locks from the program.
-    let participants = lock_set(&program, vshards).into_keys().collect();
-    Ok((program, participants))
+    Ok(TxnProgram { statements: program, params: params.to_vec(), vars: 1 + vars.names.len() })
 }
 
 /// `SELECT ... FROM one_table [WHERE ...]`: the table, the WHERE clause and
