@@ -84,6 +84,8 @@ impl From<ordo_vshard::shard::ScanError> for ExecError {
         match e {
             ordo_vshard::shard::ScanError::TooManyRows(_) => ExecError::ProgramLimitExceeded(e.to_string()),
             ordo_vshard::shard::ScanError::Storage(m) => storage_error(m),
+            // The query read too slowly for its snapshot; another is newer.
+            ordo_vshard::shard::ScanError::TooOld { .. } => ExecError::SerializationFailure(e.to_string()),
         }
     }
 }

@@ -68,6 +68,14 @@ fn storage(e: impl std::fmt::Display) -> Fail {
     Fail::Exec(storage_error(e))
 }
 
+/// What a fenced request passed: its scheduler round, and the epoch
+/// through which that round had enqueued every sequenced input.
+#[derive(Clone, Copy, Debug)]
+struct Fence {
+    mark: FenceMark,
+    through_epoch: u64,
+}
+
 pub struct LeaderExecutor {
     groups: BTreeMap<GroupId, Arc<dyn Consensus>>,
     reader: ShardReader,
@@ -184,11 +192,11 @@ impl LeaderExecutor {
     /// epoch up to `after_epoch` (see [`crate::fence`]); returns the
     /// scheduler round that did, which must still be running when the
     /// request's locks are granted (a new round re-enqueues those epochs).
-    async fn fence(&self, gid: GroupId, group: &dyn Consensus, after_epoch: u64) -> Result<FenceMark, Fail> {
+    async fn fence(&self, gid: GroupId, group: &dyn Consensus, after_epoch: u64) -> Result<Fence, Fail> {
         let vshard = vshard_of_group(gid)?;
         let term = group.leader_term().ok_or(Fail::NotLeader(group.leader()))?;
         match self.board.wait_ingested(vshard, term, after_epoch, Duration::from_millis(FENCE_WAIT_MS)).await {
-            Some(mark) => Ok(mark),
+            Some((mark, through_epoch)) => Ok(Fence { mark, through_epoch }),
             None => Err(ExecError::Unavailable(format!(
                 "vShard {vshard} has not reached epoch {after_epoch} of the sequencer within {FENCE_WAIT_MS} ms"
             ))
@@ -196,7 +204,7 @@ impl LeaderExecutor {
         }
     }
 
-    async fn run(&self, gid: GroupId, group: &dyn Consensus, req: ShardRequest, fence: Option<FenceMark>) -> Result<ShardResponse, Fail> {
+    async fn run(&self, gid: GroupId, group: &dyn Consensus, req: ShardRequest, fence: Option<Fence>) -> Result<ShardResponse, Fail> {
         match req {
             ShardRequest::ReadIndex => {
                 group.read_barrier().await?;
@@ -254,11 +262,11 @@ impl LeaderExecutor {
             }
             ShardRequest::Insert { table, rows } => {
                 let spans = crate::locks::insert_locks(table.id, &rows);
-                let _locks = self.lock(group, vshard_of_group(gid)?, spans, fence).await?;
+                let (_locks, after) = self.lock(group, vshard_of_group(gid)?, spans, fence).await?;
                 group.write_barrier().await?;
                 let writes = self.insert_writes(gid, &table, rows)?;
                 let n = writes.len() as u64;
-                group.propose(ShardCommand::Write(writes).encode()).await?;
+                group.propose(ShardCommand::Write { writes, after }.encode()).await?;
                 Ok(ShardResponse::Count(n))
             }
             ShardRequest::Program(program) => {
@@ -269,7 +277,7 @@ impl LeaderExecutor {
                     // since could make it more: let it plan again.
                     return Err(ExecError::SerializationFailure("the transaction spans more than this vShard".into()).into());
                 }
-                let _locks = self.lock(group, vshard, locks.get(&vshard).cloned().unwrap_or_default(), fence).await?;
+                let (_locks, after) = self.lock(group, vshard, locks.get(&vshard).cloned().unwrap_or_default(), fence).await?;
                 locks.entry(vshard).or_default();
                 group.write_barrier().await?;
                 // Runs once, here; its effects (not the program) are logged,
@@ -278,7 +286,7 @@ impl LeaderExecutor {
                 let view = LocalView { reader: &self.reader };
                 let mut out = crate::interp::run(&program, now_us, self.vshards, Some(&locks), &view).await?;
                 if let Some(writes) = out.writes.remove(&vshard) {
-                    group.propose(ShardCommand::Write(writes).encode()).await?;
+                    group.propose(ShardCommand::Write { writes, after }.encode()).await?;
                 }
                 Ok(ShardResponse::Outputs(out.outputs))
             }
@@ -351,31 +359,25 @@ impl LeaderExecutor {
                     }
                 }
             }
-            ShardRequest::ScanAt { pos, prefix } => {
+            ShardRequest::ScanAsOf { epoch, prefix } => {
                 let vshard = vshard_of_group(gid)?;
-                if !self.board.has_snapshot(vshard, pos) {
-                    // This leader's progress is past `pos` without a snapshot
-                    // here: it was taken by an earlier leader, or expired.
-                    // Waiting would not help; the query starts over.
-                    if self.reader.sequenced_watermark(gid).map_err(ExecError::Internal)? >= pos {
-                        return Err(ExecError::SerializationFailure(format!(
-                            "the read snapshot of vShard {vshard} at epoch {} is gone (leader change or expiry); retry",
-                            pos.epoch
-                        ))
-                        .into());
-                    }
+                let term = group.leader_term().ok_or(Fail::NotLeader(group.leader()))?;
+                // Every cross-shard transaction of this vShard up to `epoch`
+                // is applied here: the query sees each of them whole, as the
+                // other vShards it reads do. It waits for none after.
+                let wait = Duration::from_millis(FENCE_WAIT_MS);
+                if !self.board.wait_complete(vshard, term, epoch, wait).await {
+                    return Err(ExecError::Unavailable(format!(
+                        "vShard {vshard} has not completed epoch {epoch} within {FENCE_WAIT_MS} ms"
+                    ))
+                    .into());
                 }
-                match self.board.snapshot_at(vshard, pos, Duration::from_millis(LONG_POLL_MS)).await {
-                    None => Ok(ShardResponse::NotYet),
-                    Some(snap) => {
-                        if !snap.covers(&prefix) {
-                            return Err(ExecError::Internal(format!("the read snapshot at epoch {} does not hold this table", pos.epoch)).into());
-                        }
-                        let rows =
-                            self.reader.scan_prefix_at(gid, &prefix, Some(&snap.storage)).map_err(ExecError::from)?;
-                        Ok(ShardResponse::Pairs(rows))
-                    }
-                }
+                // Every single-shard write acknowledged before the query
+                // began (its versions are up to `epoch`) is applied here.
+                group.read_barrier().await?;
+                let snapshot = self.reader.snapshot();
+                let rows = self.reader.scan_as_of(gid, &prefix, epoch, &snapshot).map_err(ExecError::from)?;
+                Ok(ShardResponse::Pairs(rows))
             }
             ShardRequest::Outcome { pos, record } => {
                 let vshard = vshard_of_group(gid)?;
@@ -396,13 +398,13 @@ impl LeaderExecutor {
             }
             ShardRequest::Dml(dml) => {
                 let span = crate::locks::dml_lock(&dml);
-                let _locks = self.lock(group, vshard_of_group(gid)?, vec![span], fence).await?;
+                let (_locks, after) = self.lock(group, vshard_of_group(gid)?, vec![span], fence).await?;
                 group.write_barrier().await?;
                 // Its effects are logged, not the statement: the clock is safe.
                 let writes = self.dml_writes(gid, &dml, chrono::Utc::now().timestamp_micros()).await?;
                 let n = writes.len() as u64;
                 if n > 0 {
-                    group.propose(ShardCommand::Write(writes).encode()).await?;
+                    group.propose(ShardCommand::Write { writes, after }.encode()).await?;
                 }
                 Ok(ShardResponse::Count(n))
             }
@@ -492,7 +494,7 @@ impl LeaderExecutor {
         group: &dyn Consensus,
         vshard: u32,
         spans: Vec<LockSpan>,
-        fence: Option<FenceMark>,
+        fence: Option<Fence>,
     ) -> Result<OwnedSnapshot, Fail> {
         let ticket = self.locks.table(vshard).enqueue_snapshot_read(spans).map_err(|o| queue_full(vshard, o))?;
         let mut met = false;
@@ -564,8 +566,8 @@ impl LeaderExecutor {
 
     /// A fenced request must be granted in the scheduler round that let it
     /// through the fence (a new round re-enqueues the epochs).
-    fn check_round(&self, group: &dyn Consensus, vshard: u32, fence: Option<FenceMark>) -> Result<(), Fail> {
-        if let Some(mark) = fence {
+    fn check_round(&self, group: &dyn Consensus, vshard: u32, fence: Option<Fence>) -> Result<(), Fail> {
+        if let Some(Fence { mark, .. }) = fence {
             if group.leader_term() != Some(mark.term) || !self.board.round_is(vshard, mark) {
                 return Err(Fail::NotLeader(group.leader()));
             }
@@ -577,11 +579,19 @@ impl LeaderExecutor {
     /// for them, held until the guard is dropped: later conflicting
     /// requests wait. A fenced request must be granted in the scheduler
     /// round it was fenced in: a new round enqueues the epochs again, after it.
-    async fn lock(&self, group: &dyn Consensus, vshard: u32, spans: Vec<LockSpan>, fence: Option<FenceMark>) -> Result<LockGuard, Fail> {
-        let ticket = self.locks.table(vshard).enqueue(spans).map_err(|o| queue_full(vshard, o))?;
+    /// Also returns the sequenced position the request is ordered after,
+    /// which its writes carry (`ShardCommand::Write::after`).
+    async fn lock(&self, group: &dyn Consensus, vshard: u32, spans: Vec<LockSpan>, fence: Option<Fence>) -> Result<(LockGuard, TxnPos), Fail> {
+        // A fenced request follows every epoch its round enqueued before it
+        // (and those the vShard applied under earlier leaders: a round
+        // enqueues every epoch committed when it began before it lets
+        // requests through).
+        let floor = fence.map_or(TxnPos::default(), |f| TxnPos { epoch: f.through_epoch, index: u32::MAX });
+        let ticket = self.locks.table(vshard).enqueue_after(spans, floor).map_err(|o| queue_full(vshard, o))?;
+        let after = ticket.after();
         let guard = ticket.granted().await;
         self.check_round(group, vshard, fence)?;
-        Ok(guard)
+        Ok((guard, after))
     }
 
     /// The write set of `vshard`'s part of a sequenced statement, computed

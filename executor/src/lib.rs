@@ -16,7 +16,7 @@
 //! - [`epochs`]: where schedulers read epochs (this node's sequencer replica,
 //!   or the sequencer leader's).
 //! - [`collect`]: drops outcome records and epochs once every vShard has
-//!   completed them.
+//!   completed them; [`versions`]: drops row versions no query can read.
 //! - [`arrow`]: rows <-> Arrow record batches; [`coerce`]: values -> column types.
 //!
 //! [`ShardRequest`]: request::ShardRequest
@@ -38,5 +38,6 @@ pub mod request;
 pub mod router;
 pub mod sequenced;
 pub mod verify;
+pub mod versions;
 
 pub use error::{ExecError, ExecResult};

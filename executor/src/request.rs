@@ -73,9 +73,11 @@ pub enum ShardRequest {
     /// the row at `key` (or with `prefix: true` every row under that
     /// prefix) of `vshard` as of `pos`. Answers `Pairs` or `NotYet`.
     ReadAt { pos: TxnPos, vshard: u32, key: Vec<u8>, prefix: bool },
-    /// For a vShard leader: rows under `prefix` in the read snapshot this
-    /// vShard took at sequenced position `pos`. Answers `Pairs` or `NotYet`.
-    ScanAt { pos: TxnPos, prefix: Vec<u8> },
+    /// For a vShard leader: every row under `prefix` as of the end of
+    /// sequencer epoch `epoch` (`ordo_vshard::history`), once every
+    /// sequenced transaction of this vShard up to that epoch is applied and
+    /// after a read barrier. Takes no lock. Answers `Pairs`.
+    ScanAsOf { epoch: u64, prefix: Vec<u8> },
     /// Waits (a while) until this vShard has applied sequenced position
     /// `pos`; answers `Outcome`, with the record this vShard stored for it
     /// when `record` (the gateway asks the lowest participant only).

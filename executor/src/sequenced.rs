@@ -41,7 +41,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ordo_scheduler::{LockMode, LockSpan};
+use ordo_scheduler::LockMode;
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -51,7 +51,6 @@ use ordo_sequencer::Epoch;
 use crate::epochs::EpochSource;
 use ordo_vshard::raft::Consensus;
 use ordo_vshard::routing::vshard_group;
-use ordo_vshard::engine::OwnedSnapshot;
 use ordo_vshard::shard::{RowWrite, ScanError, ShardCommand, ShardReader, TxnPos};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -69,12 +68,6 @@ use crate::router::Router;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum SequencedInput {
     Txn(TxnProgram),
-    /// A read position for a query that spans vShards: every participant
-    /// takes a storage snapshot when it reaches it, and the query reads
-    /// all its vShards as of that one point of the global order. Only the
-    /// `tables` the query reads are held at that point: writes of other
-    /// tables neither wait for it nor are waited for.
-    Snapshot { tables: Vec<u64> },
     /// One autocommit statement over several vShards: every participant
     /// runs its own part over its own rows and publishes its verdict; the
     /// lowest participant decides from all verdicts (the first error in
@@ -151,7 +144,7 @@ const STAT_POSITIONS_MAX: usize = 8;
 const EPOCHS_PER_STEP: usize = 64;
 /// How often an idle scheduler rechecks leadership.
 const LEADERSHIP_POLL_MS: u64 = 500;
-/// Longest a `ReadAt`/`Outcome`/`ScanAt` request waits on the serving side
+/// Longest a `ReadAt`/`Outcome` request waits on the serving side
 /// before answering "not yet" (the caller asks again).
 pub const LONG_POLL_MS: u64 = 3_000;
 const RETRY_BACKOFF_MS: u64 = 20;
@@ -164,14 +157,10 @@ const EVALUATION_ATTEMPTS_ALARM: u32 = 500;
 const SEQUENCED_INFLIGHT_MAX: usize = 1024;
 /// Verdicts the lowest participant of a sequenced statement fetches at once.
 const VERDICT_FETCHES_MAX: usize = 16;
-/// How long a read snapshot is kept for the query that asked for it.
-const SNAPSHOT_KEEP_MS: u64 = 10_000;
-/// Most read snapshots a node keeps (the oldest go first).
-const SNAPSHOTS_MAX: usize = 4096;
 
 /// Per-vShard state of this node's leaders that requests from other nodes
-/// look at: the positions whose reads are being served, read snapshots,
-/// and wake-ups for waiters.
+/// look at: the positions whose reads are being served, how far each
+/// scheduler got, and wake-ups for waiters.
 pub struct TxnBoard {
     /// Per vShard: positions served live, with how many executions of each
     /// are under way (two, briefly, across a change of term).
@@ -190,8 +179,10 @@ pub struct TxnBoard {
     ingested: Vec<watch::Sender<Option<(FenceMark, u64)>>>,
     /// Source of round numbers, unique on this node.
     rounds: std::sync::atomic::AtomicU64,
-    snapshots: Mutex<BTreeMap<(u32, TxnPos), (tokio::time::Instant, Arc<ReadSnapshot>)>>,
-    snapshot_taken: Notify,
+    /// Per vShard: the term of this node's running scheduler and the epoch
+    /// through which it has completed every sequenced transaction
+    /// (`SchedulerStat::complete_through_epoch`; `None` between rounds).
+    complete: Vec<watch::Sender<Option<(u64, u64)>>>,
 }
 
 impl TxnBoard {
@@ -204,23 +195,26 @@ impl TxnBoard {
             applied: (0..vshards).map(|_| Notify::new()).collect(),
             ingested: (0..vshards).map(|_| watch::channel(None).0).collect(),
             rounds: std::sync::atomic::AtomicU64::new(0),
-            snapshots: Mutex::new(BTreeMap::new()),
-            snapshot_taken: Notify::new(),
+            complete: (0..vshards).map(|_| watch::channel(None).0).collect(),
         }
     }
 
-    fn keep_snapshot(&self, vshard: u32, pos: TxnPos, snap: Arc<ReadSnapshot>) {
-        let now = tokio::time::Instant::now();
-        {
-            let mut map = self.snapshots.lock();
-            map.retain(|_, (at, _)| now.duration_since(*at) < Duration::from_millis(SNAPSHOT_KEEP_MS));
-            while map.len() >= SNAPSHOTS_MAX {
-                let oldest = map.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| *k).expect("not empty");
-                map.remove(&oldest);
-            }
-            map.insert((vshard, pos), (now, snap));
-        }
-        self.snapshot_taken.notify_waiters();
+    /// Waits until this node's scheduler of `vshard`, leading in `term`, has
+    /// completed every sequenced transaction of the vShard in epochs up to
+    /// `epoch` (each applied here); false after `timeout`.
+    pub async fn wait_complete(&self, vshard: u32, term: u64, epoch: u64, timeout: Duration) -> bool {
+        let mut rx = self.complete[vshard as usize].subscribe();
+        let reached = rx.wait_for(|now| matches!(now, Some((t, e)) if *t == term && *e >= epoch));
+        let done = matches!(tokio::time::timeout(timeout, reached).await, Ok(Ok(_)));
+        done
+    }
+
+    fn set_complete(&self, vshard: u32, now: Option<(u64, u64)>) {
+        self.complete[vshard as usize].send_if_modified(|was| {
+            let changed = *was != now;
+            *was = now;
+            changed
+        });
     }
 
     /// What `vshard`'s scheduler on this node is doing, for operators
@@ -229,27 +223,6 @@ impl TxnBoard {
         let mut stat = self.schedulers[vshard as usize].lock().clone();
         stat.serving = self.serving[vshard as usize].borrow().keys().copied().take(STAT_POSITIONS_MAX).collect();
         stat
-    }
-
-    pub fn has_snapshot(&self, vshard: u32, pos: TxnPos) -> bool {
-        self.snapshots.lock().contains_key(&(vshard, pos))
-    }
-
-    /// The snapshot `vshard` took at read position `pos`, once taken;
-    /// `None` after `timeout` (ask again).
-    pub async fn snapshot_at(&self, vshard: u32, pos: TxnPos, timeout: Duration) -> Option<Arc<ReadSnapshot>> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let taken = self.snapshot_taken.notified();
-            tokio::pin!(taken);
-            taken.as_mut().enable();
-            if let Some((_, s)) = self.snapshots.lock().get(&(vshard, pos)) {
-                return Some(s.clone());
-            }
-            if tokio::time::timeout_at(deadline, taken).await.is_err() {
-                return None;
-            }
-        }
     }
 
     /// Whether this node's leader of `vshard` holds the locks of sequenced
@@ -345,13 +318,13 @@ impl TxnBoard {
     }
 
     /// Waits until this node's scheduler of `vshard`, in a round of `term`,
-    /// has enqueued every epoch up to `epoch`; the round, or `None` after
-    /// `timeout`.
-    pub async fn wait_ingested(&self, vshard: u32, term: u64, epoch: u64, timeout: Duration) -> Option<FenceMark> {
+    /// has enqueued every epoch up to `epoch`; the round and the epoch it
+    /// had reached then, or `None` after `timeout`.
+    pub async fn wait_ingested(&self, vshard: u32, term: u64, epoch: u64, timeout: Duration) -> Option<(FenceMark, u64)> {
         let mut rx = self.ingested[vshard as usize].subscribe();
         let reached = rx.wait_for(|now| matches!(now, Some((m, e)) if m.term == term && *e >= epoch));
         let mark = match tokio::time::timeout(timeout, reached).await {
-            Ok(Ok(now)) => now.map(|(m, _)| m),
+            Ok(Ok(now)) => *now,
             _ => None,
         };
         mark
@@ -370,21 +343,6 @@ impl TxnBoard {
             *now = Some((mark, epoch));
             changed
         });
-    }
-}
-
-/// A vShard's storage as of a read position, for the tables it holds
-/// exactly as of that position.
-pub struct ReadSnapshot {
-    pub storage: OwnedSnapshot,
-    tables: Vec<u64>,
-}
-
-impl ReadSnapshot {
-    /// Whether a scan under `prefix` reads only tables this snapshot holds
-    /// exactly (other tables' later writes may be in it).
-    pub fn covers(&self, prefix: &[u8]) -> bool {
-        prefix.len() >= 8 && self.tables.iter().any(|t| prefix[..8] == ordo_vshard::shard::table_prefix(*t))
     }
 }
 
@@ -560,6 +518,7 @@ impl Scheduler {
                 tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await;
             }
             *self.stat() = SchedulerStat::default();
+            self.router.local().board().set_complete(self.vshard, None);
         }
     }
 
@@ -586,6 +545,9 @@ impl Scheduler {
             Some((p, _)) => p.epoch - 1,
             None => next_epoch - 1,
         };
+        let complete = stat.complete_through_epoch;
+        drop(stat);
+        self.router.local().board().set_complete(self.vshard, Some((self.term, complete)));
     }
 
     /// Takes this vShard's sequenced transactions in order while this node
@@ -672,33 +634,20 @@ impl Scheduler {
                     // The vShards where it may write: a snapshot read that
                     // would wait for it need not while none has applied it.
                     let mut writers = input.participants.clone();
-                    // (spans, whether they are a read position's)
-                    let (spans, read_position) = match &decoded {
+                    let spans = match &decoded {
                         Ok(SequencedInput::Txn(p)) => {
                             let mut locks = lock_set(p, local.vshards());
                             writers = active_participants(&locks, &input.participants);
-                            (locks.remove(&self.vshard).unwrap_or_default(), false)
+                            locks.remove(&self.vshard).unwrap_or_default()
                         }
-                        // A read position waits for every earlier write of
-                        // its tables and holds later ones back only until it
-                        // is taken.
-                        Ok(SequencedInput::Snapshot { tables }) => {
-                            let spans = tables.iter().map(|t| LockSpan::prefix(&ordo_vshard::shard::table_prefix(*t), LockMode::Read));
-                            (spans.collect(), true)
-                        }
-                        Ok(SequencedInput::Statement(st)) => (statement_locks(st, self.vshard), false),
-                        Err(_) => (Vec::new(), false),
+                        Ok(SequencedInput::Statement(st)) => statement_locks(st, self.vshard),
+                        Err(_) => Vec::new(),
                     };
                     let permit = inflight.clone().acquire_owned().await.map_err(|e| e.to_string())?;
                     let ticket = loop {
                         let table = local.locks().table(self.vshard);
-                        let enqueued = if read_position {
-                            table.enqueue_read_position(spans.clone())
-                        } else {
-                            let tag = ordo_scheduler::SequencedTag { pos, writers: writers.clone() };
-                            table.enqueue_sequenced(spans.clone(), Some(tag))
-                        };
-                        match enqueued {
+                        let tag = ordo_scheduler::SequencedTag { pos, writers: writers.clone() };
+                        match table.enqueue_sequenced(spans.clone(), Some(tag)) {
                             Ok(t) => break t,
                             // Full of single-shard requests: they drain, wait.
                             Err(_) => tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await,
@@ -713,10 +662,7 @@ impl Scheduler {
                     tasks.spawn(async move {
                         let _permit = permit;
                         let _locks = ticket.granted().await;
-                        let done = match decoded {
-                            Ok(SequencedInput::Snapshot { tables }) => this.snapshot(pos, tables).await,
-                            other => this.execute(pos, &epoch, &participants, other, &progress).await,
-                        };
+                        let done = this.execute(pos, &epoch, &participants, decoded, &progress).await;
                         if done.is_err() {
                             // Before `_locks` goes (see `broken`).
                             broken.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -731,17 +677,6 @@ impl Scheduler {
                 publish_ingested(epoch.number);
             }
         }
-    }
-
-    /// A read position: taken in order, under a read lock on the tables
-    /// the query reads, so for those it holds exactly the transactions
-    /// ordered before `pos`. Nothing is logged (a read leaves no trace).
-    async fn snapshot(&self, pos: TxnPos, tables: Vec<u64>) -> Result<(), String> {
-        let local = self.router.local();
-        self.group.write_barrier().await.map_err(|e| e.to_string())?;
-        let snapshot = ReadSnapshot { storage: local.reader().snapshot(), tables };
-        local.board().keep_snapshot(self.vshard, pos, Arc::new(snapshot));
-        Ok(())
     }
 
     async fn execute(
@@ -844,7 +779,7 @@ impl Scheduler {
                     Err(e) => (TxnResult::Aborted(e), BTreeMap::new()),
                 }
             }
-            Ok(SequencedInput::Snapshot { .. } | SequencedInput::Statement(_)) => unreachable!("not a program"),
+            Ok(SequencedInput::Statement(_)) => unreachable!("not a program"),
             Err(e) => (TxnResult::Aborted(e), BTreeMap::new()),
         };
         let record = TxnRecord { result: lowest.then_some(result), reads: view.own_reads.into_inner() };
@@ -1027,6 +962,7 @@ impl TxnView for PositionView<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ordo_scheduler::LockSpan;
 
     fn ok(rows_affected: u64) -> TxnResult {
         TxnResult::Committed(vec![StmtOutput { rows_affected, ..Default::default() }])

@@ -77,6 +77,12 @@ pub struct StartArgs {
     /// reports the outcome as unknown (a warning is logged below that).
     #[arg(long, default_value_t = 120_000)]
     pub collect_lag_ms: u64,
+    /// How long a row version stays readable, for queries that span vShards,
+    /// after a newer one replaced it, in milliseconds. Must exceed the 30 s
+    /// a query may run (a warning is logged below that). Old versions are
+    /// dropped every `--collect-every-ms`.
+    #[arg(long, default_value_t = 60_000)]
+    pub versions_keep_ms: u64,
 }
 
 #[derive(Args, Debug, Clone)]

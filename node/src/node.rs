@@ -104,6 +104,17 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
         router.clone(),
         ordo_executor::collect::CollectConfig { every_ms: args.collect_every_ms, lag_ms: args.collect_lag_ms },
     );
+    if args.versions_keep_ms <= ordo_sql::engine::QUERY_TIMEOUT_MS {
+        tracing::warn!(
+            "--versions-keep-ms {} is not above the {} ms a query may run: a long query may find the versions it reads dropped (40001)",
+            args.versions_keep_ms,
+            ordo_sql::engine::QUERY_TIMEOUT_MS
+        );
+    }
+    ordo_executor::versions::spawn_version_collector(
+        router.clone(),
+        ordo_executor::versions::VersionsConfig { every_ms: args.collect_every_ms, keep_ms: args.versions_keep_ms },
+    );
     let sql = SqlEngine::new(router.clone(), meta, args.vshards).map_err(|e| anyhow::anyhow!("{e}"))?;
     if !groups.contains_key(&META_GROUP) {
         sql.follow_catalog(Duration::from_millis(CATALOG_REFRESH_MS));

@@ -100,12 +100,6 @@ enum Kind {
     /// A cross-shard transaction's share, in the global order: like
     /// `Local`, and snapshot reads wait for it.
     Sequenced,
-    /// A read position in the global order: waits for every earlier write
-    /// it overlaps, single-shard ones too (its snapshot is taken when it is
-    /// granted, and a cross-shard transaction that a later participant
-    /// reads may depend on an unfinished single-shard write here), and
-    /// later requests wait for it.
-    ReadPosition,
     /// Waits for earlier `Sequenced` writes only; nothing waits for it.
     SnapshotRead,
 }
@@ -132,6 +126,10 @@ pub struct SequencedTag {
 struct Table {
     next: u64,
     requests: BTreeMap<u64, Request>,
+    /// The latest sequenced position this table has ordered a request
+    /// after: every `Sequenced` request's, and the floors given to
+    /// [`LockTable::enqueue_after`]. Only grows.
+    last: TxnPos,
 }
 
 impl Table {
@@ -142,7 +140,7 @@ impl Table {
             .map(|(_, r)| r)
             .filter(move |r| match kind {
                 Kind::SnapshotRead => r.kind == Kind::Sequenced,
-                Kind::Local | Kind::Sequenced | Kind::ReadPosition => r.kind != Kind::SnapshotRead,
+                Kind::Local | Kind::Sequenced => r.kind != Kind::SnapshotRead,
             })
             .filter(|r| r.spans.iter().any(|a| spans.iter().any(|b| a.conflicts(b))))
     }
@@ -182,6 +180,7 @@ pub struct LockTable {
 pub struct Ticket {
     guard: LockGuard,
     wait: Option<oneshot::Receiver<()>>,
+    after: TxnPos,
 }
 
 /// Held locks; dropping it releases them and wakes whoever may go next.
@@ -205,21 +204,21 @@ impl LockTable {
     /// Takes a place in the order now (synchronously, so the caller fixes
     /// the order) for `spans`.
     pub fn enqueue(&self, spans: Vec<LockSpan>) -> Result<Ticket, Overloaded> {
-        self.enqueue_as(spans, Kind::Local, None)
+        self.enqueue_after(spans, TxnPos::default())
+    }
+
+    /// [`LockTable::enqueue`] for a request its vShard orders after every
+    /// sequenced position up to `floor` (the epochs a fenced request waited
+    /// for). [`Ticket::after`] tells which sequenced position it follows.
+    pub fn enqueue_after(&self, spans: Vec<LockSpan>, floor: TxnPos) -> Result<Ticket, Overloaded> {
+        self.enqueue_as(spans, Kind::Local, None, floor)
     }
 
     /// [`LockTable::enqueue`] for a sequenced (cross-shard) input: snapshot
     /// reads wait for it. `tag` says which (see [`Ticket::blockers`]).
     pub fn enqueue_sequenced(&self, spans: Vec<LockSpan>, tag: Option<SequencedTag>) -> Result<Ticket, Overloaded> {
-        self.enqueue_as(spans, Kind::Sequenced, tag.map(Arc::new))
-    }
-
-    /// Takes a place in the order for a sequenced read position over `spans`
-    /// (all `Read`): like [`LockTable::enqueue_sequenced`], and snapshot
-    /// reads do not wait for it.
-    pub fn enqueue_read_position(&self, spans: Vec<LockSpan>) -> Result<Ticket, Overloaded> {
-        assert!(spans.iter().all(|s| s.mode == LockMode::Read), "a read position takes read spans only");
-        self.enqueue_as(spans, Kind::ReadPosition, None)
+        let floor = tag.as_ref().map_or(TxnPos::default(), |t| t.pos);
+        self.enqueue_as(spans, Kind::Sequenced, tag.map(Arc::new), floor)
     }
 
     /// Takes a place in the order for a snapshot read of `spans` (all
@@ -227,14 +226,16 @@ impl LockTable {
     /// queued; no later request waits for it.
     pub fn enqueue_snapshot_read(&self, spans: Vec<LockSpan>) -> Result<Ticket, Overloaded> {
         assert!(spans.iter().all(|s| s.mode == LockMode::Read), "a snapshot read takes read spans only");
-        self.enqueue_as(spans, Kind::SnapshotRead, None)
+        self.enqueue_as(spans, Kind::SnapshotRead, None, TxnPos::default())
     }
 
-    fn enqueue_as(&self, spans: Vec<LockSpan>, kind: Kind, tag: Option<Arc<SequencedTag>>) -> Result<Ticket, Overloaded> {
+    fn enqueue_as(&self, spans: Vec<LockSpan>, kind: Kind, tag: Option<Arc<SequencedTag>>, floor: TxnPos) -> Result<Ticket, Overloaded> {
         let mut t = self.table.lock();
         if t.requests.len() >= LOCK_REQUESTS_MAX {
             return Err(Overloaded(LOCK_REQUESTS_MAX));
         }
+        t.last = t.last.max(floor);
+        let after = t.last;
         let id = t.next;
         t.next += 1;
         let granted = !t.conflicts_with_earlier(id, kind, &spans);
@@ -245,7 +246,7 @@ impl LockTable {
             (Some(tx), Some(rx))
         };
         t.requests.insert(id, Request { spans, kind, granted, wake, tag });
-        Ok(Ticket { guard: LockGuard { table: self.table.clone(), released: self.released.clone(), id }, wait })
+        Ok(Ticket { guard: LockGuard { table: self.table.clone(), released: self.released.clone(), id }, wait, after })
     }
 
     /// Requests waiting or held (for metrics and tests).
@@ -267,6 +268,15 @@ impl LockTable {
 impl Ticket {
     pub fn is_granted(&self) -> bool {
         self.wait.is_none()
+    }
+
+    /// The latest sequenced position ordered before this request (its own,
+    /// for a sequenced one): a single-shard write's row versions sort right
+    /// after it (`ordo_vshard::history`). Every conflicting sequenced
+    /// request enqueued before this one is at or before it, and every one
+    /// enqueued later (in the same scheduler round) after it.
+    pub fn after(&self) -> TxnPos {
+        self.after
     }
 
     /// Resolves once a request leaves the table after this call (taken
@@ -408,24 +418,21 @@ mod tests {
         assert_eq!(read_c.blockers(), None, "an untagged blocker: the reader must wait");
     }
 
-    #[tokio::test]
-    async fn a_read_position_waits_for_every_earlier_write_and_holds_back_later_ones() {
+    #[test]
+    fn a_request_is_ordered_after_the_latest_sequenced_position_before_it() {
         let t = LockTable::default();
-        let local = t.enqueue(vec![w(b"a")]).unwrap();
-        let sequenced = t.enqueue_sequenced(vec![w(b"b")], None).unwrap();
-        let position = t.enqueue_read_position(vec![LockSpan::all(LockMode::Read)]).unwrap();
-        let later = t.enqueue(vec![w(b"c")]).unwrap();
-        let read = t.enqueue_snapshot_read(vec![r(b"c")]).unwrap();
-        assert!(!position.is_granted() && !later.is_granted());
-        assert!(read.is_granted(), "a snapshot read waits for neither the position nor local writes");
-        drop(sequenced);
-        assert!(!position.is_granted(), "still waits for the single-shard write of a");
-        drop(local);
-        let position = position.granted().await;
-        assert!(!later.is_granted(), "a later write waits for the position");
-        drop(position);
-        later.granted().await;
-        drop(read);
+        let pos = |epoch, index| TxnPos { epoch, index };
+        let tag = |p: TxnPos| Some(SequencedTag { pos: p, writers: vec![0] });
+        assert_eq!(t.enqueue(vec![w(b"a")]).unwrap().after(), TxnPos::default());
+        let _s = t.enqueue_sequenced(vec![w(b"b")], tag(pos(3, 1))).unwrap();
+        assert_eq!(t.enqueue(vec![w(b"c")]).unwrap().after(), pos(3, 1));
+        // A fence floor raises it; a lower one (or an earlier position
+        // enqueued again) never lowers it.
+        assert_eq!(t.enqueue_after(vec![w(b"d")], pos(5, u32::MAX)).unwrap().after(), pos(5, u32::MAX));
+        let _again = t.enqueue_sequenced(vec![w(b"e")], tag(pos(4, 0))).unwrap();
+        assert_eq!(t.enqueue_after(vec![w(b"f")], pos(2, 0)).unwrap().after(), pos(5, u32::MAX));
+        let _later = t.enqueue_sequenced(vec![w(b"g")], tag(pos(6, 0))).unwrap();
+        assert_eq!(t.enqueue(vec![w(b"h")]).unwrap().after(), pos(6, 0));
     }
 
     #[test]

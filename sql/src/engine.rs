@@ -20,11 +20,12 @@ use ordo_vshard::routing::{vshard_group, META_GROUP};
 use crate::provider::{OrdoSchema, QuerySnapshot, Shared};
 use crate::result::StatementResult;
 
-/// Times a query is rerun when its read snapshot went away.
+/// Times a query is rerun when a vShard no longer keeps the row versions
+/// it reads (it read too slowly), or a participant failed over meanwhile.
 const QUERY_RETRIES_MAX: usize = 3;
 /// Longest a query runs, retries included (reads only: a write's outcome
 /// is awaited separately, see `txn`).
-const QUERY_TIMEOUT_MS: u64 = 30_000;
+pub const QUERY_TIMEOUT_MS: u64 = 30_000;
 /// Most statements in one request.
 const STATEMENTS_PER_REQUEST_MAX: usize = 1024;
 /// vShards a DROP TABLE reclaims at once, and attempts per vShard.
@@ -251,18 +252,14 @@ impl SqlEngine {
         let mut state = self.ctx.state();
         let plan = state.statement_to_plan(DfStatement::Statement(Box::new(st))).await.map_err(from_datafusion)?;
         let mut scans = 0;
-        let mut tables = Vec::new();
         plan.apply_with_subqueries(|node| {
-            if let datafusion::logical_expr::LogicalPlan::TableScan(scan) = node {
+            if let datafusion::logical_expr::LogicalPlan::TableScan(_) = node {
                 scans += 1;
-                if let Some(id) = crate::provider::table_id(&scan.source) {
-                    tables.push(id);
-                }
             }
             Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
         })
         .map_err(from_datafusion)?;
-        state.config_mut().set_extension(Arc::new(QuerySnapshot::new(scans > 1, tables)));
+        state.config_mut().set_extension(Arc::new(QuerySnapshot::new(scans > 1)));
         let plan = if params.is_empty() {
             plan
         } else {

@@ -23,34 +23,24 @@ use ordo_executor::{ExecError, ExecResult};
 use ordo_meta::catalog::TableDef;
 use ordo_meta::datum::{decode_row, encode_key, Datum};
 use ordo_meta::logic::MetaLogic;
-use ordo_executor::request::encode;
-use ordo_executor::sequenced::SequencedInput;
-use ordo_sequencer::EpochInput;
-use ordo_vshard::routing::{vshard_group, vshard_of, META_GROUP, SEQUENCER_GROUP};
-use ordo_vshard::shard::{row_key, table_prefix, TxnPos};
+use ordo_vshard::routing::{vshard_group, vshard_of, META_GROUP};
+use ordo_vshard::shard::{row_key, table_prefix};
 
 /// vShards scanned at once by one query.
 const SCAN_FANOUT_MAX: usize = 16;
-/// How long a query waits for a vShard's read snapshot.
-const SNAPSHOT_WAIT_MS: u64 = 15_000;
-
-/// Per query: the sequenced read position that all of its reads spanning
-/// vShards share, so the query sees one consistent state (taken lazily,
-/// by the first read that needs it). With `eager` (the query reads more
-/// than one table) every read of the query uses it, single-vShard ones too.
+/// Per query: the epoch that all of its reads spanning vShards are as of,
+/// so the query sees one consistent state (chosen lazily, by the first
+/// read that needs it). With `eager` (the query reads more than one table)
+/// every read of the query uses it, single-vShard ones too.
 #[derive(Debug, Default)]
 pub struct QuerySnapshot {
     pub eager: bool,
-    /// Ids of the tables the query reads: the position holds those.
-    tables: Vec<u64>,
-    pos: tokio::sync::OnceCell<TxnPos>,
+    epoch: tokio::sync::OnceCell<u64>,
 }
 
 impl QuerySnapshot {
-    pub fn new(eager: bool, mut tables: Vec<u64>) -> QuerySnapshot {
-        tables.sort_unstable();
-        tables.dedup();
-        QuerySnapshot { eager, tables, pos: Default::default() }
+    pub fn new(eager: bool) -> QuerySnapshot {
+        QuerySnapshot { eager, epoch: Default::default() }
     }
 }
 
@@ -124,41 +114,18 @@ impl Shared {
         vshard_of(&encode_key(&part), self.vshards)
     }
 
-    /// The query's read position, ordered through the sequencer on first use.
-    async fn snapshot_pos(&self, snap: &QuerySnapshot) -> ExecResult<TxnPos> {
-        let pos = snap
-            .pos
-            .get_or_try_init(|| async {
-                let read = SequencedInput::Snapshot { tables: snap.tables.clone() };
-                let input = EpochInput { participants: (0..self.vshards).collect(), program: encode(&read) };
-                // Ordering a read position twice is harmless: retries are fine.
-                match self.router.call(SEQUENCER_GROUP, &ShardRequest::Sequence(input)).await? {
-                    ShardResponse::Sequenced { pos, .. } => Ok(pos),
-                    other => Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
-                }
-            })
-            .await?;
-        Ok(*pos)
+    /// The epoch the query reads as of: the sequencer's committed frontier,
+    /// fetched after the query arrived, so every transaction acknowledged
+    /// before it is in (linearizable).
+    async fn snapshot_epoch(&self, snap: &QuerySnapshot) -> ExecResult<u64> {
+        Ok(*snap.epoch.get_or_try_init(|| self.router.frontier()).await?)
     }
 
-    /// Rows under `prefix` of `vshard` as of read position `pos`.
-    async fn rows_at(&self, vshard: u32, pos: TxnPos, prefix: Vec<u8>) -> ExecResult<Vec<Vec<u8>>> {
-        let req = ShardRequest::ScanAt { pos, prefix };
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(SNAPSHOT_WAIT_MS);
-        loop {
-            match self.router.call(vshard_group(vshard), &req).await? {
-                ShardResponse::Pairs(rows) => return Ok(rows.into_iter().map(|(_, v)| v).collect()),
-                // A leader change after the snapshot was taken loses it:
-                // the query starts over at a new read position.
-                ShardResponse::NotYet if tokio::time::Instant::now() >= deadline => {
-                    return Err(ExecError::SerializationFailure(format!(
-                        "vShard {vshard} has no read snapshot at epoch {}; retry the query",
-                        pos.epoch
-                    )))
-                }
-                ShardResponse::NotYet => continue,
-                other => return Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
-            }
+    /// Rows under `prefix` of `vshard` as of the end of `epoch`.
+    async fn rows_as_of(&self, vshard: u32, epoch: u64, prefix: Vec<u8>) -> ExecResult<Vec<Vec<u8>>> {
+        match self.router.call(vshard_group(vshard), &ShardRequest::ScanAsOf { epoch, prefix }).await? {
+            ShardResponse::Pairs(rows) => Ok(rows.into_iter().map(|(_, v)| v).collect()),
+            other => Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
         }
     }
 
@@ -250,12 +217,6 @@ fn scalar_input(v: &ScalarValue) -> Option<Input> {
     })
 }
 
-/// The id of the OrdoDB table behind a plan's table source, if it is one.
-pub fn table_id(source: &Arc<dyn datafusion::logical_expr::TableSource>) -> Option<u64> {
-    let provider = datafusion::datasource::source_as_provider(source).ok()?;
-    provider.downcast_ref::<OrdoTable>().map(|t| t.def.id)
-}
-
 impl OrdoTable {
     /// Key datums for the first `n` primary key columns if the filters bind
     /// each to a value of its exact type (so the lookup cannot miss a row
@@ -315,24 +276,24 @@ impl TableProvider for OrdoTable {
         let partition = (self.def.partition_len.max(1)..pk_len).rev().find_map(|n| self.bound_key(&eq, n));
         let snapshot = state.config().get_extension::<QuerySnapshot>();
         let at = match &snapshot {
-            Some(s) if s.eager || (point.is_none() && partition.is_none()) => Some(self.shared.snapshot_pos(s).await.map_err(ext)?),
+            Some(s) if s.eager || (point.is_none() && partition.is_none()) => Some(self.shared.snapshot_epoch(s).await.map_err(ext)?),
             _ => None,
         };
         let table_id = self.def.id;
-        let parts: Vec<Vec<Vec<u8>>> = if let Some(pos) = at {
+        let parts: Vec<Vec<Vec<u8>>> = if let Some(epoch) = at {
             match (point, partition) {
                 (Some(pk), _) => {
                     let vshard = self.shared.vshard_of_key(&self.def, &pk);
                     let key = row_key(table_id, &encode_key(&pk.iter().collect::<Vec<_>>()));
-                    vec![self.shared.rows_at(vshard, pos, key).await.map_err(ext)?]
+                    vec![self.shared.rows_as_of(vshard, epoch, key).await.map_err(ext)?]
                 }
                 (None, Some(part)) => {
                     let vshard = self.shared.vshard_of_key(&self.def, &part);
                     let prefix = row_key(table_id, &encode_key(&part.iter().collect::<Vec<_>>()));
-                    vec![self.shared.rows_at(vshard, pos, prefix).await.map_err(ext)?]
+                    vec![self.shared.rows_as_of(vshard, epoch, prefix).await.map_err(ext)?]
                 }
                 (None, None) => futures::stream::iter(0..self.shared.vshards)
-                    .map(|v| self.shared.rows_at(v, pos, table_prefix(table_id).to_vec()))
+                    .map(|v| self.shared.rows_as_of(v, epoch, table_prefix(table_id).to_vec()))
                     .buffered(SCAN_FANOUT_MAX)
                     .try_collect()
                     .await

@@ -7,10 +7,12 @@
 //!   group over one connection per peer.
 //! - [`routing`]: partition key -> vShard, vShard -> group id.
 //! - [`shard`]: what a vShard's commands do (row writes) and its local reads.
+//! - [`history`]: the versions of a vShard's rows, for reads that span vShards.
 
 pub mod codec;
 pub mod engine;
 pub mod hash;
+pub mod history;
 pub mod keys;
 pub mod raft;
 pub mod routing;

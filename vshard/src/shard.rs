@@ -9,6 +9,7 @@ use rocksdb::{Direction, IteratorMode};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, OwnedSnapshot};
+use crate::history::{self, Version};
 use crate::keys::{self, GroupId, Section};
 use crate::raft::{ApplyContext, GroupLogic};
 
@@ -26,7 +27,10 @@ pub struct RowWrite {
 /// construction, whatever node computed it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ShardCommand {
-    Write(Vec<RowWrite>),
+    /// A single-shard write set. `after`: the last sequenced position the
+    /// leader ordered before it, which places its row versions in the
+    /// global order (see [`crate::history`]).
+    Write { writes: Vec<RowWrite>, after: TxnPos },
     /// Removes every row of a dropped table from this shard.
     DropTable { table_id: u64 },
     /// This vShard's part of a sequenced (cross-shard) transaction: its
@@ -98,6 +102,18 @@ fn bump_table_versions(ctx: &mut ApplyContext<'_>, writes: &[RowWrite]) {
     let index = ctx.log_index().to_be_bytes();
     for t in tables {
         ctx.put(&table_version_key(t), &index);
+    }
+}
+
+/// Writes rows, their versions and their tables' versions.
+fn apply_writes(ctx: &mut ApplyContext<'_>, writes: Vec<RowWrite>, version: Version) {
+    bump_table_versions(ctx, &writes);
+    for w in writes {
+        ctx.put(&history::version_key(&w.key, version), &history::encode_value(w.value.as_deref()));
+        match w.value {
+            Some(v) => ctx.put(&w.key, &v),
+            None => ctx.delete(&w.key),
+        }
     }
 }
 
@@ -178,17 +194,13 @@ impl GroupLogic for ShardLogic {
             }
         };
         match cmd {
-            ShardCommand::Write(writes) => {
-                bump_table_versions(ctx, &writes);
-                for w in writes {
-                    match w.value {
-                        Some(v) => ctx.put(&w.key, &v),
-                        None => ctx.delete(&w.key),
-                    }
-                }
+            ShardCommand::Write { writes, after } => {
+                let version = Version::single(after, ctx.log_index());
+                apply_writes(ctx, writes, version);
             }
             ShardCommand::DropTable { table_id } => {
                 ctx.delete_prefix(&table_prefix(table_id));
+                ctx.delete_prefix(&history::history_prefix(&table_prefix(table_id)));
                 ctx.delete(&table_version_key(table_id));
             }
             ShardCommand::Sequenced { pos, writes, outcome, watermark } => {
@@ -196,13 +208,7 @@ impl GroupLogic for ShardLogic {
                 if applied.is_applied(pos) {
                     return b"duplicate".to_vec();
                 }
-                bump_table_versions(ctx, &writes);
-                for w in writes {
-                    match w.value {
-                        Some(v) => ctx.put(&w.key, &v),
-                        None => ctx.delete(&w.key),
-                    }
-                }
+                apply_writes(ctx, writes, Version::sequenced(pos));
                 if let Some(o) = outcome {
                     ctx.put(&outcome_key(pos), &o);
                     self.outcomes.lock().insert(pos);
@@ -260,6 +266,8 @@ pub enum ScanError {
     TooManyRows(usize),
     #[error("storage: {0}")]
     Storage(String),
+    #[error("this replica keeps row versions from epoch {horizon} on, not as of epoch {epoch}")]
+    TooOld { epoch: u64, horizon: u64 },
 }
 
 impl ShardReader {
@@ -324,6 +332,24 @@ impl ShardReader {
     /// Every `(key, value)` of `gid` whose key starts with `prefix`.
     pub fn scan_prefix(&self, gid: GroupId, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ScanError> {
         self.scan_prefix_at(gid, prefix, None)
+    }
+
+    /// Every row of `gid` under `prefix` as of the end of epoch `epoch`
+    /// (see [`crate::history`]), read from `snapshot`.
+    pub fn scan_as_of(
+        &self,
+        gid: GroupId,
+        prefix: &[u8],
+        epoch: u64,
+        snapshot: &OwnedSnapshot,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ScanError> {
+        history::scan_as_of(&self.engine, gid, prefix, epoch, snapshot)
+    }
+
+    /// Drops `gid`'s row versions no read as of `epoch` or later needs
+    /// (see [`history::collect`]); how many.
+    pub fn collect_history(&self, gid: GroupId, epoch: u64) -> Result<usize, String> {
+        history::collect(&self.engine, gid, epoch)
     }
 
     /// A snapshot of every group's data as of now.

@@ -191,20 +191,31 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 }
 
 /// A stable 64-bit hash (FNV-1a) of every key and value of the group's
-/// data section, in key order, each prefixed by its length.
+/// data section, in key order, each prefixed by its length — except the
+/// keys under `history::UNHASHED_PREFIX`, which replicas prune each on
+/// their own schedule.
 pub fn data_checksum(gid: GroupId, engine: &Engine) -> io::Result<u64> {
     let (start, end) = keys::section_range(gid, Section::Data);
+    let unhashed = keys::key(gid, Section::Data, crate::history::UNHASHED_PREFIX);
+    let unhashed_end = keys::prefix_end(&unhashed).expect("group keys never end in 0xFF");
     let mut h = crate::hash::Fnv64::new();
-    for item in engine.db().iterator(IteratorMode::From(&start, Direction::Forward)) {
-        let (k, v) = item.map_err(io_err)?;
-        if *k >= *end {
+    let mut it = engine.db().raw_iterator();
+    it.seek(&start);
+    while let (Some(k), Some(v)) = (it.key(), it.value()) {
+        if k >= end.as_slice() {
             break;
         }
-        for part in [&k[keys::SECTION_PREFIX_LEN..], &v[..]] {
+        if k.starts_with(&unhashed) {
+            it.seek(&unhashed_end);
+            continue;
+        }
+        for part in [&k[keys::SECTION_PREFIX_LEN..], v] {
             h.write(&(part.len() as u64).to_be_bytes());
             h.write(part);
         }
+        it.next();
     }
+    it.status().map_err(io_err)?;
     Ok(h.finish())
 }
 

@@ -1,0 +1,336 @@
+//! Multi-version history of a vShard's rows (MVCC), for reads that span
+//! vShards.
+//!
+//! The row keys (`table_id ++ memcomparable(pk)`) hold each row's newest
+//! value, which every transaction and single-vShard read uses. Next to them,
+//! every row write is also kept as a *version* under
+//! `HISTORY_PREFIX ++ row key ++ !version` (newest first), so a query that
+//! spans vShards can read each of them as of one cut of the global order
+//! without locking anything.
+//!
+//! A [`Version`] is a place in the vShard's serial order that all vShards
+//! agree on at epoch boundaries:
+//! - a sequenced transaction's writes are at `(epoch, index, 0)`: its
+//!   position in the global order;
+//! - a single-shard write is at `(after.epoch, after.index, log index)`,
+//!   where `after` is the last sequenced position its vShard ordered before
+//!   it (`ShardCommand::Write::after`), so it sorts after every sequenced
+//!   transaction it may depend on and before every one that may depend on it.
+//!
+//! Reading every vShard "as of the end of epoch `E`" (versions up to
+//! `(E, MAX, MAX)`) therefore sees every cross-shard transaction of epochs
+//! up to `E` whole, none after, and single-shard writes consistently with
+//! them (see `docs/ARCHITECTURE.md`, Read path).
+//!
+//! History keys start with [`UNHASHED_PREFIX`]: they are replicated and part
+//! of Raft snapshots, but not of the replica checksum, because each replica
+//! drops versions no read can need on its own schedule ([`collect`]).
+
+use rocksdb::{Direction, IteratorMode, WriteBatch};
+
+use crate::engine::{Engine, OwnedSnapshot};
+use crate::keys::{self, GroupId, Section};
+use crate::shard::{ScanError, TxnPos, SCAN_ROWS_MAX};
+
+/// Data keys starting with this are not hashed by the replica checksum (see
+/// the module doc). Starts with 0xFF: no table id does.
+pub const UNHASHED_PREFIX: &[u8] = b"\xff~";
+/// Data key prefix of row versions.
+pub const HISTORY_PREFIX: &[u8] = b"\xff~h";
+/// Data key of the oldest epoch this replica can still be read as of.
+pub const HORIZON_KEY: &[u8] = b"\xff~z";
+/// Bytes of an encoded version at the end of a history key.
+const VERSION_BYTES: usize = 8 + 4 + 8;
+
+/// A row version's place in the vShard's serial order (see the module doc).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version {
+    pub epoch: u64,
+    pub index: u32,
+    pub seq: u64,
+}
+
+impl Version {
+    /// The writes of the sequenced transaction at `pos`.
+    pub fn sequenced(pos: TxnPos) -> Version {
+        Version { epoch: pos.epoch, index: pos.index, seq: 0 }
+    }
+
+    /// A single-shard write logged at `log_index`, ordered after `after`.
+    pub fn single(after: TxnPos, log_index: u64) -> Version {
+        assert!(log_index > 0, "log indexes start at 1");
+        Version { epoch: after.epoch, index: after.index, seq: log_index }
+    }
+
+    /// The newest version a read as of the end of `epoch` sees.
+    pub fn end_of_epoch(epoch: u64) -> Version {
+        Version { epoch, index: u32::MAX, seq: u64::MAX }
+    }
+
+    /// Bitwise complement, so newer versions sort first.
+    fn encode_desc(&self) -> [u8; VERSION_BYTES] {
+        let mut out = [0u8; VERSION_BYTES];
+        out[..8].copy_from_slice(&(!self.epoch).to_be_bytes());
+        out[8..12].copy_from_slice(&(!self.index).to_be_bytes());
+        out[12..].copy_from_slice(&(!self.seq).to_be_bytes());
+        out
+    }
+
+    fn decode_desc(b: &[u8]) -> Version {
+        assert_eq!(b.len(), VERSION_BYTES);
+        Version {
+            epoch: !u64::from_be_bytes(b[..8].try_into().expect("8 bytes")),
+            index: !u32::from_be_bytes(b[8..12].try_into().expect("4 bytes")),
+            seq: !u64::from_be_bytes(b[12..].try_into().expect("8 bytes")),
+        }
+    }
+}
+
+/// The data key of `row_key`'s version `v`. Row keys are self-delimiting
+/// (no row key is a prefix of another), so a row's versions are contiguous.
+pub fn version_key(row_key: &[u8], v: Version) -> Vec<u8> {
+    let mut k = Vec::with_capacity(HISTORY_PREFIX.len() + row_key.len() + VERSION_BYTES);
+    k.extend_from_slice(HISTORY_PREFIX);
+    k.extend_from_slice(row_key);
+    k.extend_from_slice(&v.encode_desc());
+    k
+}
+
+/// The history key prefix of every row key starting with `prefix`.
+pub fn history_prefix(prefix: &[u8]) -> Vec<u8> {
+    let mut k = HISTORY_PREFIX.to_vec();
+    k.extend_from_slice(prefix);
+    k
+}
+
+/// A stored version's value: the row, or `None` if the write deleted it.
+pub fn encode_value(row: Option<&[u8]>) -> Vec<u8> {
+    match row {
+        None => vec![0],
+        Some(r) => {
+            let mut v = Vec::with_capacity(1 + r.len());
+            v.push(1);
+            v.extend_from_slice(r);
+            v
+        }
+    }
+}
+
+fn decode_value(v: &[u8]) -> Result<Option<&[u8]>, String> {
+    match v.split_first() {
+        Some((0, _)) => Ok(None),
+        Some((1, row)) => Ok(Some(row)),
+        _ => Err("corrupt row version".into()),
+    }
+}
+
+/// Splits a history key (without the group's section prefix) into its row
+/// key and version.
+fn split_key(k: &[u8]) -> Result<(&[u8], Version), String> {
+    let rest = k.strip_prefix(HISTORY_PREFIX).ok_or("not a history key")?;
+    if rest.len() < VERSION_BYTES {
+        return Err("corrupt history key".into());
+    }
+    let (row, v) = rest.split_at(rest.len() - VERSION_BYTES);
+    Ok((row, Version::decode_desc(v)))
+}
+
+/// The oldest epoch `gid`'s replica can be read as of (0: any).
+pub fn horizon(engine: &Engine, gid: GroupId, snapshot: Option<&OwnedSnapshot>) -> Result<u64, String> {
+    let key = keys::key(gid, Section::Data, HORIZON_KEY);
+    let got = match snapshot {
+        Some(s) => engine.db().get_opt(key, &s.read_options()),
+        None => engine.db().get(key),
+    };
+    Ok(got.map_err(|e| e.to_string())?.and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes))
+}
+
+/// Every row under `prefix` of `gid` as of the end of epoch `epoch`, in key
+/// order: for each row key, its newest version up to that point, if it is
+/// not a deletion. Fails if the replica dropped versions the read needs.
+pub fn scan_as_of(
+    engine: &Engine,
+    gid: GroupId,
+    prefix: &[u8],
+    epoch: u64,
+    snapshot: &OwnedSnapshot,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ScanError> {
+    let floor = horizon(engine, gid, Some(snapshot)).map_err(ScanError::Storage)?;
+    if epoch < floor {
+        return Err(ScanError::TooOld { epoch, horizon: floor });
+    }
+    let at = Version::end_of_epoch(epoch);
+    let start = keys::key(gid, Section::Data, &history_prefix(prefix));
+    let end = keys::prefix_end(&start).expect("group keys never end in 0xFF");
+    let mut it = engine.db().raw_iterator_opt(snapshot.read_options());
+    it.seek(&start);
+    let mut out = Vec::new();
+    let storage = |e: rocksdb::Error| ScanError::Storage(e.to_string());
+    while it.valid() {
+        let k = it.key().expect("valid");
+        if k >= end.as_slice() {
+            break;
+        }
+        let (row, v) = split_key(&k[keys::SECTION_PREFIX_LEN..]).map_err(ScanError::Storage)?;
+        let row = row.to_vec();
+        if v > at {
+            // Newer than the read: jump to the newest version it may see.
+            it.seek(keys::key(gid, Section::Data, &version_key(&row, at)));
+            continue;
+        }
+        if let Some(value) = decode_value(it.value().expect("valid")).map_err(ScanError::Storage)? {
+            if out.len() >= SCAN_ROWS_MAX {
+                return Err(ScanError::TooManyRows(SCAN_ROWS_MAX));
+            }
+            out.push((row.clone(), value.to_vec()));
+        }
+        // Past this row's older versions: the smallest key after all of them.
+        it.seek(keys::key(gid, Section::Data, &version_key(&row, Version::default())));
+        if it.valid() && it.key().is_some_and(|k| split_key(&k[keys::SECTION_PREFIX_LEN..]).is_ok_and(|(r, _)| r == row)) {
+            it.next();
+        }
+    }
+    it.status().map_err(storage)?;
+    Ok(out)
+}
+
+/// Most history keys one collection step deletes in one write.
+const COLLECT_BATCH_KEYS_MAX: usize = 10_000;
+
+/// Drops the versions of `gid` no read as of an epoch at or after `epoch`
+/// can see: for each row, every version older than its newest one up to
+/// the end of `epoch`, and that one too if it is a deletion. Records
+/// `epoch` as the replica's horizon first, so a read as of an older epoch
+/// fails instead of missing versions. Returns how many it dropped.
+///
+/// Each replica runs this on its own: versions are immutable once written,
+/// so deleting old ones never races with apply. Not deterministic across
+/// replicas, hence outside the checksum.
+pub fn collect(engine: &Engine, gid: GroupId, epoch: u64) -> Result<usize, String> {
+    let current = horizon(engine, gid, None)?;
+    if epoch <= current {
+        return Ok(0);
+    }
+    let mut batch = WriteBatch::default();
+    batch.put(keys::key(gid, Section::Data, HORIZON_KEY), epoch.to_be_bytes());
+    engine.write(batch).map_err(|e| e.to_string())?;
+    let at = Version::end_of_epoch(epoch);
+    let start = keys::key(gid, Section::Data, HISTORY_PREFIX);
+    let end = keys::prefix_end(&start).expect("group keys never end in 0xFF");
+    let mut dropped = 0;
+    let mut batch = WriteBatch::default();
+    // The row whose visible version (as of `epoch`) was just passed.
+    let mut kept_row: Option<Vec<u8>> = None;
+    for item in engine.db().iterator(IteratorMode::From(&start, Direction::Forward)) {
+        let (k, value) = item.map_err(|e| e.to_string())?;
+        if *k >= *end {
+            break;
+        }
+        let (row, v) = split_key(&k[keys::SECTION_PREFIX_LEN..])?;
+        if v > at {
+            continue;
+        }
+        let older = kept_row.as_deref() == Some(row);
+        if older || decode_value(&value)?.is_none() {
+            batch.delete(&k);
+            dropped += 1;
+        }
+        if !older {
+            kept_row = Some(row.to_vec());
+        }
+        if batch.len() >= COLLECT_BATCH_KEYS_MAX {
+            engine.write(std::mem::take(&mut batch)).map_err(|e| e.to_string())?;
+        }
+    }
+    engine.write(batch).map_err(|e| e.to_string())?;
+    Ok(dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Engine;
+
+    const GID: GroupId = 7;
+
+    fn engine() -> (std::sync::Arc<Engine>, std::path::PathBuf) {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ordo-history-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        (Engine::open(&dir).unwrap(), dir)
+    }
+
+    fn write(e: &Engine, row: &[u8], v: Version, value: Option<&[u8]>) {
+        let mut b = WriteBatch::default();
+        b.put(keys::key(GID, Section::Data, &version_key(row, v)), encode_value(value));
+        e.write(b).unwrap();
+    }
+
+    fn pos(epoch: u64, index: u32) -> TxnPos {
+        TxnPos { epoch, index }
+    }
+
+    fn read(e: &Engine, prefix: &[u8], epoch: u64) -> Result<Vec<(String, String)>, ScanError> {
+        let snap = OwnedSnapshot::take(e);
+        let rows = scan_as_of(e, GID, prefix, epoch, &snap)?;
+        Ok(rows.into_iter().map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap())).collect())
+    }
+
+    fn rows(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn history_len(e: &Engine) -> usize {
+        let start = keys::key(GID, Section::Data, HISTORY_PREFIX);
+        let end = keys::prefix_end(&start).unwrap();
+        e.db().iterator(IteratorMode::From(&start, Direction::Forward)).take_while(|i| *i.as_ref().unwrap().0 < *end).count()
+    }
+
+    #[test]
+    fn a_read_sees_each_row_as_of_the_end_of_its_epoch() {
+        let (e, dir) = engine();
+        // Row keys of table "t" ("t" then a self-delimiting key).
+        write(&e, b"ta\0", Version::single(pos(0, 0), 1), Some(b"a1"));
+        write(&e, b"tb\0", Version::single(pos(1, 3), 3), Some(b"b1"));
+        write(&e, b"ta\0", Version::sequenced(pos(2, 0)), Some(b"a2"));
+        // A single-shard write ordered after (2, 0): in epoch 2, after it.
+        write(&e, b"ta\0", Version::single(pos(2, 0), 5), Some(b"a3"));
+        write(&e, b"ta\0", Version::sequenced(pos(4, 1)), None);
+        // Another table's row never shows under "t".
+        write(&e, b"ua\0", Version::single(pos(0, 0), 2), Some(b"u1"));
+        assert_eq!(read(&e, b"t", 0).unwrap(), rows(&[("ta\0", "a1")]));
+        assert_eq!(read(&e, b"t", 1).unwrap(), rows(&[("ta\0", "a1"), ("tb\0", "b1")]));
+        assert_eq!(read(&e, b"t", 2).unwrap(), rows(&[("ta\0", "a3"), ("tb\0", "b1")]));
+        assert_eq!(read(&e, b"t", 3).unwrap(), rows(&[("ta\0", "a3"), ("tb\0", "b1")]));
+        assert_eq!(read(&e, b"t", 4).unwrap(), rows(&[("tb\0", "b1")]), "deleted in epoch 4");
+        assert_eq!(read(&e, b"ta\0", 2).unwrap(), rows(&[("ta\0", "a3")]), "one row by its key");
+        drop(e);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn collecting_keeps_every_read_at_or_after_the_horizon_and_refuses_older_ones() {
+        let (e, dir) = engine();
+        write(&e, b"ta\0", Version::single(pos(0, 0), 1), Some(b"a1"));
+        write(&e, b"ta\0", Version::sequenced(pos(2, 0)), Some(b"a2"));
+        write(&e, b"ta\0", Version::single(pos(2, 0), 5), Some(b"a3"));
+        write(&e, b"ta\0", Version::sequenced(pos(4, 1)), None);
+        write(&e, b"tb\0", Version::single(pos(1, 3), 3), Some(b"b1"));
+        let before: Vec<_> = (2..6).map(|epoch| read(&e, b"t", epoch).unwrap()).collect();
+        // As of epoch 2, a1 and a2 are superseded by a3.
+        assert_eq!(collect(&e, GID, 2).unwrap(), 2);
+        assert_eq!(history_len(&e), 3);
+        let after: Vec<_> = (2..6).map(|epoch| read(&e, b"t", epoch).unwrap()).collect();
+        assert_eq!(before, after, "reads at or after the horizon are unchanged");
+        assert!(matches!(read(&e, b"t", 1), Err(ScanError::TooOld { epoch: 1, horizon: 2 })));
+        // As of epoch 4, `ta` is deleted: every version of it goes.
+        assert_eq!(collect(&e, GID, 4).unwrap(), 2);
+        assert_eq!(history_len(&e), 1);
+        assert_eq!(read(&e, b"t", 4).unwrap(), rows(&[("tb\0", "b1")]));
+        assert_eq!(collect(&e, GID, 3).unwrap(), 0, "the horizon never moves back");
+        assert!(matches!(read(&e, b"t", 3), Err(ScanError::TooOld { .. })));
+        drop(e);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
