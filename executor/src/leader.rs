@@ -361,22 +361,7 @@ impl LeaderExecutor {
             }
             ShardRequest::ScanAsOf { epoch, prefix } => {
                 let vshard = vshard_of_group(gid)?;
-                let term = group.leader_term().ok_or(Fail::NotLeader(group.leader()))?;
-                // Every cross-shard transaction of this vShard up to `epoch`
-                // is applied here: the query sees each of them whole, as the
-                // other vShards it reads do. It waits for none after.
-                let wait = Duration::from_millis(FENCE_WAIT_MS);
-                if !self.board.wait_complete(vshard, term, epoch, wait).await {
-                    return Err(ExecError::Unavailable(format!(
-                        "vShard {vshard} has not completed epoch {epoch} within {FENCE_WAIT_MS} ms"
-                    ))
-                    .into());
-                }
-                // Every single-shard write acknowledged before the query
-                // began (its versions are up to `epoch`) is applied here.
-                group.read_barrier().await?;
-                let snapshot = self.reader.snapshot();
-                let rows = self.reader.scan_as_of(gid, &prefix, epoch, &snapshot).map_err(ExecError::from)?;
+                let rows = self.scan_as_of(group, vshard, epoch, &prefix).await?;
                 Ok(ShardResponse::Pairs(rows))
             }
             ShardRequest::Outcome { pos, record } => {
@@ -547,6 +532,42 @@ impl LeaderExecutor {
         self.check_round(group, vshard, fence)?;
         group.read_barrier().await?;
         Ok(self.reader.snapshot())
+    }
+
+    /// Rows under `prefix` of `vshard` as of the end of `epoch`: the versions
+    /// up to there (`ordo_vshard::history`), once every cross-shard
+    /// transaction of this vShard up to `epoch` that writes under `prefix`
+    /// is applied here, so the query sees each of them whole, as the other
+    /// vShards it reads do. Takes no lock: it waits for no single-shard
+    /// write and for no later transaction, and nothing waits for it.
+    async fn scan_as_of(&self, group: &dyn Consensus, vshard: u32, epoch: u64, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Fail> {
+        let term = group.leader_term().ok_or(Fail::NotLeader(group.leader()))?;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(FENCE_WAIT_MS);
+        let unavailable = || Fail::Exec(ExecError::Unavailable(format!("vShard {vshard} has not applied epoch {epoch} within {FENCE_WAIT_MS} ms")));
+        // Every position up to `epoch` is enqueued (or applied before).
+        let (mark, _) = tokio::time::timeout_at(deadline, self.board.wait_ingested(vshard, term, epoch, Duration::from_millis(FENCE_WAIT_MS)))
+            .await
+            .ok()
+            .flatten()
+            .ok_or_else(unavailable)?;
+        // ... and those writing under `prefix` have left the lock table.
+        let table = self.locks.table(vshard);
+        let span = LockSpan::prefix(prefix, LockMode::Read);
+        loop {
+            let released = table.release_notice();
+            if !table.sequenced_writes_through(epoch, &span) {
+                break;
+            }
+            tokio::time::timeout_at(deadline, released).await.map_err(|_| unavailable())?;
+        }
+        // Every single-shard write acknowledged before the query began
+        // (versioned up to `epoch`) is applied here too.
+        group.read_barrier().await?;
+        let snapshot = self.reader.snapshot();
+        // A position leaves the table applied, unless its round failed
+        // (which withdraws the round first): then do not answer.
+        self.check_round(group, vshard, Some(Fence { mark, through_epoch: epoch }))?;
+        Ok(self.reader.scan_as_of(vshard_group(vshard), prefix, epoch, &snapshot).map_err(ExecError::from)?)
     }
 
     /// The positions of `questions` that their vShard has applied (any

@@ -179,10 +179,6 @@ pub struct TxnBoard {
     ingested: Vec<watch::Sender<Option<(FenceMark, u64)>>>,
     /// Source of round numbers, unique on this node.
     rounds: std::sync::atomic::AtomicU64,
-    /// Per vShard: the term of this node's running scheduler and the epoch
-    /// through which it has completed every sequenced transaction
-    /// (`SchedulerStat::complete_through_epoch`; `None` between rounds).
-    complete: Vec<watch::Sender<Option<(u64, u64)>>>,
 }
 
 impl TxnBoard {
@@ -195,26 +191,7 @@ impl TxnBoard {
             applied: (0..vshards).map(|_| Notify::new()).collect(),
             ingested: (0..vshards).map(|_| watch::channel(None).0).collect(),
             rounds: std::sync::atomic::AtomicU64::new(0),
-            complete: (0..vshards).map(|_| watch::channel(None).0).collect(),
         }
-    }
-
-    /// Waits until this node's scheduler of `vshard`, leading in `term`, has
-    /// completed every sequenced transaction of the vShard in epochs up to
-    /// `epoch` (each applied here); false after `timeout`.
-    pub async fn wait_complete(&self, vshard: u32, term: u64, epoch: u64, timeout: Duration) -> bool {
-        let mut rx = self.complete[vshard as usize].subscribe();
-        let reached = rx.wait_for(|now| matches!(now, Some((t, e)) if *t == term && *e >= epoch));
-        let done = matches!(tokio::time::timeout(timeout, reached).await, Ok(Ok(_)));
-        done
-    }
-
-    fn set_complete(&self, vshard: u32, now: Option<(u64, u64)>) {
-        self.complete[vshard as usize].send_if_modified(|was| {
-            let changed = *was != now;
-            *was = now;
-            changed
-        });
     }
 
     /// What `vshard`'s scheduler on this node is doing, for operators
@@ -518,7 +495,6 @@ impl Scheduler {
                 tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await;
             }
             *self.stat() = SchedulerStat::default();
-            self.router.local().board().set_complete(self.vshard, None);
         }
     }
 
@@ -545,9 +521,6 @@ impl Scheduler {
             Some((p, _)) => p.epoch - 1,
             None => next_epoch - 1,
         };
-        let complete = stat.complete_through_epoch;
-        drop(stat);
-        self.router.local().board().set_complete(self.vshard, Some((self.term, complete)));
     }
 
     /// Takes this vShard's sequenced transactions in order while this node

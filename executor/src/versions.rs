@@ -11,6 +11,7 @@
 //! than it fails (40001, retried) rather than miss a row.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +27,28 @@ pub struct VersionsConfig {
     pub keep_ms: u64,
 }
 
-pub fn spawn_version_collector(router: Arc<Router>, config: VersionsConfig) {
+/// What a node's collector did, for operators and tests.
+#[derive(Debug, Default)]
+pub struct VersionStats {
+    /// The epoch its replicas were last collected up to (reads as of an
+    /// older epoch fail).
+    pub horizon_epoch: AtomicU64,
+    /// Versions its replicas dropped since the node started.
+    pub dropped: AtomicU64,
+}
+
+impl VersionStats {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "horizon_epoch": self.horizon_epoch.load(Ordering::Relaxed),
+            "dropped": self.dropped.load(Ordering::Relaxed),
+        })
+    }
+}
+
+pub fn spawn_version_collector(router: Arc<Router>, config: VersionsConfig) -> Arc<VersionStats> {
+    let stats = Arc::new(VersionStats::default());
+    let out = stats.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(config.every_ms.max(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -65,9 +87,14 @@ pub fn spawn_version_collector(router: Arc<Router>, config: VersionsConfig) {
             })
             .await;
             match done {
-                Ok(n) => tracing::debug!(horizon, dropped = n, "dropped old row versions"),
+                Ok(n) => {
+                    stats.horizon_epoch.store(horizon, Ordering::Relaxed);
+                    stats.dropped.fetch_add(n as u64, Ordering::Relaxed);
+                    tracing::debug!(horizon, dropped = n, "dropped old row versions");
+                }
                 Err(e) => tracing::warn!("version collector task failed: {e}"),
             }
         }
     });
+    out
 }

@@ -170,6 +170,6 @@ async fn transactions(State(state): State<Arc<NodeState>>) -> Response {
     let recon = state.sql.recon_stats().to_json();
     let (skipped, waited) = local.read_skips();
     let reads = json!({"ordered_before_unapplied_writes": skipped, "waited_for_writes": waited});
-    Json(json!({"node_id": state.node_id, "epochs": epochs, "reconnaissance": recon, "reads_meeting_cross_shard_writes": reads, "vshards": vshards}))
+    Json(json!({"node_id": state.node_id, "epochs": epochs, "reconnaissance": recon, "reads_meeting_cross_shard_writes": reads, "row_versions": state.versions.to_json(), "vshards": vshards}))
         .into_response()
 }

@@ -32,6 +32,8 @@ pub struct NodeState {
     pub engine: Arc<Engine>,
     /// The last epoch this node's sequencer replica applied, if it has one.
     pub epochs: Option<tokio::sync::watch::Receiver<u64>>,
+    /// What this node's row version collector did.
+    pub versions: Arc<ordo_executor::versions::VersionStats>,
 }
 
 /// How often a node without a meta replica refreshes its catalog copy.
@@ -111,7 +113,7 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
             ordo_sql::engine::QUERY_TIMEOUT_MS
         );
     }
-    ordo_executor::versions::spawn_version_collector(
+    let versions = ordo_executor::versions::spawn_version_collector(
         router.clone(),
         ordo_executor::versions::VersionsConfig { every_ms: args.collect_every_ms, keep_ms: args.versions_keep_ms },
     );
@@ -149,6 +151,7 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
         sql_slots: tokio::sync::Semaphore::new(SQL_REQUESTS_INFLIGHT_MAX),
         engine: engine.clone(),
         epochs: local_epochs.map(|l| l.applied),
+        versions,
     });
     let listener = tokio::net::TcpListener::bind(args.http).await.with_context(|| format!("binding --http {}", args.http))?;
     tracing::info!(node = args.id, http = %args.http, rpc = %args.rpc, groups = groups.len(), "node started");

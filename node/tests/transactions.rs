@@ -481,12 +481,13 @@ async fn retained(c: &Cluster) -> (u64, u64, u64) {
 }
 
 /// Outcome records and epochs (all but the last) are dropped once every
-/// vShard has completed them, on every replica alike; a node restarted
-/// afterwards resumes past the dropped epochs, and cross-shard
-/// transactions keep working.
+/// vShard has completed them, on every replica alike; so are row versions
+/// older than `--versions-keep-ms`. A node restarted afterwards resumes
+/// past the dropped epochs, cross-shard transactions keep working, and
+/// queries over every vShard read what they must.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn outcomes_and_epochs_are_collected_once_every_vshard_completed_them() {
-    let mut c = three_nodes(&["--collect-every-ms", "200", "--collect-lag-ms", "1000"]).await;
+    let mut c = three_nodes(&["--collect-every-ms", "200", "--collect-lag-ms", "1000", "--versions-keep-ms", "1000"]).await;
     c.sql(1, "CREATE TABLE hot (id INT PRIMARY KEY, n BIGINT NOT NULL)", json!([])).await.unwrap();
     c.sql(1, "INSERT INTO hot VALUES (1, 0), (2, 0), (3, 0), (4, 0)", json!([])).await.unwrap();
     let bump = "BEGIN; UPDATE hot SET n = n + 1 WHERE id = $1; UPDATE hot SET n = n + 1 WHERE id = $2; COMMIT";
@@ -522,6 +523,20 @@ async fn outcomes_and_epochs_are_collected_once_every_vshard_completed_them() {
         assert!(Instant::now() < deadline, "not collected: {outcomes} outcomes, first retained {first}, last {now_last}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // 400 row writes, 4 rows: every replica (3 of each vShard) drops all
+    // but the newest version of each row.
+    let superseded = 3 * (2 * 8 * 25 - 4);
+    loop {
+        let dropped = counters(&c, "row_versions", &["dropped"]).await["dropped"];
+        if dropped >= superseded {
+            eprintln!("row versions dropped: {dropped}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "row versions not collected: {dropped} of {superseded} dropped");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let total = c.scalar(1, "SELECT SUM(n) FROM hot").await;
+    assert_eq!(as_i64(&total), 2 * 8 * 25, "a query over every vShard reads the versions kept");
 
     // A node restarted now resumes from its durable progress, before the
     // first epoch still stored.
@@ -741,6 +756,96 @@ async fn predicate_updates_in_transactions_update_exactly_the_matching_rows() {
         touched.values().sum::<i64>()
     );
     assert!(transactions > 10 && inserted.len() > 3 && moved.len() > 3, "the workload ran");
+    let v = c.verify(1).await;
+    assert_eq!(v["consistent"], true, "replicas differ: {v}");
+}
+
+/// Queries over every vShard read row versions as of an epoch. Single-shard
+/// transfers (two accounts of one branch) and cross-shard ones (two
+/// branches) move money among the same accounts, so single-shard writes
+/// depend on cross-shard ones and the other way round; a version placed on
+/// the wrong side of a cross-shard transaction would make a query see a
+/// debit without its credit. Auditors sum every balance (one table, and a
+/// join of two reads) throughout: every sum is the initial total.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queries_over_every_vshard_see_single_and_cross_shard_writes_consistently() {
+    const BRANCHES: u64 = 8;
+    const PER_BRANCH: u64 = 4;
+    const TRANSFERS_PER_CLIENT: u64 = 120;
+    let c = three_nodes(&[]).await;
+    c.sql(
+        1,
+        "CREATE TABLE bacct (branch INT, id INT, bal BIGINT NOT NULL, PRIMARY KEY (branch, id)) PARTITION BY (branch)",
+        json!([]),
+    )
+    .await
+    .unwrap();
+    let rows: Vec<String> =
+        (0..BRANCHES).flat_map(|b| (0..PER_BRANCH).map(move |i| format!("({b}, {i}, {INITIAL})"))).collect();
+    c.sql(1, &format!("INSERT INTO bacct VALUES {}", rows.join(", ")), json!([])).await.unwrap();
+    let total = (BRANCHES * PER_BRANCH) as i64 * INITIAL;
+    let transfer = "BEGIN; UPDATE bacct SET bal = bal - $3 WHERE branch = $1 AND id = $2; \
+        UPDATE bacct SET bal = bal + $3 WHERE branch = $4 AND id = $5; COMMIT";
+    let stop = Arc::new(AtomicBool::new(false));
+    let auditors: Vec<_> = (0..2u64)
+        .map(|a| {
+            let (db, stop) = (c.client(), stop.clone());
+            tokio::spawn(async move {
+                let (mut good, mut wrong, mut i) = (0u64, Vec::new(), a);
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let sql = if i % 2 == 0 {
+                        "SELECT sum(bal), count(*) FROM bacct"
+                    } else {
+                        "SELECT sum(a.bal), count(*) FROM bacct a JOIN bacct b ON a.branch = b.branch AND a.id = b.id"
+                    };
+                    let r = db.sql(1 + i % 3, sql, json!([])).await.expect("a query over every vShard");
+                    let (sum, n) = (as_i64(&r[0]["rows"][0][0]), as_i64(&r[0]["rows"][0][1]));
+                    if sum == total && n == (BRANCHES * PER_BRANCH) as i64 {
+                        good += 1;
+                    } else {
+                        wrong.push(format!("{sql}: sum {sum}, count {n}"));
+                    }
+                }
+                (good, wrong)
+            })
+        })
+        .collect();
+    let writers: Vec<_> = (0..6u64)
+        .map(|client| {
+            let db = c.client();
+            tokio::spawn(async move {
+                let mut rng = Rng(0xA076_1D64_78BD_642F ^ (client + 1));
+                let mut single = 0u64;
+                for i in 0..TRANSFERS_PER_CLIENT {
+                    let (sb, si) = (rng.below(BRANCHES), rng.below(PER_BRANCH));
+                    // Two in three stay in the branch: one vShard.
+                    let db_branch = if rng.below(3) == 0 { (sb + 1 + rng.below(BRANCHES - 1)) % BRANCHES } else { sb };
+                    let di = if db_branch == sb { (si + 1 + rng.below(PER_BRANCH - 1)) % PER_BRANCH } else { rng.below(PER_BRANCH) };
+                    single += (db_branch == sb) as u64;
+                    let params = json!([sb, si, 1 + rng.below(20), db_branch, di]);
+                    db.sql(1 + (client + i) % 3, transfer, params).await.expect("transfer");
+                }
+                single
+            })
+        })
+        .collect();
+    let mut single = 0;
+    for w in futures::future::join_all(writers).await {
+        single += w.unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (mut good, mut wrong) = (0, Vec::new());
+    for a in futures::future::join_all(auditors).await {
+        let (g, w) = a.unwrap();
+        good += g;
+        wrong.extend(w);
+    }
+    eprintln!("{single} single-shard transfers of {}, {good} consistent sums", 6 * TRANSFERS_PER_CLIENT);
+    assert!(wrong.is_empty(), "inconsistent sums: {:?}", &wrong[..wrong.len().min(5)]);
+    assert!(single > 0 && single < 6 * TRANSFERS_PER_CLIENT, "both kinds of transfer ran");
+    assert!(good >= 20, "the auditors ran throughout ({good} sums)");
+    assert_eq!(as_i64(&c.scalar(2, "SELECT sum(bal) FROM bacct").await), total);
     let v = c.verify(1).await;
     assert_eq!(v["consistent"], true, "replicas differ: {v}");
 }

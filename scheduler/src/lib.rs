@@ -249,6 +249,27 @@ impl LockTable {
         Ok(Ticket { guard: LockGuard { table: self.table.clone(), released: self.released.clone(), id }, wait, after })
     }
 
+    /// Whether a sequenced write overlapping `span`, ordered in an epoch up
+    /// to `epoch` (or untagged), is still in the table: not yet applied, so
+    /// a read as of the end of `epoch` must wait for it (see
+    /// [`LockTable::release_notice`]). Later ones it need not.
+    pub fn sequenced_writes_through(&self, epoch: u64, span: &LockSpan) -> bool {
+        let t = self.table.lock();
+        t.requests.values().any(|r| {
+            r.kind == Kind::Sequenced
+                && r.tag.as_ref().is_none_or(|tag| tag.pos.epoch <= epoch)
+                && r.spans.iter().any(|s| s.mode == LockMode::Write && s.overlaps(span))
+        })
+    }
+
+    /// Resolves once a request leaves the table after this call (take it
+    /// before looking, so no release is missed).
+    pub fn release_notice(&self) -> std::pin::Pin<Box<tokio::sync::futures::OwnedNotified>> {
+        let mut notice = Box::pin(self.released.clone().notified_owned());
+        notice.as_mut().enable();
+        notice
+    }
+
     /// Requests waiting or held (for metrics and tests).
     pub fn len(&self) -> usize {
         self.table.lock().requests.len()
@@ -433,6 +454,24 @@ mod tests {
         assert_eq!(t.enqueue_after(vec![w(b"f")], pos(2, 0)).unwrap().after(), pos(5, u32::MAX));
         let _later = t.enqueue_sequenced(vec![w(b"g")], tag(pos(6, 0))).unwrap();
         assert_eq!(t.enqueue(vec![w(b"h")]).unwrap().after(), pos(6, 0));
+    }
+
+    #[tokio::test]
+    async fn a_read_as_of_an_epoch_waits_for_the_sequenced_writes_of_that_epoch_and_before_only() {
+        let t = LockTable::default();
+        let tag = |epoch| Some(SequencedTag { pos: TxnPos { epoch, index: 0 }, writers: vec![0] });
+        let local = t.enqueue(vec![w(b"a")]).unwrap();
+        let _reader = t.enqueue_sequenced(vec![r(b"a")], tag(2)).unwrap();
+        let later = t.enqueue_sequenced(vec![w(b"a")], tag(5)).unwrap();
+        let read = LockSpan::prefix(b"a", LockMode::Read);
+        assert!(!t.sequenced_writes_through(4, &read), "single-shard writes, sequenced reads and later epochs do not count");
+        assert!(t.sequenced_writes_through(5, &read));
+        assert!(!t.sequenced_writes_through(5, &LockSpan::prefix(b"b", LockMode::Read)), "other rows do not count");
+        let notice = t.release_notice();
+        drop(local);
+        notice.await;
+        drop(later);
+        assert!(!t.sequenced_writes_through(5, &read));
     }
 
     #[test]
