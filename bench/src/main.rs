@@ -107,6 +107,11 @@ async fn micro_cmd(target: Option<String>, seconds: u64, clients: Vec<usize>, or
         eprintln!("{} with {updaters} clients for {seconds} s", w.name());
         predicates.push(micro::run(target.clone(), w, updaters, Duration::from_secs(seconds)).await);
     }
+    let mut sums = Vec::new();
+    for w in [Workload::SumWritten, Workload::SumNotWritten] {
+        eprintln!("{} with {updaters} readers and {} writers for {seconds} s", w.name(), micro::READ_WRITERS);
+        sums.push(micro::run(target.clone(), w, updaters, Duration::from_secs(seconds)).await);
+    }
     micro::check_totals(target.as_ref()).await?;
 
     println!();
@@ -168,6 +173,23 @@ async fn micro_cmd(target: Option<String>, seconds: u64, clients: Vec<usize>, or
             recon.tps() / locked.tps().max(f64::MIN_POSITIVE),
             recon.ms(0.5) / locked.ms(0.5).max(f64::MIN_POSITIVE),
             recon.ms(0.99) / locked.ms(0.99).max(f64::MIN_POSITIVE)
+        );
+    }
+    println!();
+    println!(
+        "queries over all vShards (sum of a {}-row table) while {} clients keep transferring between vShards:",
+        micro::ACCOUNTS,
+        micro::READ_WRITERS
+    );
+    latency_table(["query", "readers", "queries/s"], &sums);
+    for f in &sums {
+        println!("writers during \"{}\": {:.0} txn/s", f.workload.name(), f.writer_tps());
+    }
+    if let [written, not_written] = sums.as_slice() {
+        println!(
+            "table being written relative to table not written: p50 {:.2}, p99 {:.2}",
+            written.ms(0.5) / not_written.ms(0.5).max(f64::MIN_POSITIVE),
+            written.ms(0.99) / not_written.ms(0.99).max(f64::MIN_POSITIVE)
         );
     }
     println!("\ntotals conserved in both tables: yes");

@@ -15,6 +15,11 @@
 //! gateway reconnoitres it (`PredicateRecon`), or as a value read by an
 //! earlier statement, so it cannot and the statement locks and reads the
 //! whole table (`PredicateLocked`). Both read one row first.
+//!
+//! Queries over every vShard: the sum of a 10,000-row table that cross-shard
+//! writers keep transferring within (`SumWritten`), and of one nobody
+//! writes (`SumNotWritten`), under the same writers; each reads every
+//! vShard as of one epoch. The writers' own throughput is reported too.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,6 +40,8 @@ pub enum Workload {
     ColdCrossRead,
     PredicateRecon,
     PredicateLocked,
+    SumWritten,
+    SumNotWritten,
 }
 
 impl Workload {
@@ -48,6 +55,8 @@ impl Workload {
             Workload::ColdCrossRead => "read of a row not in transfers",
             Workload::PredicateRecon => "UPDATE by a non-key predicate, reconnoitred",
             Workload::PredicateLocked => "UPDATE by a non-key predicate, table locked",
+            Workload::SumWritten => "sum over a table in cross-shard transfers",
+            Workload::SumNotWritten => "sum over a table not written",
         }
     }
 }
@@ -92,9 +101,15 @@ pub struct Figures {
     pub seconds: f64,
     pub latency_us: Histogram<u64>,
     pub errors: BTreeMap<String, u64>,
+    /// Transactions the background writers committed meanwhile.
+    pub writer_committed: u64,
 }
 
 impl Figures {
+    pub fn writer_tps(&self) -> f64 {
+        self.writer_committed as f64 / self.seconds.max(f64::MIN_POSITIVE)
+    }
+
     pub fn tps(&self) -> f64 {
         self.committed as f64 / self.seconds
     }
@@ -153,9 +168,10 @@ const CROSS_READ: &str = "SELECT bal FROM bench_acct WHERE id = $1";
 
 /// Transfers among the hot accounts until `deadline`: single-shard ones
 /// among `HOT`, or (`cross`) cross-shard ones among `HOT_CROSS`.
-async fn hot_writer(target: Arc<dyn Target>, c: usize, deadline: Instant, cross: bool) -> BTreeMap<String, u64> {
+async fn hot_writer(target: Arc<dyn Target>, c: usize, deadline: Instant, cross: bool) -> (u64, BTreeMap<String, u64>) {
     let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ ((c as u64 + 1) << 24));
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut committed = 0;
     while Instant::now() < deadline {
         let a = rng.below(HOT.len() as i64) as usize;
         let b = (a + 1 + rng.below(HOT.len() as i64 - 1) as usize) % HOT.len();
@@ -164,19 +180,25 @@ async fn hot_writer(target: Arc<dyn Target>, c: usize, deadline: Instant, cross:
         } else {
             target.execute(c, SINGLE, json!([0, HOT[a], 1, HOT[b]])).await
         };
-        if let Err(e) = done {
-            *errors.entry(e.code).or_default() += 1;
+        match done {
+            Ok(_) => committed += 1,
+            Err(e) => *errors.entry(e.code).or_default() += 1,
         }
     }
-    errors
+    (committed, errors)
 }
 
 pub async fn run(target: Arc<dyn Target>, workload: Workload, clients: usize, duration: Duration) -> Figures {
     let started = Instant::now();
     let deadline = started + duration;
     let writers: Vec<_> = match workload {
-        Workload::HotRead | Workload::ColdRead | Workload::HotCrossRead | Workload::ColdCrossRead => {
-            let cross = matches!(workload, Workload::HotCrossRead | Workload::ColdCrossRead);
+        Workload::HotRead
+        | Workload::ColdRead
+        | Workload::HotCrossRead
+        | Workload::ColdCrossRead
+        | Workload::SumWritten
+        | Workload::SumNotWritten => {
+            let cross = !matches!(workload, Workload::HotRead | Workload::ColdRead);
             (0..READ_WRITERS).map(|w| tokio::spawn(hot_writer(target.clone(), clients + w, deadline, cross))).collect()
         }
         Workload::SingleShard | Workload::CrossShard | Workload::PredicateRecon | Workload::PredicateLocked => Vec::new(),
@@ -210,6 +232,8 @@ pub async fn run(target: Arc<dyn Target>, workload: Workload, clients: usize, du
                     Workload::ColdCrossRead => (CROSS_READ, json!([COLD_CROSS[rng.below(COLD_CROSS.len() as i64) as usize]])),
                     Workload::PredicateRecon => (PREDICATE_RECON, json!([rng.below(TAGS)])),
                     Workload::PredicateLocked => (PREDICATE_LOCKED, json!([rng.below(TAGS)])),
+                    Workload::SumWritten => ("SELECT sum(bal) FROM bench_acct", json!([])),
+                    Workload::SumNotWritten => ("SELECT sum(v) FROM bench_tagged", json!([])),
                 };
                 let t0 = Instant::now();
                 match target.execute(c, sql, params).await {
@@ -236,11 +260,14 @@ pub async fn run(target: Arc<dyn Target>, workload: Workload, clients: usize, du
         seconds: 0.0,
         latency_us: Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
         errors: BTreeMap::new(),
+        writer_committed: 0,
     };
     // Spawned now (the iterator is lazy), to run alongside the writers.
     let tasks: Vec<_> = tasks.collect();
     for w in futures::future::join_all(writers).await {
-        for (k, v) in w.expect("writer task") {
+        let (committed, errors) = w.expect("writer task");
+        figures.writer_committed += committed;
+        for (k, v) in errors {
             *figures.errors.entry(format!("writer {k}")).or_default() += v;
         }
     }

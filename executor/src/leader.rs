@@ -179,6 +179,11 @@ impl LeaderExecutor {
                 Err(Fail::NotLeader(leader)) => return ShardResponse::NotLeader { leader },
                 Err(Fail::Exec(e)) => return ShardResponse::Error(e),
             },
+            // Every write is fenced (`Router::call`): its row versions
+            // are placed after the epochs its fence waited for.
+            req if req.needs_fence() => {
+                return ShardResponse::Error(ExecError::Internal("a request that must be fenced arrived unfenced".into()))
+            }
             req => (req, None),
         };
         match self.run(gid, group.as_ref(), req, fence).await {
@@ -359,10 +364,9 @@ impl LeaderExecutor {
                     }
                 }
             }
-            ShardRequest::ScanAsOf { epoch, prefix } => {
-                let vshard = vshard_of_group(gid)?;
-                let rows = self.scan_as_of(group, vshard, epoch, &prefix).await?;
-                Ok(ShardResponse::Pairs(rows))
+            ShardRequest::ScanAsOf { epoch, index, prefix } => {
+                let (index, rows) = self.scan_as_of(group, vshard_of_group(gid)?, epoch, index, &prefix).await?;
+                Ok(ShardResponse::RowsAt { index, rows })
             }
             ShardRequest::Outcome { pos, record } => {
                 let vshard = vshard_of_group(gid)?;
@@ -534,40 +538,68 @@ impl LeaderExecutor {
         Ok(self.reader.snapshot())
     }
 
-    /// Rows under `prefix` of `vshard` as of the end of `epoch`: the versions
-    /// up to there (`ordo_vshard::history`), once every cross-shard
-    /// transaction of this vShard up to `epoch` that writes under `prefix`
-    /// is applied here, so the query sees each of them whole, as the other
-    /// vShards it reads do. Takes no lock: it waits for no single-shard
-    /// write and for no later transaction, and nothing waits for it.
-    async fn scan_as_of(&self, group: &dyn Consensus, vshard: u32, epoch: u64, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Fail> {
+    /// Rows under `prefix` of `vshard` at the read point (`epoch`, `index`)
+    /// (`ordo_vshard::history`), and that index. A query's first read of
+    /// the vShard gives no index: it waits until every cross-shard
+    /// transaction of this vShard up to `epoch` is done here (applied, or,
+    /// for one that only reads here, done serving: what it wrote elsewhere
+    /// may depend on a write here), then reads at the log index applied
+    /// then; the query's later reads of the vShard read at that same index,
+    /// so it sees one state of it. Takes no lock: it waits for no
+    /// single-shard write and for no later transaction, and nothing waits
+    /// for it.
+    async fn scan_as_of(
+        &self,
+        group: &dyn Consensus,
+        vshard: u32,
+        epoch: u64,
+        index: Option<u64>,
+        prefix: &[u8],
+    ) -> Result<(u64, Vec<Vec<u8>>), Fail> {
+        let gid = vshard_group(vshard);
+        let mark = match index {
+            Some(_) => None,
+            None => Some(self.wait_sequenced_through(group, vshard, epoch).await?),
+        };
+        // Every single-shard write acknowledged before the query began (its
+        // versions are in epochs up to `epoch`) is applied here, and so is
+        // everything up to a given `index` (committed by an earlier leader).
+        group.read_barrier().await?;
+        let snapshot = self.reader.snapshot();
+        let applied = self.reader.applied_index_at(gid, &snapshot).map_err(storage)?;
+        if let Some(mark) = mark {
+            // Positions leave the table applied, unless their round failed
+            // (which withdraws the round first): then do not answer.
+            self.check_round(group, vshard, Some(Fence { mark, through_epoch: epoch }))?;
+        }
+        let index = match index {
+            Some(i) if applied < i => {
+                return Err(ExecError::Internal(format!("vShard {vshard} applied {applied} after a read barrier, below {i}")).into())
+            }
+            Some(i) => i,
+            None => applied,
+        };
+        let at = ordo_vshard::history::ReadPoint { epoch, index };
+        let rows = self.reader.scan_as_of(gid, prefix, at, &snapshot).map_err(ExecError::from)?;
+        Ok((index, rows.into_iter().map(|(_, v)| v).collect()))
+    }
+
+    /// Waits until this leader's scheduler round has enqueued every epoch up
+    /// to `epoch` and none of their sequenced requests is left in the
+    /// vShard's lock table; the round.
+    async fn wait_sequenced_through(&self, group: &dyn Consensus, vshard: u32, epoch: u64) -> Result<FenceMark, Fail> {
         let term = group.leader_term().ok_or(Fail::NotLeader(group.leader()))?;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(FENCE_WAIT_MS);
-        let unavailable = || Fail::Exec(ExecError::Unavailable(format!("vShard {vshard} has not applied epoch {epoch} within {FENCE_WAIT_MS} ms")));
-        // Every position up to `epoch` is enqueued (or applied before).
-        let (mark, _) = tokio::time::timeout_at(deadline, self.board.wait_ingested(vshard, term, epoch, Duration::from_millis(FENCE_WAIT_MS)))
-            .await
-            .ok()
-            .flatten()
-            .ok_or_else(unavailable)?;
-        // ... and those writing under `prefix` have left the lock table.
+        let unavailable = || Fail::Exec(ExecError::Unavailable(format!("vShard {vshard} has not completed epoch {epoch} within {FENCE_WAIT_MS} ms")));
+        let (mark, _) = self.board.wait_ingested(vshard, term, epoch, Duration::from_millis(FENCE_WAIT_MS)).await.ok_or_else(unavailable)?;
         let table = self.locks.table(vshard);
-        let span = LockSpan::prefix(prefix, LockMode::Read);
         loop {
             let released = table.release_notice();
-            if !table.sequenced_writes_through(epoch, &span) {
-                break;
+            if !table.sequenced_through(epoch) {
+                return Ok(mark);
             }
             tokio::time::timeout_at(deadline, released).await.map_err(|_| unavailable())?;
         }
-        // Every single-shard write acknowledged before the query began
-        // (versioned up to `epoch`) is applied here too.
-        group.read_barrier().await?;
-        let snapshot = self.reader.snapshot();
-        // A position leaves the table applied, unless its round failed
-        // (which withdraws the round first): then do not answer.
-        self.check_round(group, vshard, Some(Fence { mark, through_epoch: epoch }))?;
-        Ok(self.reader.scan_as_of(vshard_group(vshard), prefix, epoch, &snapshot).map_err(ExecError::from)?)
     }
 
     /// The positions of `questions` that their vShard has applied (any

@@ -73,11 +73,12 @@ pub enum ShardRequest {
     /// the row at `key` (or with `prefix: true` every row under that
     /// prefix) of `vshard` as of `pos`. Answers `Pairs` or `NotYet`.
     ReadAt { pos: TxnPos, vshard: u32, key: Vec<u8>, prefix: bool },
-    /// For a vShard leader: every row under `prefix` as of the end of
-    /// sequencer epoch `epoch` (`ordo_vshard::history`), once every
-    /// sequenced transaction of this vShard up to that epoch is applied and
-    /// after a read barrier. Takes no lock. Answers `Pairs`.
-    ScanAsOf { epoch: u64, prefix: Vec<u8> },
+    /// For a vShard leader: every row under `prefix` at the read point
+    /// (`epoch`, `index`) (`ordo_vshard::history`). Without `index` (a
+    /// query's first read of this vShard), once every sequenced transaction
+    /// of this vShard up to `epoch` is done here, at the log index applied
+    /// then. Takes no lock. Answers `RowsAt` with the index read at.
+    ScanAsOf { epoch: u64, index: Option<u64>, prefix: Vec<u8> },
     /// Waits (a while) until this vShard has applied sequenced position
     /// `pos`; answers `Outcome`, with the record this vShard stored for it
     /// when `record` (the gateway asks the lowest participant only).
@@ -223,6 +224,12 @@ pub enum ShardResponse {
         version: u64,
         #[serde(with = "ordo_vshard::codec::bytes_seq")]
         keys: Vec<Vec<u8>>,
+    },
+    /// Rows (values, in key order) read at a vShard's log `index`.
+    RowsAt {
+        index: u64,
+        #[serde(with = "ordo_vshard::codec::bytes_seq")]
+        rows: Vec<Vec<u8>>,
     },
 }
 

@@ -27,11 +27,13 @@ pub struct Router {
     local: Arc<LeaderExecutor>,
     placement: Placement,
     frontier: EpochFrontier,
+    /// Shares [`Router::fresh_epoch`]'s marker inputs among concurrent callers.
+    marker: EpochFrontier,
 }
 
 impl Router {
     pub fn new(node_id: u64, transport: Arc<Transport>, local: Arc<LeaderExecutor>, placement: Placement) -> Router {
-        Router { node_id, transport, local, placement, frontier: EpochFrontier::default() }
+        Router { node_id, transport, local, placement, frontier: EpochFrontier::default(), marker: EpochFrontier::default() }
     }
 
     pub fn node_id(&self) -> u64 {
@@ -69,6 +71,21 @@ impl Router {
             return self.send(gid, &fenced, idempotent).await;
         }
         self.send(gid, req, idempotent).await
+    }
+
+    /// An epoch the sequencer committed after this call began: the epoch of
+    /// an empty input (no participants: no scheduler takes it) sealed then.
+    /// Concurrent callers share one, as they share frontier fetches.
+    pub async fn fresh_epoch(&self) -> ExecResult<u64> {
+        self.marker
+            .get(|| async {
+                let input = ordo_sequencer::EpochInput { participants: Vec::new(), program: Vec::new() };
+                match self.send(SEQUENCER_GROUP, &ShardRequest::Sequence(input), true).await? {
+                    ShardResponse::Sequenced { pos, .. } => Ok(pos.epoch),
+                    other => Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
+                }
+            })
+            .await
     }
 
     /// The sequencer's committed frontier, from a fetch that started after

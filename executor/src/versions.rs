@@ -1,20 +1,23 @@
 //! Garbage collection of row versions (`ordo_vshard::history`).
 //!
-//! A query that spans vShards reads as of the sequencer frontier it fetched
-//! when it began, and gives up after `sql`'s query timeout. So a version
-//! that was already superseded, as of a frontier fetched `keep_ms` ago, can
-//! no longer be read once `keep_ms` exceeds that timeout. Every `every_ms`
-//! each node fetches the frontier, remembers when, and has each of its
-//! vShard replicas (leaders and followers alike: any may lead next) drop
-//! what is older than the newest frontier fetched at least `keep_ms` ago.
-//! Each replica records that epoch as its horizon first, so a read older
-//! than it fails (40001, retried) rather than miss a row.
+//! A query that spans vShards reads at a point (an epoch, and on each vShard
+//! a log index) at or after the sequencer frontier and each vShard's applied
+//! index when it began, and gives up after `sql`'s query timeout. So a
+//! version already superseded at the point (frontier, applied index) this
+//! node observed `keep_ms` ago can no longer be read once `keep_ms` exceeds
+//! that timeout. Every `every_ms` each node notes the frontier and the
+//! applied index of each of its vShard replicas (leaders and followers
+//! alike: any may lead next), and has each replica drop what is superseded
+//! at the newest such point noted at least `keep_ms` ago. Each replica
+//! records that point as its horizon first, so a read below it fails
+//! (40001, retried) rather than miss a row.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ordo_vshard::history::ReadPoint;
 use ordo_vshard::routing::vshard_group;
 
 use crate::router::Router;
@@ -30,8 +33,8 @@ pub struct VersionsConfig {
 /// What a node's collector did, for operators and tests.
 #[derive(Debug, Default)]
 pub struct VersionStats {
-    /// The epoch its replicas were last collected up to (reads as of an
-    /// older epoch fail).
+    /// The epoch its replicas were last collected up to (reads at an older
+    /// point fail).
     pub horizon_epoch: AtomicU64,
     /// Versions its replicas dropped since the node started.
     pub dropped: AtomicU64,
@@ -52,33 +55,35 @@ pub fn spawn_version_collector(router: Arc<Router>, config: VersionsConfig) -> A
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(config.every_ms.max(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // (when fetched, frontier), oldest first.
-        let mut frontiers: VecDeque<(tokio::time::Instant, u64)> = VecDeque::new();
+        // (when noted, read point per local vShard), oldest first.
+        let mut points: VecDeque<(tokio::time::Instant, Vec<(u32, ReadPoint)>)> = VecDeque::new();
+        let local = router.local().clone();
         loop {
             tick.tick().await;
+            // The applied indexes first: the frontier fetched after them
+            // is at least as new, so the point is below any later read's.
+            let applied: Vec<(u32, u64)> = (0..local.vshards())
+                .filter_map(|v| local.group(vshard_group(v)).map(|g| (v, g.status().applied_index.unwrap_or(0))))
+                .collect();
             match router.frontier().await {
-                Ok(f) => frontiers.push_back((tokio::time::Instant::now(), f)),
+                Ok(epoch) => {
+                    let point = applied.into_iter().map(|(v, index)| (v, ReadPoint { epoch, index })).collect();
+                    points.push_back((tokio::time::Instant::now(), point));
+                }
                 Err(e) => tracing::debug!("version collector: no frontier this round: {e}"),
             }
-            let ripe = tokio::time::Instant::now() - Duration::from_millis(config.keep_ms);
+            let Some(ripe) = tokio::time::Instant::now().checked_sub(Duration::from_millis(config.keep_ms)) else { continue };
             let mut horizon = None;
-            while let Some(&(at, epoch)) = frontiers.front() {
-                if at > ripe {
-                    break;
-                }
-                horizon = Some(epoch);
-                frontiers.pop_front();
+            while points.front().is_some_and(|(at, _)| *at <= ripe) {
+                horizon = points.pop_front().map(|(_, p)| p);
             }
             let Some(horizon) = horizon else { continue };
-            let local = router.local().clone();
+            let epoch = horizon.iter().map(|(_, p)| p.epoch).max().unwrap_or(0);
+            let local = local.clone();
             let done = tokio::task::spawn_blocking(move || {
                 let mut dropped = 0;
-                for v in 0..local.vshards() {
-                    let gid = vshard_group(v);
-                    if local.group(gid).is_none() {
-                        continue;
-                    }
-                    match local.reader().collect_history(gid, horizon) {
+                for (v, point) in horizon {
+                    match local.reader().collect_history(vshard_group(v), point) {
                         Ok(n) => dropped += n,
                         Err(e) => tracing::warn!(vshard = v, "dropping old row versions failed: {e}"),
                     }
@@ -88,9 +93,9 @@ pub fn spawn_version_collector(router: Arc<Router>, config: VersionsConfig) -> A
             .await;
             match done {
                 Ok(n) => {
-                    stats.horizon_epoch.store(horizon, Ordering::Relaxed);
+                    stats.horizon_epoch.store(epoch, Ordering::Relaxed);
                     stats.dropped.fetch_add(n as u64, Ordering::Relaxed);
-                    tracing::debug!(horizon, dropped = n, "dropped old row versions");
+                    tracing::debug!(epoch, dropped = n, "dropped old row versions");
                 }
                 Err(e) => tracing::warn!("version collector task failed: {e}"),
             }

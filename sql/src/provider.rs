@@ -28,19 +28,27 @@ use ordo_vshard::shard::{row_key, table_prefix};
 
 /// vShards scanned at once by one query.
 const SCAN_FANOUT_MAX: usize = 16;
-/// Per query: the epoch that all of its reads spanning vShards are as of,
-/// so the query sees one consistent state (chosen lazily, by the first
-/// read that needs it). With `eager` (the query reads more than one table)
-/// every read of the query uses it, single-vShard ones too.
+/// Per query: the point all of its reads spanning vShards are at, so the
+/// query sees one consistent state (chosen lazily, by the first read that
+/// needs it): the end of one sequencer epoch, and on each vShard the log
+/// index its first read there was at. With `eager` (the query reads more
+/// than one table) every read of the query uses it, single-vShard ones too.
 #[derive(Debug, Default)]
 pub struct QuerySnapshot {
     pub eager: bool,
     epoch: tokio::sync::OnceCell<u64>,
+    /// Per vShard read: the log index of the query's reads there (`None`
+    /// until the first answers; later reads wait for it).
+    indexes: std::sync::Mutex<BTreeMap<u32, Arc<tokio::sync::Mutex<Option<u64>>>>>,
 }
 
 impl QuerySnapshot {
     pub fn new(eager: bool) -> QuerySnapshot {
-        QuerySnapshot { eager, epoch: Default::default() }
+        QuerySnapshot { eager, ..Default::default() }
+    }
+
+    fn index_of(&self, vshard: u32) -> Arc<tokio::sync::Mutex<Option<u64>>> {
+        self.indexes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(vshard).or_default().clone()
     }
 }
 
@@ -114,17 +122,28 @@ impl Shared {
         vshard_of(&encode_key(&part), self.vshards)
     }
 
-    /// The epoch the query reads as of: the sequencer's committed frontier,
-    /// fetched after the query arrived, so every transaction acknowledged
-    /// before it is in (linearizable).
+    /// The epoch the query reads as of: the one before an epoch the
+    /// sequencer committed after the query arrived. So every transaction
+    /// acknowledged before the query is in (linearizable), and every write
+    /// that starts once the query has read some vShard is out on every
+    /// vShard (its fence waits for that later epoch, which versions it after).
     async fn snapshot_epoch(&self, snap: &QuerySnapshot) -> ExecResult<u64> {
-        Ok(*snap.epoch.get_or_try_init(|| self.router.frontier()).await?)
+        let later = *snap.epoch.get_or_try_init(|| self.router.fresh_epoch()).await?;
+        Ok(later - 1)
     }
 
-    /// Rows under `prefix` of `vshard` as of the end of `epoch`.
-    async fn rows_as_of(&self, vshard: u32, epoch: u64, prefix: Vec<u8>) -> ExecResult<Vec<Vec<u8>>> {
-        match self.router.call(vshard_group(vshard), &ShardRequest::ScanAsOf { epoch, prefix }).await? {
-            ShardResponse::Pairs(rows) => Ok(rows.into_iter().map(|(_, v)| v).collect()),
+    /// Rows under `prefix` of `vshard` at the query's read point.
+    async fn rows_as_of(&self, snap: &QuerySnapshot, vshard: u32, prefix: Vec<u8>) -> ExecResult<Vec<Vec<u8>>> {
+        let epoch = self.snapshot_epoch(snap).await?;
+        let index = snap.index_of(vshard);
+        let mut index = index.lock().await;
+        let req = ShardRequest::ScanAsOf { epoch, index: *index, prefix };
+        match self.router.call(vshard_group(vshard), &req).await? {
+            ShardResponse::RowsAt { index: at, rows } => {
+                debug_assert!(index.is_none_or(|i| i == at), "read at another index");
+                *index = Some(at);
+                Ok(rows)
+            }
             other => Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
         }
     }
@@ -276,24 +295,24 @@ impl TableProvider for OrdoTable {
         let partition = (self.def.partition_len.max(1)..pk_len).rev().find_map(|n| self.bound_key(&eq, n));
         let snapshot = state.config().get_extension::<QuerySnapshot>();
         let at = match &snapshot {
-            Some(s) if s.eager || (point.is_none() && partition.is_none()) => Some(self.shared.snapshot_epoch(s).await.map_err(ext)?),
+            Some(s) if s.eager || (point.is_none() && partition.is_none()) => Some(s),
             _ => None,
         };
         let table_id = self.def.id;
-        let parts: Vec<Vec<Vec<u8>>> = if let Some(epoch) = at {
+        let parts: Vec<Vec<Vec<u8>>> = if let Some(snap) = at {
             match (point, partition) {
                 (Some(pk), _) => {
                     let vshard = self.shared.vshard_of_key(&self.def, &pk);
                     let key = row_key(table_id, &encode_key(&pk.iter().collect::<Vec<_>>()));
-                    vec![self.shared.rows_as_of(vshard, epoch, key).await.map_err(ext)?]
+                    vec![self.shared.rows_as_of(snap, vshard, key).await.map_err(ext)?]
                 }
                 (None, Some(part)) => {
                     let vshard = self.shared.vshard_of_key(&self.def, &part);
                     let prefix = row_key(table_id, &encode_key(&part.iter().collect::<Vec<_>>()));
-                    vec![self.shared.rows_as_of(vshard, epoch, prefix).await.map_err(ext)?]
+                    vec![self.shared.rows_as_of(snap, vshard, prefix).await.map_err(ext)?]
                 }
                 (None, None) => futures::stream::iter(0..self.shared.vshards)
-                    .map(|v| self.shared.rows_as_of(v, epoch, table_prefix(table_id).to_vec()))
+                    .map(|v| self.shared.rows_as_of(snap, v, table_prefix(table_id).to_vec()))
                     .buffered(SCAN_FANOUT_MAX)
                     .try_collect()
                     .await

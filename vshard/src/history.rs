@@ -17,10 +17,13 @@
 //!   it (`ShardCommand::Write::after`), so it sorts after every sequenced
 //!   transaction it may depend on and before every one that may depend on it.
 //!
-//! Reading every vShard "as of the end of epoch `E`" (versions up to
-//! `(E, MAX, MAX)`) therefore sees every cross-shard transaction of epochs
-//! up to `E` whole, none after, and single-shard writes consistently with
-//! them (see `docs/ARCHITECTURE.md`, Read path).
+//! A query reads every vShard at a [`ReadPoint`]: the end of epoch `E`, and
+//! on each vShard its log up to an index `k` taken once the vShard applied
+//! every cross-shard transaction up to `E` (the versions up to
+//! `(E, MAX, MAX)` whose single-shard writes are at or below `k`). It sees
+//! every cross-shard transaction of epochs up to `E` whole, none after, and
+//! single-shard writes consistently with them (see `docs/ARCHITECTURE.md`,
+//! Read path).
 //!
 //! History keys start with [`UNHASHED_PREFIX`]: they are replicated and part
 //! of Raft snapshots, but not of the replica checksum, because each replica
@@ -37,7 +40,7 @@ use crate::shard::{ScanError, TxnPos, SCAN_ROWS_MAX};
 pub const UNHASHED_PREFIX: &[u8] = b"\xff~";
 /// Data key prefix of row versions.
 pub const HISTORY_PREFIX: &[u8] = b"\xff~h";
-/// Data key of the oldest epoch this replica can still be read as of.
+/// Data key of the oldest [`ReadPoint`] this replica can still be read at.
 pub const HORIZON_KEY: &[u8] = b"\xff~z";
 /// Bytes of an encoded version at the end of a history key.
 const VERSION_BYTES: usize = 8 + 4 + 8;
@@ -62,9 +65,14 @@ impl Version {
         Version { epoch: after.epoch, index: after.index, seq: log_index }
     }
 
-    /// The newest version a read as of the end of `epoch` sees.
+    /// The newest version a read as of the end of `epoch` may see.
     pub fn end_of_epoch(epoch: u64) -> Version {
         Version { epoch, index: u32::MAX, seq: u64::MAX }
+    }
+
+    /// Whether a read at `at` sees this version.
+    pub fn visible_at(&self, at: ReadPoint) -> bool {
+        *self <= Version::end_of_epoch(at.epoch) && (self.seq == 0 || self.seq <= at.index)
     }
 
     /// Bitwise complement, so newer versions sort first.
@@ -83,6 +91,38 @@ impl Version {
             index: !u32::from_be_bytes(b[8..12].try_into().expect("4 bytes")),
             seq: !u64::from_be_bytes(b[12..].try_into().expect("8 bytes")),
         }
+    }
+}
+
+/// Where a read of a vShard's versions stands: the end of sequencer epoch
+/// `epoch`, and the vShard's log up to `index` (the vShard applied every
+/// cross-shard transaction up to `epoch` at or below it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadPoint {
+    pub epoch: u64,
+    pub index: u64,
+}
+
+impl ReadPoint {
+    fn encode(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.epoch.to_be_bytes());
+        out[8..].copy_from_slice(&self.index.to_be_bytes());
+        out
+    }
+
+    fn decode(b: &[u8]) -> Option<ReadPoint> {
+        let b: &[u8; 16] = b.try_into().ok()?;
+        Some(ReadPoint {
+            epoch: u64::from_be_bytes(b[..8].try_into().expect("8 bytes")),
+            index: u64::from_be_bytes(b[8..].try_into().expect("8 bytes")),
+        })
+    }
+
+    /// Whether every version visible here is visible at `other` too, or
+    /// superseded there by one that is.
+    pub fn covered_by(&self, other: ReadPoint) -> bool {
+        self.epoch <= other.epoch && self.index <= other.index
     }
 }
 
@@ -135,91 +175,118 @@ fn split_key(k: &[u8]) -> Result<(&[u8], Version), String> {
     Ok((row, Version::decode_desc(v)))
 }
 
-/// The oldest epoch `gid`'s replica can be read as of (0: any).
-pub fn horizon(engine: &Engine, gid: GroupId, snapshot: Option<&OwnedSnapshot>) -> Result<u64, String> {
+/// The oldest read point `gid`'s replica can be read at (zero: any).
+pub fn horizon(engine: &Engine, gid: GroupId, snapshot: Option<&OwnedSnapshot>) -> Result<ReadPoint, String> {
     let key = keys::key(gid, Section::Data, HORIZON_KEY);
     let got = match snapshot {
         Some(s) => engine.db().get_opt(key, &s.read_options()),
         None => engine.db().get(key),
     };
-    Ok(got.map_err(|e| e.to_string())?.and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes))
+    match got.map_err(|e| e.to_string())? {
+        None => Ok(ReadPoint::default()),
+        Some(b) => ReadPoint::decode(&b).ok_or_else(|| "corrupt version horizon".to_string()),
+    }
 }
 
-/// Every row under `prefix` of `gid` as of the end of epoch `epoch`, in key
-/// order: for each row key, its newest version up to that point, if it is
-/// not a deletion. Fails if the replica dropped versions the read needs.
+/// Versions of one row a scan steps over before it seeks past the rest
+/// (most rows have one or two; a hot row may have thousands).
+const STEPS_BEFORE_SEEK: usize = 4;
+
+/// Every row under `prefix` of `gid` at `at`, in key order: for each row
+/// key, its newest version visible there, if it is not a deletion. Fails
+/// if the replica dropped versions the read needs.
 pub fn scan_as_of(
     engine: &Engine,
     gid: GroupId,
     prefix: &[u8],
-    epoch: u64,
+    at: ReadPoint,
     snapshot: &OwnedSnapshot,
 ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ScanError> {
     let floor = horizon(engine, gid, Some(snapshot)).map_err(ScanError::Storage)?;
-    if epoch < floor {
-        return Err(ScanError::TooOld { epoch, horizon: floor });
+    if !floor.covered_by(at) {
+        return Err(ScanError::TooOld { epoch: at.epoch, horizon: floor.epoch });
     }
-    let at = Version::end_of_epoch(epoch);
     let start = keys::key(gid, Section::Data, &history_prefix(prefix));
     let end = keys::prefix_end(&start).expect("group keys never end in 0xFF");
     let mut it = engine.db().raw_iterator_opt(snapshot.read_options());
     it.seek(&start);
     let mut out = Vec::new();
-    let storage = |e: rocksdb::Error| ScanError::Storage(e.to_string());
-    while it.valid() {
-        let k = it.key().expect("valid");
+    // The row being passed over (its visible version is decided) and how
+    // many of its versions were stepped over.
+    let mut done_row: Option<Vec<u8>> = None;
+    let mut steps = 0;
+    while let Some(k) = it.key() {
         if k >= end.as_slice() {
             break;
         }
+        let k = k.to_vec();
         let (row, v) = split_key(&k[keys::SECTION_PREFIX_LEN..]).map_err(ScanError::Storage)?;
-        let row = row.to_vec();
-        if v > at {
-            // Newer than the read: jump to the newest version it may see.
-            it.seek(keys::key(gid, Section::Data, &version_key(&row, at)));
+        let decided = done_row.as_deref() == Some(row);
+        if decided || !v.visible_at(at) {
+            steps += 1;
+            // Where to jump when a row has many versions to pass: past all
+            // of them once decided, or to the newest the epoch allows. Both
+            // lie ahead; versions of the epoch written after the read's
+            // index are stepped over one by one (few: written meanwhile).
+            let ahead = if decided {
+                Some(version_key(row, Version::default()))
+            } else if v > Version::end_of_epoch(at.epoch) {
+                Some(version_key(row, Version::end_of_epoch(at.epoch)))
+            } else {
+                None
+            };
+            match ahead {
+                Some(target) if steps >= STEPS_BEFORE_SEEK => {
+                    it.seek(keys::key(gid, Section::Data, &target));
+                    if it.key() == Some(k.as_slice()) {
+                        it.next();
+                    }
+                    steps = 0;
+                }
+                _ => it.next(),
+            }
             continue;
         }
-        if let Some(value) = decode_value(it.value().expect("valid")).map_err(ScanError::Storage)? {
+        steps = 0;
+        if let Some(row_value) = decode_value(it.value().expect("valid")).map_err(ScanError::Storage)? {
             if out.len() >= SCAN_ROWS_MAX {
                 return Err(ScanError::TooManyRows(SCAN_ROWS_MAX));
             }
-            out.push((row.clone(), value.to_vec()));
+            out.push((row.to_vec(), row_value.to_vec()));
         }
-        // Past this row's older versions: the smallest key after all of them.
-        it.seek(keys::key(gid, Section::Data, &version_key(&row, Version::default())));
-        if it.valid() && it.key().is_some_and(|k| split_key(&k[keys::SECTION_PREFIX_LEN..]).is_ok_and(|(r, _)| r == row)) {
-            it.next();
-        }
+        done_row = Some(row.to_vec());
+        it.next();
     }
-    it.status().map_err(storage)?;
+    it.status().map_err(|e| ScanError::Storage(e.to_string()))?;
     Ok(out)
 }
 
 /// Most history keys one collection step deletes in one write.
 const COLLECT_BATCH_KEYS_MAX: usize = 10_000;
 
-/// Drops the versions of `gid` no read as of an epoch at or after `epoch`
-/// can see: for each row, every version older than its newest one up to
-/// the end of `epoch`, and that one too if it is a deletion. Records
-/// `epoch` as the replica's horizon first, so a read as of an older epoch
-/// fails instead of missing versions. Returns how many it dropped.
+/// Drops the versions of `gid` no read at or after `horizon` can see: for
+/// each row, every version older than its newest one visible at `horizon`,
+/// and that one too if it is a deletion (a later read point sees that
+/// version or a newer one). Records `horizon` first, so a read at an older
+/// point fails instead of missing versions. Returns how many it dropped.
 ///
 /// Each replica runs this on its own: versions are immutable once written,
 /// so deleting old ones never races with apply. Not deterministic across
 /// replicas, hence outside the checksum.
-pub fn collect(engine: &Engine, gid: GroupId, epoch: u64) -> Result<usize, String> {
+pub fn collect(engine: &Engine, gid: GroupId, horizon_at: ReadPoint) -> Result<usize, String> {
     let current = horizon(engine, gid, None)?;
-    if epoch <= current {
+    if horizon_at.covered_by(current) {
         return Ok(0);
     }
+    let horizon_at = ReadPoint { epoch: horizon_at.epoch.max(current.epoch), index: horizon_at.index.max(current.index) };
     let mut batch = WriteBatch::default();
-    batch.put(keys::key(gid, Section::Data, HORIZON_KEY), epoch.to_be_bytes());
+    batch.put(keys::key(gid, Section::Data, HORIZON_KEY), horizon_at.encode());
     engine.write(batch).map_err(|e| e.to_string())?;
-    let at = Version::end_of_epoch(epoch);
     let start = keys::key(gid, Section::Data, HISTORY_PREFIX);
     let end = keys::prefix_end(&start).expect("group keys never end in 0xFF");
     let mut dropped = 0;
     let mut batch = WriteBatch::default();
-    // The row whose visible version (as of `epoch`) was just passed.
+    // The row whose visible version (at the horizon) was just passed.
     let mut kept_row: Option<Vec<u8>> = None;
     for item in engine.db().iterator(IteratorMode::From(&start, Direction::Forward)) {
         let (k, value) = item.map_err(|e| e.to_string())?;
@@ -227,10 +294,10 @@ pub fn collect(engine: &Engine, gid: GroupId, epoch: u64) -> Result<usize, Strin
             break;
         }
         let (row, v) = split_key(&k[keys::SECTION_PREFIX_LEN..])?;
-        if v > at {
+        let older = kept_row.as_deref() == Some(row);
+        if !older && !v.visible_at(horizon_at) {
             continue;
         }
-        let older = kept_row.as_deref() == Some(row);
         if older || decode_value(&value)?.is_none() {
             batch.delete(&k);
             dropped += 1;
@@ -243,6 +310,15 @@ pub fn collect(engine: &Engine, gid: GroupId, epoch: u64) -> Result<usize, Strin
         }
     }
     engine.write(batch).map_err(|e| e.to_string())?;
+    // A snapshot installed meanwhile brought its sender's (maybe lower)
+    // horizon along; what was dropped here needs this one.
+    let now = horizon(engine, gid, None)?;
+    if !horizon_at.covered_by(now) {
+        let mut batch = WriteBatch::default();
+        let raised = ReadPoint { epoch: horizon_at.epoch.max(now.epoch), index: horizon_at.index.max(now.index) };
+        batch.put(keys::key(gid, Section::Data, HORIZON_KEY), raised.encode());
+        engine.write(batch).map_err(|e| e.to_string())?;
+    }
     Ok(dropped)
 }
 
@@ -273,8 +349,13 @@ mod tests {
 
     fn read(e: &Engine, prefix: &[u8], epoch: u64) -> Result<Vec<(String, String)>, ScanError> {
         let snap = OwnedSnapshot::take(e);
-        let rows = scan_as_of(e, GID, prefix, epoch, &snap)?;
+        let rows = scan_as_of(e, GID, prefix, ReadPoint { epoch, index: u64::MAX }, &snap)?;
         Ok(rows.into_iter().map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap())).collect())
+    }
+
+    /// The end of `epoch`, every log index included.
+    fn all_of(epoch: u64) -> ReadPoint {
+        ReadPoint { epoch, index: u64::MAX }
     }
 
     fn rows(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -305,6 +386,29 @@ mod tests {
         assert_eq!(read(&e, b"t", 3).unwrap(), rows(&[("ta\0", "a3"), ("tb\0", "b1")]));
         assert_eq!(read(&e, b"t", 4).unwrap(), rows(&[("tb\0", "b1")]), "deleted in epoch 4");
         assert_eq!(read(&e, b"ta\0", 2).unwrap(), rows(&[("ta\0", "a3")]), "one row by its key");
+        // Pinned below log index 5, the single-shard write of epoch 2 is not
+        // seen (applied after the read's point), the sequenced one is.
+        let snap = OwnedSnapshot::take(&e);
+        let pinned = scan_as_of(&e, GID, b"t", ReadPoint { epoch: 2, index: 4 }, &snap).unwrap();
+        assert_eq!(pinned, vec![(b"ta\0".to_vec(), b"a2".to_vec()), (b"tb\0".to_vec(), b"b1".to_vec())]);
+        drop(e);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_scan_passes_many_versions_of_a_row_and_finds_the_visible_one() {
+        let (e, dir) = engine();
+        for i in 1..=50u64 {
+            write(&e, b"ta\0", Version::single(pos(i, 0), 10 * i), Some(format!("a{i}").as_bytes()));
+            write(&e, b"tb\0", Version::single(pos(1, 0), 10 * i + 1), Some(format!("b{i}").as_bytes()));
+        }
+        write(&e, b"tc\0", Version::single(pos(0, 0), 1), Some(b"c"));
+        assert_eq!(read(&e, b"t", 20).unwrap(), rows(&[("ta\0", "a20"), ("tb\0", "b50"), ("tc\0", "c")]));
+        let snap = OwnedSnapshot::take(&e);
+        // All of tb's versions are in epoch 1; the index picks among them.
+        let pinned = scan_as_of(&e, GID, b"t", ReadPoint { epoch: 1, index: 301 }, &snap).unwrap();
+        let pinned: Vec<_> = pinned.into_iter().map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap())).collect();
+        assert_eq!(pinned, rows(&[("ta\0", "a1"), ("tb\0", "b30"), ("tc\0", "c")]));
         drop(e);
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -319,16 +423,16 @@ mod tests {
         write(&e, b"tb\0", Version::single(pos(1, 3), 3), Some(b"b1"));
         let before: Vec<_> = (2..6).map(|epoch| read(&e, b"t", epoch).unwrap()).collect();
         // As of epoch 2, a1 and a2 are superseded by a3.
-        assert_eq!(collect(&e, GID, 2).unwrap(), 2);
+        assert_eq!(collect(&e, GID, all_of(2)).unwrap(), 2);
         assert_eq!(history_len(&e), 3);
         let after: Vec<_> = (2..6).map(|epoch| read(&e, b"t", epoch).unwrap()).collect();
         assert_eq!(before, after, "reads at or after the horizon are unchanged");
         assert!(matches!(read(&e, b"t", 1), Err(ScanError::TooOld { epoch: 1, horizon: 2 })));
         // As of epoch 4, `ta` is deleted: every version of it goes.
-        assert_eq!(collect(&e, GID, 4).unwrap(), 2);
+        assert_eq!(collect(&e, GID, all_of(4)).unwrap(), 2);
         assert_eq!(history_len(&e), 1);
         assert_eq!(read(&e, b"t", 4).unwrap(), rows(&[("tb\0", "b1")]));
-        assert_eq!(collect(&e, GID, 3).unwrap(), 0, "the horizon never moves back");
+        assert_eq!(collect(&e, GID, all_of(3)).unwrap(), 0, "the horizon never moves back");
         assert!(matches!(read(&e, b"t", 3), Err(ScanError::TooOld { .. })));
         drop(e);
         std::fs::remove_dir_all(dir).unwrap();

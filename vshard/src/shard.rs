@@ -334,22 +334,27 @@ impl ShardReader {
         self.scan_prefix_at(gid, prefix, None)
     }
 
-    /// Every row of `gid` under `prefix` as of the end of epoch `epoch`
-    /// (see [`crate::history`]), read from `snapshot`.
+    /// Every row of `gid` under `prefix` at `at` (see [`crate::history`]),
+    /// read from `snapshot`.
     pub fn scan_as_of(
         &self,
         gid: GroupId,
         prefix: &[u8],
-        epoch: u64,
+        at: history::ReadPoint,
         snapshot: &OwnedSnapshot,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ScanError> {
-        history::scan_as_of(&self.engine, gid, prefix, epoch, snapshot)
+        history::scan_as_of(&self.engine, gid, prefix, at, snapshot)
     }
 
-    /// Drops `gid`'s row versions no read as of `epoch` or later needs
-    /// (see [`history::collect`]); how many.
-    pub fn collect_history(&self, gid: GroupId, epoch: u64) -> Result<usize, String> {
-        history::collect(&self.engine, gid, epoch)
+    /// Drops `gid`'s row versions no read at `horizon` or later needs (see
+    /// [`history::collect`]); how many.
+    pub fn collect_history(&self, gid: GroupId, horizon: history::ReadPoint) -> Result<usize, String> {
+        history::collect(&self.engine, gid, horizon)
+    }
+
+    /// The log index `gid`'s replica had applied when `snapshot` was taken.
+    pub fn applied_index_at(&self, gid: GroupId, snapshot: &OwnedSnapshot) -> Result<u64, String> {
+        crate::raft::applied_index_at(gid, &self.engine, snapshot)
     }
 
     /// A snapshot of every group's data as of now.

@@ -11,5 +11,5 @@ mod types;
 
 pub use group::{wait_for_leader, Consensus, ConsensusError, GroupConfig, GroupStatus, RaftGroup};
 pub use network::{ForwardError, PeerTransport, Transport, GRPC_MESSAGE_BYTES_MAX};
-pub use state_machine::{ApplyContext, GroupLogic};
+pub use state_machine::{applied_index_at, ApplyContext, GroupLogic};
 pub use types::RaftKind;

@@ -219,6 +219,19 @@ pub fn data_checksum(gid: GroupId, engine: &Engine) -> io::Result<u64> {
     Ok(h.finish())
 }
 
+/// The log index `gid`'s replica had applied when `snapshot` was taken (its
+/// data and applied position are written in one batch, so they agree).
+pub fn applied_index_at(gid: GroupId, engine: &Engine, snapshot: &crate::engine::OwnedSnapshot) -> Result<u64, String> {
+    let bytes = engine.db().get_opt(keys::key(gid, Section::Applied, b""), &snapshot.read_options()).map_err(|e| e.to_string())?;
+    match bytes {
+        Some(b) => {
+            let applied: AppliedState = decode(&b).map_err(|e| e.to_string())?;
+            Ok(applied.0.map_or(0, |l| l.index))
+        }
+        None => Ok(0),
+    }
+}
+
 /// The checksum this replica took at log `index`, if it has applied it.
 pub fn stored_checksum(gid: GroupId, engine: &Engine, index: u64) -> io::Result<Option<u64>> {
     let v = engine.db().get(keys::key(gid, Section::Checksum, &index.to_be_bytes())).map_err(io_err)?;
