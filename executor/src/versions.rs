@@ -58,6 +58,11 @@ pub fn spawn_version_collector(router: Arc<Router>, config: VersionsConfig) -> A
         // (when noted, read point per local vShard), oldest first.
         let mut points: VecDeque<(tokio::time::Instant, Vec<(u32, ReadPoint)>)> = VecDeque::new();
         let local = router.local().clone();
+        // Per vShard: the applied index of the point it was last collected
+        // at. A replica that applied nothing since has nothing new to drop
+        // (every version at or below an index noted is visible at its
+        // point, as its epoch is at most the frontier noted after it).
+        let mut collected: std::collections::BTreeMap<u32, u64> = Default::default();
         loop {
             tick.tick().await;
             // The applied indexes first: the frontier fetched after them
@@ -79,20 +84,27 @@ pub fn spawn_version_collector(router: Arc<Router>, config: VersionsConfig) -> A
             }
             let Some(horizon) = horizon else { continue };
             let epoch = horizon.iter().map(|(_, p)| p.epoch).max().unwrap_or(0);
+            let horizon: Vec<(u32, ReadPoint)> =
+                horizon.into_iter().filter(|(v, p)| collected.get(v) != Some(&p.index)).collect();
             let local = local.clone();
             let done = tokio::task::spawn_blocking(move || {
                 let mut dropped = 0;
+                let mut done = Vec::new();
                 for (v, point) in horizon {
                     match local.reader().collect_history(vshard_group(v), point) {
-                        Ok(n) => dropped += n,
+                        Ok(n) => {
+                            dropped += n;
+                            done.push((v, point.index));
+                        }
                         Err(e) => tracing::warn!(vshard = v, "dropping old row versions failed: {e}"),
                     }
                 }
-                dropped
+                (dropped, done)
             })
             .await;
             match done {
-                Ok(n) => {
+                Ok((n, done)) => {
+                    collected.extend(done);
                     stats.horizon_epoch.store(epoch, Ordering::Relaxed);
                     stats.dropped.fetch_add(n as u64, Ordering::Relaxed);
                     tracing::debug!(epoch, dropped = n, "dropped old row versions");
