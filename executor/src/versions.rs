@@ -49,6 +49,22 @@ impl VersionStats {
     }
 }
 
+/// History keys one vShard replica reads per collection pass: a big
+/// replica is collected over several passes (its old versions live that
+/// much longer), and a pass costs at most this much per replica.
+const KEYS_PER_STEP_MAX: usize = 50_000;
+
+/// Where a replica's pass over its history stands.
+#[derive(Default)]
+struct Cycle {
+    /// The row key the next step starts at (`None`: a new pass).
+    from: Option<Vec<u8>>,
+    /// The applied index of the point the current pass began at.
+    started_at: u64,
+    /// That of the last pass that reached the end.
+    completed_at: Option<u64>,
+}
+
 pub fn spawn_version_collector(router: Arc<Router>, config: VersionsConfig) -> Arc<VersionStats> {
     let stats = Arc::new(VersionStats::default());
     let out = stats.clone();
@@ -58,11 +74,7 @@ pub fn spawn_version_collector(router: Arc<Router>, config: VersionsConfig) -> A
         // (when noted, read point per local vShard), oldest first.
         let mut points: VecDeque<(tokio::time::Instant, Vec<(u32, ReadPoint)>)> = VecDeque::new();
         let local = router.local().clone();
-        // Per vShard: the applied index of the point it was last collected
-        // at. A replica that applied nothing since has nothing new to drop
-        // (every version at or below an index noted is visible at its
-        // point, as its epoch is at most the frontier noted after it).
-        let mut collected: std::collections::BTreeMap<u32, u64> = Default::default();
+        let mut cycles: std::collections::BTreeMap<u32, Cycle> = Default::default();
         loop {
             tick.tick().await;
             // The applied indexes first: the frontier fetched after them
@@ -84,27 +96,46 @@ pub fn spawn_version_collector(router: Arc<Router>, config: VersionsConfig) -> A
             }
             let Some(horizon) = horizon else { continue };
             let epoch = horizon.iter().map(|(_, p)| p.epoch).max().unwrap_or(0);
-            let horizon: Vec<(u32, ReadPoint)> =
-                horizon.into_iter().filter(|(v, p)| collected.get(v) != Some(&p.index)).collect();
+            let work: Vec<(u32, ReadPoint, Option<Vec<u8>>)> = horizon
+                .into_iter()
+                .filter_map(|(v, point)| {
+                    let cycle = cycles.entry(v).or_default();
+                    // A replica that applied nothing since its last full
+                    // pass has nothing new to drop: every version at or
+                    // below an index noted is visible at that point (its
+                    // epoch is at most the frontier noted after it).
+                    let idle = cycle.from.is_none() && cycle.completed_at == Some(point.index);
+                    (!idle).then(|| (v, point, cycle.from.clone()))
+                })
+                .collect();
             let local = local.clone();
             let done = tokio::task::spawn_blocking(move || {
                 let mut dropped = 0;
-                let mut done = Vec::new();
-                for (v, point) in horizon {
-                    match local.reader().collect_history(vshard_group(v), point) {
-                        Ok(n) => {
-                            dropped += n;
-                            done.push((v, point.index));
+                let mut steps = Vec::new();
+                for (v, point, from) in work {
+                    match local.reader().collect_history(vshard_group(v), point, from.as_deref(), KEYS_PER_STEP_MAX) {
+                        Ok(step) => {
+                            dropped += step.dropped;
+                            steps.push((v, point.index, step.next));
                         }
                         Err(e) => tracing::warn!(vshard = v, "dropping old row versions failed: {e}"),
                     }
                 }
-                (dropped, done)
+                (dropped, steps)
             })
             .await;
             match done {
-                Ok((n, done)) => {
-                    collected.extend(done);
+                Ok((n, steps)) => {
+                    for (v, index, next) in steps {
+                        let cycle = cycles.entry(v).or_default();
+                        if cycle.from.is_none() {
+                            cycle.started_at = index;
+                        }
+                        cycle.from = next;
+                        if cycle.from.is_none() {
+                            cycle.completed_at = Some(cycle.started_at);
+                        }
+                    }
                     stats.horizon_epoch.store(epoch, Ordering::Relaxed);
                     stats.dropped.fetch_add(n as u64, Ordering::Relaxed);
                     tracing::debug!(epoch, dropped = n, "dropped old row versions");

@@ -264,46 +264,73 @@ pub fn scan_as_of(
 /// Most history keys one collection step deletes in one write.
 const COLLECT_BATCH_KEYS_MAX: usize = 10_000;
 
-/// Drops the versions of `gid` no read at or after `horizon` can see: for
-/// each row, every version older than its newest one visible at `horizon`,
-/// and that one too if it is a deletion (a later read point sees that
-/// version or a newer one). Records `horizon` first, so a read at an older
-/// point fails instead of missing versions. Returns how many it dropped.
+/// What one [`collect`] step did.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Collected {
+    pub dropped: usize,
+    /// The row key the next step starts at; `None`: the step reached the
+    /// end of the history.
+    pub next: Option<Vec<u8>>,
+}
+
+/// Drops versions of `gid` no read at or after `horizon` can see: for each
+/// row, every version older than its newest one visible at `horizon`, and
+/// that one too if it is a deletion (a later read point sees that version
+/// or a newer one). Records `horizon` (or the replica's, if higher) first,
+/// so a read at an older point fails instead of missing versions.
+///
+/// One step covers the rows from row key `from` (the start if `None`) on,
+/// and stops at the first row boundary after reading `keys_max` keys, so
+/// each call's work is bounded; the caller resumes at [`Collected::next`].
 ///
 /// Each replica runs this on its own: versions are immutable once written,
 /// so deleting old ones never races with apply. Not deterministic across
 /// replicas, hence outside the checksum.
-pub fn collect(engine: &Engine, gid: GroupId, horizon_at: ReadPoint) -> Result<usize, String> {
-    let current = horizon(engine, gid, None)?;
-    if horizon_at.covered_by(current) {
-        return Ok(0);
-    }
-    let horizon_at = ReadPoint { epoch: horizon_at.epoch.max(current.epoch), index: horizon_at.index.max(current.index) };
+pub fn collect(engine: &Engine, gid: GroupId, horizon_at: ReadPoint, from: Option<&[u8]>, keys_max: usize) -> Result<Collected, String> {
+    let raise = |to: ReadPoint| -> Result<ReadPoint, String> {
+        let now = horizon(engine, gid, None)?;
+        let raised = ReadPoint { epoch: to.epoch.max(now.epoch), index: to.index.max(now.index) };
+        if raised != now {
+            let mut batch = WriteBatch::default();
+            batch.put(keys::key(gid, Section::Data, HORIZON_KEY), raised.encode());
+            engine.write(batch).map_err(|e| e.to_string())?;
+        }
+        Ok(raised)
+    };
+    let horizon_at = raise(horizon_at)?;
+    let start = keys::key(gid, Section::Data, &history_prefix(from.unwrap_or_default()));
+    let end = keys::prefix_end(&keys::key(gid, Section::Data, HISTORY_PREFIX)).expect("group keys never end in 0xFF");
+    let mut done = Collected { dropped: 0, next: None };
+    let mut read = 0;
     let mut batch = WriteBatch::default();
-    batch.put(keys::key(gid, Section::Data, HORIZON_KEY), horizon_at.encode());
-    engine.write(batch).map_err(|e| e.to_string())?;
-    let start = keys::key(gid, Section::Data, HISTORY_PREFIX);
-    let end = keys::prefix_end(&start).expect("group keys never end in 0xFF");
-    let mut dropped = 0;
-    let mut batch = WriteBatch::default();
-    // The row whose visible version (at the horizon) was just passed.
-    let mut kept_row: Option<Vec<u8>> = None;
+    // The row of the previous key, and whether its visible version (at the
+    // horizon) was passed already.
+    let mut current: Option<(Vec<u8>, bool)> = None;
     for item in engine.db().iterator(IteratorMode::From(&start, Direction::Forward)) {
         let (k, value) = item.map_err(|e| e.to_string())?;
         if *k >= *end {
             break;
         }
         let (row, v) = split_key(&k[keys::SECTION_PREFIX_LEN..])?;
-        let older = kept_row.as_deref() == Some(row);
-        if !older && !v.visible_at(horizon_at) {
-            continue;
+        let same_row = current.as_ref().is_some_and(|(r, _)| r == row);
+        if !same_row {
+            if read >= keys_max {
+                done.next = Some(row.to_vec());
+                break;
+            }
+            current = Some((row.to_vec(), false));
         }
-        if older || decode_value(&value)?.is_none() {
+        read += 1;
+        let passed = &mut current.as_mut().expect("set above").1;
+        if *passed {
             batch.delete(&k);
-            dropped += 1;
-        }
-        if !older {
-            kept_row = Some(row.to_vec());
+            done.dropped += 1;
+        } else if v.visible_at(horizon_at) {
+            *passed = true;
+            if decode_value(&value)?.is_none() {
+                batch.delete(&k);
+                done.dropped += 1;
+            }
         }
         if batch.len() >= COLLECT_BATCH_KEYS_MAX {
             engine.write(std::mem::take(&mut batch)).map_err(|e| e.to_string())?;
@@ -312,14 +339,8 @@ pub fn collect(engine: &Engine, gid: GroupId, horizon_at: ReadPoint) -> Result<u
     engine.write(batch).map_err(|e| e.to_string())?;
     // A snapshot installed meanwhile brought its sender's (maybe lower)
     // horizon along; what was dropped here needs this one.
-    let now = horizon(engine, gid, None)?;
-    if !horizon_at.covered_by(now) {
-        let mut batch = WriteBatch::default();
-        let raised = ReadPoint { epoch: horizon_at.epoch.max(now.epoch), index: horizon_at.index.max(now.index) };
-        batch.put(keys::key(gid, Section::Data, HORIZON_KEY), raised.encode());
-        engine.write(batch).map_err(|e| e.to_string())?;
-    }
-    Ok(dropped)
+    raise(horizon_at)?;
+    Ok(done)
 }
 
 #[cfg(test)]
@@ -351,6 +372,19 @@ mod tests {
         let snap = OwnedSnapshot::take(e);
         let rows = scan_as_of(e, GID, prefix, ReadPoint { epoch, index: u64::MAX }, &snap)?;
         Ok(rows.into_iter().map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap())).collect())
+    }
+
+    /// Collects the whole history in steps of at most 2 keys (and whole rows).
+    fn collect_all(e: &Engine, h: ReadPoint) -> usize {
+        let (mut dropped, mut from) = (0, None);
+        loop {
+            let step = collect(e, GID, h, from.as_deref(), 2).unwrap();
+            dropped += step.dropped;
+            match step.next {
+                Some(next) => from = Some(next),
+                None => return dropped,
+            }
+        }
     }
 
     /// The end of `epoch`, every log index included.
@@ -423,16 +457,16 @@ mod tests {
         write(&e, b"tb\0", Version::single(pos(1, 3), 3), Some(b"b1"));
         let before: Vec<_> = (2..6).map(|epoch| read(&e, b"t", epoch).unwrap()).collect();
         // As of epoch 2, a1 and a2 are superseded by a3.
-        assert_eq!(collect(&e, GID, all_of(2)).unwrap(), 2);
+        assert_eq!(collect_all(&e, all_of(2)), 2);
         assert_eq!(history_len(&e), 3);
         let after: Vec<_> = (2..6).map(|epoch| read(&e, b"t", epoch).unwrap()).collect();
         assert_eq!(before, after, "reads at or after the horizon are unchanged");
         assert!(matches!(read(&e, b"t", 1), Err(ScanError::TooOld { epoch: 1, horizon: 2 })));
         // As of epoch 4, `ta` is deleted: every version of it goes.
-        assert_eq!(collect(&e, GID, all_of(4)).unwrap(), 2);
+        assert_eq!(collect_all(&e, all_of(4)), 2);
         assert_eq!(history_len(&e), 1);
         assert_eq!(read(&e, b"t", 4).unwrap(), rows(&[("tb\0", "b1")]));
-        assert_eq!(collect(&e, GID, all_of(3)).unwrap(), 0, "the horizon never moves back");
+        assert_eq!(collect_all(&e, all_of(3)), 0, "the horizon never moves back");
         assert!(matches!(read(&e, b"t", 3), Err(ScanError::TooOld { .. })));
         drop(e);
         std::fs::remove_dir_all(dir).unwrap();

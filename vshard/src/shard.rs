@@ -346,10 +346,17 @@ impl ShardReader {
         history::scan_as_of(&self.engine, gid, prefix, at, snapshot)
     }
 
-    /// Drops `gid`'s row versions no read at `horizon` or later needs (see
-    /// [`history::collect`]); how many.
-    pub fn collect_history(&self, gid: GroupId, horizon: history::ReadPoint) -> Result<usize, String> {
-        history::collect(&self.engine, gid, horizon)
+    /// Drops `gid`'s row versions no read at `horizon` or later needs, from
+    /// row key `from` on, reading about `keys_max` keys (see
+    /// [`history::collect`]).
+    pub fn collect_history(
+        &self,
+        gid: GroupId,
+        horizon: history::ReadPoint,
+        from: Option<&[u8]>,
+        keys_max: usize,
+    ) -> Result<history::Collected, String> {
+        history::collect(&self.engine, gid, horizon, from, keys_max)
     }
 
     /// The log index `gid`'s replica had applied when `snapshot` was taken.
