@@ -573,8 +573,10 @@ impl LeaderExecutor {
             self.check_round(group, vshard, Some(Fence { mark, through_epoch: epoch }))?;
         }
         let index = match index {
+            // Not expected after a read barrier (`i` was applied by a
+            // leader, so committed); retryable if it ever happens.
             Some(i) if applied < i => {
-                return Err(ExecError::Internal(format!("vShard {vshard} applied {applied} after a read barrier, below {i}")).into())
+                return Err(ExecError::Unavailable(format!("vShard {vshard} applied {applied} after a read barrier, below {i}")).into())
             }
             Some(i) => i,
             None => applied,

@@ -334,11 +334,12 @@ pub fn collect(engine: &Engine, gid: GroupId, horizon_at: ReadPoint, from: Optio
         }
         if batch.len() >= COLLECT_BATCH_KEYS_MAX {
             engine.write(std::mem::take(&mut batch)).map_err(|e| e.to_string())?;
+            // A snapshot installed meanwhile brought its sender's (maybe
+            // lower) horizon along; what is dropped here needs this one.
+            raise(horizon_at)?;
         }
     }
     engine.write(batch).map_err(|e| e.to_string())?;
-    // A snapshot installed meanwhile brought its sender's (maybe lower)
-    // horizon along; what was dropped here needs this one.
     raise(horizon_at)?;
     Ok(done)
 }
