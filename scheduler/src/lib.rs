@@ -23,6 +23,12 @@
 //! tagged with their position and writer vShards) and order itself before
 //! those that no vShard has applied yet (the vShard leader decides that).
 //! The lock table only reports; it never grants a request early.
+//!
+//! The table also places single-shard writes in the global order for the
+//! row versions queries over several vShards read: [`Ticket::after`] is
+//! the latest sequenced position ordered before a request, and
+//! [`LockTable::sequenced_through`] tells a read as of an epoch whether
+//! any sequenced request of that epoch or before is still here.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -231,7 +231,8 @@ impl SqlEngine {
         Ok(())
     }
 
-    /// A query; a read snapshot that went away (leader change) is retried.
+    /// A query; one that read below a replica's version horizon (too slowly)
+    /// or lost a participant meanwhile (40001) is retried.
     async fn query(&self, st: Statement, params: &[Param]) -> ExecResult<StatementResult> {
         let attempts = async {
             let mut attempt = 0;
