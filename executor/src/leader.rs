@@ -514,7 +514,7 @@ impl LeaderExecutor {
             }
             let visible = self.applied_somewhere(&questions).await;
             if visible.is_empty() {
-                self.check_round(group, vshard, fence)?;
+                self.check_round(group, vshard, fence.map(|f| f.mark))?;
                 if met {
                     self.reads_ordered_before.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -533,7 +533,7 @@ impl LeaderExecutor {
         }
         self.reads_waited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _granted = ticket.granted().await;
-        self.check_round(group, vshard, fence)?;
+        self.check_round(group, vshard, fence.map(|f| f.mark))?;
         group.read_barrier().await?;
         Ok(self.reader.snapshot())
     }
@@ -570,7 +570,7 @@ impl LeaderExecutor {
         if let Some(mark) = mark {
             // Positions leave the table applied, unless their round failed
             // (which withdraws the round first): then do not answer.
-            self.check_round(group, vshard, Some(Fence { mark, through_epoch: epoch }))?;
+            self.check_round(group, vshard, Some(mark))?;
         }
         let index = match index {
             // Not expected after a read barrier (`i` was applied by a
@@ -621,8 +621,8 @@ impl LeaderExecutor {
 
     /// A fenced request must be granted in the scheduler round that let it
     /// through the fence (a new round re-enqueues the epochs).
-    fn check_round(&self, group: &dyn Consensus, vshard: u32, fence: Option<Fence>) -> Result<(), Fail> {
-        if let Some(Fence { mark, .. }) = fence {
+    fn check_round(&self, group: &dyn Consensus, vshard: u32, mark: Option<FenceMark>) -> Result<(), Fail> {
+        if let Some(mark) = mark {
             if group.leader_term() != Some(mark.term) || !self.board.round_is(vshard, mark) {
                 return Err(Fail::NotLeader(group.leader()));
             }
@@ -645,7 +645,7 @@ impl LeaderExecutor {
         let ticket = self.locks.table(vshard).enqueue_after(spans, floor).map_err(|o| queue_full(vshard, o))?;
         let after = ticket.after();
         let guard = ticket.granted().await;
-        self.check_round(group, vshard, fence)?;
+        self.check_round(group, vshard, fence.map(|f| f.mark))?;
         Ok((guard, after))
     }
 

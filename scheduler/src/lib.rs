@@ -174,6 +174,17 @@ impl Table {
     }
 }
 
+/// Resolves once a request leaves the lock table after it was made.
+pub type ReleaseNotice = std::pin::Pin<Box<tokio::sync::futures::OwnedNotified>>;
+
+/// A [`ReleaseNotice`] on `released`, armed now (so no later release is
+/// missed while the caller looks at the table).
+fn release_notice(released: &Arc<Notify>) -> ReleaseNotice {
+    let mut notice = Box::pin(released.clone().notified_owned());
+    notice.as_mut().enable();
+    notice
+}
+
 /// One vShard's lock table.
 #[derive(Clone, Default)]
 pub struct LockTable {
@@ -268,10 +279,8 @@ impl LockTable {
 
     /// Resolves once a request leaves the table after this call (take it
     /// before looking, so no release is missed).
-    pub fn release_notice(&self) -> std::pin::Pin<Box<tokio::sync::futures::OwnedNotified>> {
-        let mut notice = Box::pin(self.released.clone().notified_owned());
-        notice.as_mut().enable();
-        notice
+    pub fn release_notice(&self) -> ReleaseNotice {
+        release_notice(&self.released)
     }
 
     /// Requests waiting or held (for metrics and tests).
@@ -306,10 +315,8 @@ impl Ticket {
 
     /// Resolves once a request leaves the table after this call (taken
     /// before looking at [`Ticket::blockers`], so no release is missed).
-    pub fn release_notice(&self) -> std::pin::Pin<Box<tokio::sync::futures::OwnedNotified>> {
-        let mut notice = Box::pin(self.guard.released.clone().notified_owned());
-        notice.as_mut().enable();
-        notice
+    pub fn release_notice(&self) -> ReleaseNotice {
+        release_notice(&self.guard.released)
     }
 
     /// The earlier requests this one still waits for, by tag; `None` if

@@ -215,11 +215,10 @@ pub fn scan_as_of(
     // many of its versions were stepped over.
     let mut done_row: Option<Vec<u8>> = None;
     let mut steps = 0;
-    while let Some(k) = it.key() {
+    while let (Some(k), Some(value)) = (it.key(), it.value()) {
         if k >= end.as_slice() {
             break;
         }
-        let k = k.to_vec();
         let (row, v) = split_key(&k[keys::SECTION_PREFIX_LEN..]).map_err(ScanError::Storage)?;
         let decided = done_row.as_deref() == Some(row);
         if decided || !v.visible_at(at) {
@@ -228,7 +227,9 @@ pub fn scan_as_of(
             // of them once decided, or to the newest the epoch allows. Both
             // lie ahead; versions of the epoch written after the read's
             // index are stepped over one by one (few: written meanwhile).
-            let ahead = if decided {
+            let ahead = if steps < STEPS_BEFORE_SEEK {
+                None
+            } else if decided {
                 Some(version_key(row, Version::default()))
             } else if v > Version::end_of_epoch(at.epoch) {
                 Some(version_key(row, Version::end_of_epoch(at.epoch)))
@@ -236,25 +237,27 @@ pub fn scan_as_of(
                 None
             };
             match ahead {
-                Some(target) if steps >= STEPS_BEFORE_SEEK => {
+                Some(target) => {
+                    let here = k.to_vec();
                     it.seek(keys::key(gid, Section::Data, &target));
-                    if it.key() == Some(k.as_slice()) {
+                    if it.key() == Some(here.as_slice()) {
                         it.next();
                     }
                     steps = 0;
                 }
-                _ => it.next(),
+                None => it.next(),
             }
             continue;
         }
         steps = 0;
-        if let Some(row_value) = decode_value(it.value().expect("valid")).map_err(ScanError::Storage)? {
+        let row = row.to_vec();
+        if let Some(row_value) = decode_value(value).map_err(ScanError::Storage)? {
             if out.len() >= SCAN_ROWS_MAX {
                 return Err(ScanError::TooManyRows(SCAN_ROWS_MAX));
             }
-            out.push((row.to_vec(), row_value.to_vec()));
+            out.push((row.clone(), row_value.to_vec()));
         }
-        done_row = Some(row.to_vec());
+        done_row = Some(row);
         it.next();
     }
     it.status().map_err(|e| ScanError::Storage(e.to_string()))?;

@@ -289,12 +289,6 @@ impl ShardReader {
         read_progress(gid, self.engine.db())
     }
 
-    /// The watermark of [`ShardReader::sequenced_progress`] alone (one
-    /// key read, no scan of the positions applied above it).
-    pub fn sequenced_watermark(&self, gid: GroupId) -> Result<TxnPos, String> {
-        read_watermark(gid, self.engine.db())
-    }
-
     /// How many outcomes this replica of `gid` stores.
     pub fn outcomes_stored(&self, gid: GroupId) -> Result<usize, String> {
         let start = keys::key(gid, Section::Data, OUTCOME_PREFIX);
@@ -326,7 +320,9 @@ impl ShardReader {
         if self.get(gid, &done_key(pos)).map_err(|e| e.to_string())?.is_some() {
             return Ok(true);
         }
-        Ok(pos <= self.sequenced_watermark(gid)?)
+        // The watermark alone: one key read, no scan of the positions
+        // applied above it.
+        Ok(pos <= read_watermark(gid, self.engine.db())?)
     }
 
     /// Every `(key, value)` of `gid` whose key starts with `prefix`.
