@@ -11,12 +11,13 @@
 set -euo pipefail
 cmd=${1:?usage: postgres.sh start DIR PORT | stop DIR}
 dir=${2:?data directory}
-bin=$(ls -d /usr/lib/postgresql/15/bin 2>/dev/null || true)
-if [ -z "$bin" ]; then
+bin=/usr/lib/postgresql/15/bin
+# The client package alone also creates $bin (psql lives there): look for the
+# server's own programs.
+if [ ! -x "$bin/initdb" ] || [ ! -x "$bin/pg_ctl" ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   echo "installing postgresql-15 (Debian package)..." >&2
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql-15 >/dev/null
-  bin=/usr/lib/postgresql/15/bin
 fi
 as_pg() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi

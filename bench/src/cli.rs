@@ -221,7 +221,10 @@ async fn check_all(dbs: &[Arc<dyn TpccDb>], warehouses: i64) -> anyhow::Result<i
         let mut s = db.session(0).await?;
         let violations = checks::check(s.as_mut(), warehouses).await?;
         if violations.is_empty() {
-            println!("{}: consistency conditions 1-4 and the YTD/history sums hold for {warehouses} warehouse(s)", db.name());
+            println!(
+                "{}: consistency conditions 1-4 and the YTD/history sums hold for {warehouses} warehouse(s)",
+                db.name()
+            );
         } else {
             code = 1;
             for v in &violations {

@@ -63,7 +63,9 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let code = rt.block_on(async {
         match cli.command {
-            Command::Micro { target, seconds, clients, ordo_bin } => micro_cmd(target, seconds, clients, ordo_bin).await.map(|_| 0),
+            Command::Micro { target, seconds, clients, ordo_bin } => {
+                micro_cmd(target, seconds, clients, ordo_bin).await.map(|_| 0)
+            }
             Command::Prepare(a) => cli::prepare(a).await.map(|_| 0),
             Command::Run(a) => cli::run(a).await.map(|_| 0),
             Command::Check(a) => cli::check(a).await,
@@ -73,7 +75,12 @@ fn main() -> anyhow::Result<()> {
     std::process::exit(code)
 }
 
-async fn micro_cmd(target: Option<String>, seconds: u64, clients: Vec<usize>, ordo_bin: Option<PathBuf>) -> anyhow::Result<()> {
+async fn micro_cmd(
+    target: Option<String>,
+    seconds: u64,
+    clients: Vec<usize>,
+    ordo_bin: Option<PathBuf>,
+) -> anyhow::Result<()> {
     anyhow::ensure!(clients.iter().all(|&c| c >= 1 && c <= 4096), "client counts must be between 1 and 4096");
     let mut _cluster = None;
     let spec = match target {
@@ -87,37 +94,47 @@ async fn micro_cmd(target: Option<String>, seconds: u64, clients: Vec<usize>, or
     let target: Arc<dyn Target> = Arc::new(OrdoHttp::new(&spec)?);
     eprintln!("loading {} accounts per table", micro::ACCOUNTS);
     micro::prepare(target.as_ref()).await?;
+    let run = |w: Workload, n: usize| micro::run(target.clone(), w, n, Duration::from_secs(seconds));
 
     let mut rows = Vec::new();
     for &n in &clients {
         for w in [Workload::SingleShard, Workload::CrossShard] {
             eprintln!("{} with {n} clients for {seconds} s", w.name());
-            rows.push(micro::run(target.clone(), w, n, Duration::from_secs(seconds)).await);
+            rows.push(run(w, n).await);
         }
     }
     let readers = 8;
     let mut reads = Vec::new();
     for w in [Workload::HotRead, Workload::ColdRead, Workload::HotCrossRead, Workload::ColdCrossRead] {
         eprintln!("{} with {readers} readers and {} writers for {seconds} s", w.name(), micro::READ_WRITERS);
-        reads.push(micro::run(target.clone(), w, readers, Duration::from_secs(seconds)).await);
+        reads.push(run(w, readers).await);
     }
     let updaters = 4;
     let mut predicates = Vec::new();
     for w in [Workload::PredicateRecon, Workload::PredicateLocked] {
         eprintln!("{} with {updaters} clients for {seconds} s", w.name());
-        predicates.push(micro::run(target.clone(), w, updaters, Duration::from_secs(seconds)).await);
+        predicates.push(run(w, updaters).await);
     }
     let mut sums = Vec::new();
     for w in [Workload::SumWritten, Workload::SumNotWritten] {
         eprintln!("{} with {updaters} readers and {} writers for {seconds} s", w.name(), micro::READ_WRITERS);
-        sums.push(micro::run(target.clone(), w, updaters, Duration::from_secs(seconds)).await);
+        sums.push(run(w, updaters).await);
     }
     micro::check_totals(target.as_ref()).await?;
+    print_transfers(&rows);
+    print_reads(&reads);
+    print_predicates(&predicates);
+    print_sums(&sums);
+    println!("\ntotals conserved in both tables: yes");
+    Ok(())
+}
 
+/// Single- and cross-shard transfers, and their ratios.
+fn print_transfers(rows: &[micro::Figures]) {
     println!();
     println!("| workload | clients | txn/s | p50 ms | p99 ms | max ms | errors |");
     println!("|---|---:|---:|---:|---:|---:|---|");
-    for f in &rows {
+    for f in rows {
         let errors = f.errors_cell();
         println!(
             "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} |",
@@ -145,12 +162,16 @@ async fn micro_cmd(target: Option<String>, seconds: u64, clients: Vec<usize>, or
             );
         }
     }
+}
+
+/// Point reads of rows being written and not written.
+fn print_reads(reads: &[micro::Figures]) {
     println!();
     println!(
         "point reads while {} clients keep transferring among 4 accounts (single-shard: of one vShard; cross-shard: of four):",
         micro::READ_WRITERS
     );
-    latency_table(["rows read", "readers", "reads/s"], &reads);
+    latency_table(["rows read", "readers", "reads/s"], reads);
     for (pair, writers) in reads.chunks(2).zip(["single-shard", "cross-shard"]) {
         if let [hot, cold] = pair {
             println!(
@@ -160,14 +181,18 @@ async fn micro_cmd(target: Option<String>, seconds: u64, clients: Vec<usize>, or
             );
         }
     }
+}
+
+/// Reconnoitred against table-locked predicate updates.
+fn print_predicates(predicates: &[micro::Figures]) {
     println!();
     println!(
         "transactions updating the {} rows (over many vShards) matching a non-key predicate in a {}-row table:",
         micro::ACCOUNTS / micro::TAGS,
         micro::ACCOUNTS
     );
-    latency_table(["workload", "clients", "txn/s"], &predicates);
-    if let [recon, locked] = predicates.as_slice() {
+    latency_table(["workload", "clients", "txn/s"], predicates);
+    if let [recon, locked] = predicates {
         println!(
             "reconnoitred relative to table-locked: throughput {:.2}, p50 {:.2}, p99 {:.2}",
             recon.tps() / locked.tps().max(f64::MIN_POSITIVE),
@@ -175,25 +200,27 @@ async fn micro_cmd(target: Option<String>, seconds: u64, clients: Vec<usize>, or
             recon.ms(0.99) / locked.ms(0.99).max(f64::MIN_POSITIVE)
         );
     }
+}
+
+/// Queries over every vShard of tables written and not written.
+fn print_sums(sums: &[micro::Figures]) {
     println!();
     println!(
         "queries over all vShards (sum of a {}-row table) while {} clients keep transferring between vShards:",
         micro::ACCOUNTS,
         micro::READ_WRITERS
     );
-    latency_table(["query", "readers", "queries/s"], &sums);
-    for f in &sums {
+    latency_table(["query", "readers", "queries/s"], sums);
+    for f in sums {
         println!("writers during \"{}\": {:.0} txn/s", f.workload.name(), f.writer_tps());
     }
-    if let [written, not_written] = sums.as_slice() {
+    if let [written, not_written] = sums {
         println!(
             "table being written relative to table not written: p50 {:.2}, p99 {:.2}",
             written.ms(0.5) / not_written.ms(0.5).max(f64::MIN_POSITIVE),
             written.ms(0.99) / not_written.ms(0.99).max(f64::MIN_POSITIVE)
         );
     }
-    println!("\ntotals conserved in both tables: yes");
-    Ok(())
 }
 
 /// A table of `figures` (name, clients, rate, p50, p99, errors) with the
@@ -203,6 +230,14 @@ fn latency_table(headings: [&str; 3], figures: &[micro::Figures]) {
     println!("| {name} | {clients} | {rate} | p50 ms | p99 ms | errors |");
     println!("|---|---:|---:|---:|---:|---|");
     for f in figures {
-        println!("| {} | {} | {:.0} | {:.1} | {:.1} | {} |", f.workload.name(), f.clients, f.tps(), f.ms(0.5), f.ms(0.99), f.errors_cell());
+        println!(
+            "| {} | {} | {:.0} | {:.1} | {:.1} | {} |",
+            f.workload.name(),
+            f.clients,
+            f.tps(),
+            f.ms(0.5),
+            f.ms(0.99),
+            f.errors_cell()
+        );
     }
 }

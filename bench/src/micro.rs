@@ -188,10 +188,43 @@ async fn hot_writer(target: Arc<dyn Target>, c: usize, deadline: Instant, cross:
     (committed, errors)
 }
 
-pub async fn run(target: Arc<dyn Target>, workload: Workload, clients: usize, duration: Duration) -> Figures {
-    let started = Instant::now();
-    let deadline = started + duration;
-    let writers: Vec<_> = match workload {
+/// The statement and parameters of one request of `workload`.
+fn request(workload: Workload, rng: &mut Rng) -> (&'static str, serde_json::Value) {
+    let amount = 1 + rng.below(100);
+    match workload {
+        Workload::SingleShard => {
+            // Two accounts of one branch: ids congruent mod BRANCHES.
+            let branch = rng.below(BRANCHES);
+            let per = ACCOUNTS / BRANCHES;
+            let a = branch + BRANCHES * rng.below(per);
+            let b = branch + BRANCHES * ((a / BRANCHES + 1 + rng.below(per - 1)) % per);
+            (SINGLE, json!([branch, a, amount, b]))
+        }
+        Workload::CrossShard => {
+            let a = rng.below(ACCOUNTS);
+            let b = (a + 1 + rng.below(ACCOUNTS - 1)) % ACCOUNTS;
+            (CROSS, json!([a, amount, b]))
+        }
+        Workload::HotRead => (READ, json!([0, HOT[rng.below(HOT.len() as i64) as usize]])),
+        Workload::ColdRead => (READ, json!([0, COLD[rng.below(COLD.len() as i64) as usize]])),
+        Workload::HotCrossRead => (CROSS_READ, json!([HOT_CROSS[rng.below(HOT_CROSS.len() as i64) as usize]])),
+        Workload::ColdCrossRead => (CROSS_READ, json!([COLD_CROSS[rng.below(COLD_CROSS.len() as i64) as usize]])),
+        Workload::PredicateRecon => (PREDICATE_RECON, json!([rng.below(TAGS)])),
+        Workload::PredicateLocked => (PREDICATE_LOCKED, json!([rng.below(TAGS)])),
+        Workload::SumWritten => ("SELECT sum(bal) FROM bench_acct", json!([])),
+        Workload::SumNotWritten => ("SELECT sum(v) FROM bench_tagged", json!([])),
+    }
+}
+
+/// The writers that run beside the readers of read workloads (none for
+/// the others), numbered after the readers.
+fn spawn_writers(
+    target: &Arc<dyn Target>,
+    workload: Workload,
+    clients: usize,
+    deadline: Instant,
+) -> Vec<tokio::task::JoinHandle<(u64, BTreeMap<String, u64>)>> {
+    match workload {
         Workload::HotRead
         | Workload::ColdRead
         | Workload::HotCrossRead
@@ -201,8 +234,16 @@ pub async fn run(target: Arc<dyn Target>, workload: Workload, clients: usize, du
             let cross = !matches!(workload, Workload::HotRead | Workload::ColdRead);
             (0..READ_WRITERS).map(|w| tokio::spawn(hot_writer(target.clone(), clients + w, deadline, cross))).collect()
         }
-        Workload::SingleShard | Workload::CrossShard | Workload::PredicateRecon | Workload::PredicateLocked => Vec::new(),
-    };
+        Workload::SingleShard | Workload::CrossShard | Workload::PredicateRecon | Workload::PredicateLocked => {
+            Vec::new()
+        }
+    }
+}
+
+pub async fn run(target: Arc<dyn Target>, workload: Workload, clients: usize, duration: Duration) -> Figures {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let writers = spawn_writers(&target, workload, clients, deadline);
     let tasks = (0..clients).map(|c| {
         let target = target.clone();
         tokio::spawn(async move {
@@ -211,30 +252,7 @@ pub async fn run(target: Arc<dyn Target>, workload: Workload, clients: usize, du
             let mut errors: BTreeMap<String, u64> = BTreeMap::new();
             let mut committed = 0u64;
             while Instant::now() < deadline {
-                let amount = 1 + rng.below(100);
-                let (sql, params) = match workload {
-                    Workload::SingleShard => {
-                        // Two accounts of one branch: ids congruent mod BRANCHES.
-                        let branch = rng.below(BRANCHES);
-                        let per = ACCOUNTS / BRANCHES;
-                        let a = branch + BRANCHES * rng.below(per);
-                        let b = branch + BRANCHES * ((a / BRANCHES + 1 + rng.below(per - 1)) % per);
-                        (SINGLE, json!([branch, a, amount, b]))
-                    }
-                    Workload::CrossShard => {
-                        let a = rng.below(ACCOUNTS);
-                        let b = (a + 1 + rng.below(ACCOUNTS - 1)) % ACCOUNTS;
-                        (CROSS, json!([a, amount, b]))
-                    }
-                    Workload::HotRead => (READ, json!([0, HOT[rng.below(HOT.len() as i64) as usize]])),
-                    Workload::ColdRead => (READ, json!([0, COLD[rng.below(COLD.len() as i64) as usize]])),
-                    Workload::HotCrossRead => (CROSS_READ, json!([HOT_CROSS[rng.below(HOT_CROSS.len() as i64) as usize]])),
-                    Workload::ColdCrossRead => (CROSS_READ, json!([COLD_CROSS[rng.below(COLD_CROSS.len() as i64) as usize]])),
-                    Workload::PredicateRecon => (PREDICATE_RECON, json!([rng.below(TAGS)])),
-                    Workload::PredicateLocked => (PREDICATE_LOCKED, json!([rng.below(TAGS)])),
-                    Workload::SumWritten => ("SELECT sum(bal) FROM bench_acct", json!([])),
-                    Workload::SumNotWritten => ("SELECT sum(v) FROM bench_tagged", json!([])),
-                };
+                let (sql, params) = request(workload, &mut rng);
                 let t0 = Instant::now();
                 match target.execute(c, sql, params).await {
                     Ok(_) => {
@@ -292,7 +310,10 @@ pub async fn check_totals(target: &dyn Target) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let sum = r[0]["rows"][0][0].as_i64().unwrap_or(-1);
         let n = r[0]["rows"][0][1].as_i64().unwrap_or(-1);
-        anyhow::ensure!(sum == n * 1_000_000 && n == ACCOUNTS, "{table}: total {sum} over {n} accounts is not conserved");
+        anyhow::ensure!(
+            sum == n * 1_000_000 && n == ACCOUNTS,
+            "{table}: total {sum} over {n} accounts is not conserved"
+        );
     }
     Ok(())
 }

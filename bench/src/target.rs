@@ -42,7 +42,8 @@ impl Target for OrdoHttp {
     async fn execute(&self, client: usize, sql: &str, params: Value) -> Result<Vec<Value>, TxnError> {
         let url = format!("{}/v1/sql", self.urls[client % self.urls.len()]);
         let transport = |e: reqwest::Error| TxnError { code: "transport".into(), message: e.to_string() };
-        let resp = self.http.post(url).json(&json!({ "sql": sql, "params": params })).send().await.map_err(transport)?;
+        let resp =
+            self.http.post(url).json(&json!({ "sql": sql, "params": params })).send().await.map_err(transport)?;
         let ok = resp.status().is_success();
         let body: Value = resp.json().await.map_err(transport)?;
         if ok {

@@ -1,43 +1,45 @@
-//! Execution of statements on the vShards that own their rows.
+//! Runs transactions on the vShards that own their rows: what every node's
+//! leaders serve, how requests reach them, how sequenced (cross-shard)
+//! transactions are scheduled and executed without two-phase commit, and
+//! the gateway's client of that protocol.
 //!
-//! - [`request`]: what a gateway asks a group's leader to do ([`ShardRequest`])
-//!   and the answer; these travel in forwarded gRPC calls.
-//! - [`leader`]: runs a request on the leader of its group: reads after a
-//!   read barrier, computes the write set under the vShard's lock, proposes it.
-//! - [`router`]: finds a group's leader from any node and follows leader hints.
-//! - [`fence`]: orders single-shard requests after every cross-shard
-//!   transaction committed before they arrived (real-time order).
-//! - [`verify`]: compares content hashes of every replica of every group.
-//! - [`program`]: transaction programs (what the sequencer orders);
-//!   [`interp`]: runs one deterministically over a view of its rows;
-//!   [`eval`]: constant expressions and key targets without a query plan.
-//! - [`sequenced`]: per-vShard schedulers that take the sequencer's epochs in
-//!   order and execute cross-shard transactions without two-phase commit.
-//! - [`epochs`]: where schedulers read epochs (this node's sequencer replica,
-//!   or the sequencer leader's).
-//! - [`collect`]: drops outcome records and epochs once every vShard has
-//!   completed them; [`versions`]: drops row versions no query can read.
-//! - [`arrow`]: rows <-> Arrow record batches; [`coerce`]: values -> column types.
+//! Modules, lowest first (each uses only those above it in this list):
+//! - [`constants`]: every limit of the executor, defined once;
+//! - `codec`: the encoding of records and messages;
+//! - [`txn`]: compiled programs and multi-vShard statements, their locks,
+//!   the deterministic interpreter, participants' records (no networking);
+//! - [`rpc`]: the wire types, the [`Router`] that delivers a request to its
+//!   group's leader from any node, its typed client, the epoch fence;
+//! - `sequenced`: what this node knows of sequenced positions (the board
+//!   its leaders share) and where its schedulers read epochs from;
+//! - `serve`: the [`LeaderExecutor`], which runs requests on this node's
+//!   leaders, one file per kind (reads, writes, positions, group-level);
+//! - `scheduling`: each vShard leader's scheduler, which takes the epochs in
+//!   order and runs the vShard's part of each cross-shard transaction;
+//! - [`gateway`]: the client half of the protocol (participants,
+//!   reconnaissance, sequencing, outcomes); [`gc`]: collection of records,
+//!   epochs and row versions; [`verify`]: replica checksums.
 //!
-//! [`ShardRequest`]: request::ShardRequest
+//! Dependency rule: below `ordo-sql`; depends on the scheduler (lock table),
+//! expr, meta, vshard, sequencer and raft crates. It must not parse SQL
+//! statements (only the expressions programs carry) or know the HTTP API.
 
-pub mod arrow;
-pub mod coerce;
-pub mod collect;
-pub mod epochs;
-pub mod error;
-pub mod eval;
-pub mod fast;
-pub mod fast_select;
-pub mod fence;
-pub mod interp;
-pub mod leader;
-pub mod locks;
-pub mod program;
-pub mod request;
-pub mod router;
-pub mod sequenced;
+pub mod constants;
+pub mod gateway;
+pub mod gc;
+pub mod rpc;
+pub mod txn;
 pub mod verify;
-pub mod versions;
 
-pub use error::{ExecError, ExecResult};
+mod codec;
+mod scheduling;
+mod sequenced;
+mod serve;
+
+pub use codec::{decode, encode};
+pub use gateway::{Gateway, ReconStats};
+pub use ordo_expr::{ExecError, ExecResult};
+pub use rpc::{LocalServer, Router};
+pub use scheduling::spawn_schedulers;
+pub use sequenced::{EpochSource, LocalEpochs, SchedulerStat};
+pub use serve::LeaderExecutor;

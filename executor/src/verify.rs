@@ -6,14 +6,11 @@
 use std::collections::BTreeMap;
 
 use futures::StreamExt;
-use ordo_vshard::GroupId;
+use ordo_raft::GroupId;
 use serde::Serialize;
 
-use crate::request::{ShardRequest, ShardResponse};
-use crate::router::Router;
-
-/// Groups checked at once.
-const VERIFY_FANOUT_MAX: usize = 8;
+use crate::constants::VERIFY_FANOUT_MAX;
+use crate::rpc::Router;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct GroupVerdict {
@@ -33,10 +30,10 @@ pub struct Verdict {
 
 async fn verify_group(router: &Router, gid: GroupId) -> GroupVerdict {
     let replicas_of = router.placement().replicas(gid);
-    let index = match router.call(gid, &ShardRequest::Checksum).await {
-        Ok(ShardResponse::Checksum { index, .. }) => index,
-        other => {
-            let why = format!("no checksum point: {other:?}");
+    let index = match router.checksum_point(gid).await {
+        Ok(index) => index,
+        Err(e) => {
+            let why = format!("no checksum point: {e}");
             return GroupVerdict {
                 group_id: gid,
                 index: None,
@@ -47,10 +44,9 @@ async fn verify_group(router: &Router, gid: GroupId) -> GroupVerdict {
     };
     let mut replicas = BTreeMap::new();
     for r in replicas_of {
-        let got = match router.call_at(r, gid, &ShardRequest::ReplicaChecksum { index }).await {
-            Ok(ShardResponse::Checksum { hash: Some(h), .. }) => Ok(format!("{h:016x}")),
-            Ok(ShardResponse::Checksum { hash: None, .. }) => Err("superseded by a newer checksum point".into()),
-            Ok(other) => Err(format!("unexpected reply {other:?}")),
+        let got = match router.replica_checksum(r, gid, index).await {
+            Ok(Some(h)) => Ok(format!("{h:016x}")),
+            Ok(None) => Err("superseded by a newer checksum point".into()),
             Err(e) => Err(e.to_string()),
         };
         replicas.insert(r, got);

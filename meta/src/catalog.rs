@@ -13,7 +13,10 @@ pub enum SqlType {
     BigInt,
     Double,
     /// NUMERIC(precision, scale); a bare NUMERIC is NUMERIC(38, 10).
-    Numeric { precision: u8, scale: i8 },
+    Numeric {
+        precision: u8,
+        scale: i8,
+    },
     Text,
     /// VARCHAR(n): at most `n` characters, enforced on write.
     Varchar(u32),

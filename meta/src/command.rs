@@ -7,8 +7,14 @@ use crate::catalog::{Catalog, TableDef};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum MetaCommand {
     /// `table.id` is ignored: the state machine assigns the next id.
-    CreateTable { table: TableDef, if_not_exists: bool },
-    DropTable { name: String, if_exists: bool },
+    CreateTable {
+        table: TableDef,
+        if_not_exists: bool,
+    },
+    DropTable {
+        name: String,
+        if_exists: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -71,11 +71,11 @@ pub fn encode_key(datums: &[&Datum]) -> Vec<u8> {
 pub struct RowDecodeError(String);
 
 pub fn encode_row(row: &[Datum]) -> Vec<u8> {
-    ordo_vshard::codec::encode(&row)
+    ordo_raft::codec::encode(&row)
 }
 
 pub fn decode_row(bytes: &[u8]) -> Result<Vec<Datum>, RowDecodeError> {
-    ordo_vshard::codec::decode(bytes).map_err(|e| RowDecodeError(e.to_string()))
+    ordo_raft::codec::decode(bytes).map_err(|e| RowDecodeError(e.to_string()))
 }
 
 /// Checks that `d` is a valid stored value for `ty` (the coercion layer

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use ordo_vshard::raft::{ApplyContext, GroupLogic};
-use ordo_vshard::GroupId;
+use ordo_raft::GroupId;
+use ordo_raft::{ApplyContext, GroupLogic};
 use parking_lot::RwLock;
 
 use crate::catalog::Catalog;
@@ -14,7 +14,7 @@ use crate::command::{MetaCommand, MetaResult};
 /// Data key of the catalog in the meta group.
 pub const CATALOG_KEY: &[u8] = b"catalog";
 
-use ordo_vshard::codec::{decode, encode};
+use ordo_raft::codec::{decode, encode};
 
 pub fn encode_command(cmd: &MetaCommand) -> Vec<u8> {
     encode(cmd)
@@ -72,7 +72,7 @@ impl GroupLogic for MetaLogic {
     }
 
     fn reload(&self, gid: GroupId, db: &rocksdb::DB) {
-        let key = ordo_vshard::keys::key(gid, ordo_vshard::keys::Section::Data, CATALOG_KEY);
+        let key = ordo_raft::keys::key(gid, ordo_raft::keys::Section::Data, CATALOG_KEY);
         let catalog = match db.get(key) {
             Ok(Some(bytes)) => decode(&bytes).unwrap_or_else(|e| panic!("corrupt catalog in RocksDB: {e}")),
             Ok(None) => Catalog::default(),

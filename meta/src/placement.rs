@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use ordo_vshard::routing::{self, META_GROUP, SEQUENCER_GROUP};
-use ordo_vshard::GroupId;
+use ordo_raft::groups::{self, META_GROUP, SEQUENCER_GROUP};
+use ordo_raft::GroupId;
 
 #[derive(Clone, Debug)]
 pub struct Placement {
@@ -23,7 +23,7 @@ impl Placement {
     /// Every group of the cluster: meta, sequencer, then the vShards.
     pub fn groups(&self) -> Vec<GroupId> {
         let mut g = vec![META_GROUP, SEQUENCER_GROUP];
-        g.extend((0..self.vshards).map(routing::vshard_group));
+        g.extend((0..self.vshards).map(groups::vshard_group));
         g
     }
 

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ordo_executor::leader::LeaderExecutor;
-use ordo_executor::request::{decode, encode, ShardResponse};
+use ordo_executor::rpc::ShardResponse;
+use ordo_executor::{decode, encode, LeaderExecutor};
 use ordo_proto::{ForwardReply, ForwardRequest, RaftBatch, RaftBatchReply, RaftReply};
-use ordo_vshard::raft::{Consensus, RaftKind};
-use ordo_vshard::GroupId;
+use ordo_raft::GroupId;
+use ordo_raft::{Consensus, RaftKind};
 use tonic::{Request, Response, Status};
 
 pub struct NodeService {
@@ -48,7 +48,9 @@ impl ordo_proto::Node for NodeService {
                 replies[i] = Some(r);
             }
         }
-        Ok(Response::new(RaftBatchReply { replies: replies.into_iter().map(|r| r.expect("every message answered")).collect() }))
+        Ok(Response::new(RaftBatchReply {
+            replies: replies.into_iter().map(|r| r.expect("every message answered")).collect(),
+        }))
     }
 
     async fn forward(&self, request: Request<ForwardRequest>) -> Result<Response<ForwardReply>, Status> {

@@ -10,13 +10,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
-use ordo_executor::request::Param;
-use ordo_executor::ExecError;
-use ordo_vshard::routing::{group_vshard, META_GROUP, SEQUENCER_GROUP};
+use ordo_expr::ExecError;
+use ordo_expr::Param;
+use ordo_raft::groups::{group_vshard, META_GROUP, SEQUENCER_GROUP};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::node::NodeState;
+use crate::state::NodeState;
 
 pub fn router(state: Arc<NodeState>, body_bytes_max: usize) -> axum::Router {
     axum::Router::new()
@@ -145,10 +145,10 @@ async fn verify(State(state): State<Arc<NodeState>>) -> Response {
 /// watermark, unfinished positions), its lock table and its durable
 /// sequenced progress. For operators chasing a stuck transaction.
 async fn transactions(State(state): State<Arc<NodeState>>) -> Response {
-    let local = state.router.local();
+    let local = &state.executor;
     let vshards: Vec<_> = (0..local.vshards())
         .filter_map(|v| {
-            let gid = ordo_vshard::routing::vshard_group(v);
+            let gid = ordo_raft::groups::vshard_group(v);
             let group = local.group(gid)?;
             let durable = local.reader().sequenced_progress(gid).ok();
             Some(json!({

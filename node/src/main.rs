@@ -1,10 +1,12 @@
 //! `ordo`: the OrdoDB server binary and CLI.
 
 mod cli;
+mod constants;
 mod dev;
 mod grpc;
 mod http;
 mod node;
+mod state;
 mod verify;
 
 use clap::Parser;

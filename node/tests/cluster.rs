@@ -200,10 +200,8 @@ async fn load(c: &Cluster, from: i64, to: i64, nodes: &[u64], clients: usize) ->
 }
 
 async fn check_rows(c: &Cluster, node: u64, expected: i64) {
-    let r = c
-        .sql_retry(node, "SELECT count(*), sum(v), count(DISTINCT k) FROM bulk", json!([]), RETRY_FOR)
-        .await
-        .unwrap();
+    let r =
+        c.sql_retry(node, "SELECT count(*), sum(v), count(DISTINCT k) FROM bulk", json!([]), RETRY_FOR).await.unwrap();
     let row = &r[0]["rows"][0];
     assert_eq!(as_i64(&row[0]), expected, "row count seen from node {node}");
     assert_eq!(as_i64(&row[2]), expected);
@@ -264,7 +262,8 @@ async fn wait_caught_up(c: &Cluster, node: u64) {
                 continue;
             };
             let theirs = c.cluster_status(leader).await;
-            let lg = theirs["groups"].as_array().unwrap().iter().find(|x| x["group_id"] == g["group_id"]).unwrap().clone();
+            let lg =
+                theirs["groups"].as_array().unwrap().iter().find(|x| x["group_id"] == g["group_id"]).unwrap().clone();
             if g["applied_index"].as_u64() < lg["commit_index"].as_u64() {
                 behind.push(g["group_id"].clone());
             }
@@ -349,10 +348,10 @@ async fn verify_detects_a_diverged_replica() {
 
     // Corrupt node 3's copy of vShard 5 behind Raft's back.
     c.kill(3);
-    let gid = ordo_vshard::routing::vshard_group(5);
+    let gid = ordo_raft::groups::vshard_group(5);
     {
         let db = rocksdb::DB::open_default(c.data_dir(3).join("db")).expect("open node 3's RocksDB");
-        db.put(ordo_vshard::keys::key(gid, ordo_vshard::keys::Section::Data, b"not-a-row"), b"x").unwrap();
+        db.put(ordo_raft::keys::key(gid, ordo_raft::keys::Section::Data, b"not-a-row"), b"x").unwrap();
     }
     c.restart(3);
     c.wait_healthy(HEALTHY_WITHIN).await;
@@ -400,9 +399,12 @@ async fn the_same_workload_twice_gives_identical_replicas() {
             c.sql(1, s, json!([])).await.unwrap();
         }
         for w in 0..8 {
-            let rows: Vec<String> =
-                (0..50).map(|i| format!("({w}, {i}, {}.25, 'n{i}', '2024-01-01 00:00:{:02}')", i * 3, i % 60)).collect();
-            c.sql(1 + (w % 3) as u64, &format!("INSERT INTO acct VALUES {}", rows.join(", ")), json!([])).await.unwrap();
+            let rows: Vec<String> = (0..50)
+                .map(|i| format!("({w}, {i}, {}.25, 'n{i}', '2024-01-01 00:00:{:02}')", i * 3, i % 60))
+                .collect();
+            c.sql(1 + (w % 3) as u64, &format!("INSERT INTO acct VALUES {}", rows.join(", ")), json!([]))
+                .await
+                .unwrap();
         }
         c.sql(2, "UPDATE acct SET bal = bal * 2 WHERE id % 3 = 0", json!([])).await.unwrap();
         c.sql(3, "UPDATE acct SET note = 'x' WHERE w = 2 AND id = 7", json!([])).await.unwrap();
@@ -439,9 +441,13 @@ async fn the_same_workload_twice_gives_identical_replicas() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn single_vshard_transactions_are_atomic_and_isolated() {
     let c = three_nodes(&[]).await;
-    c.sql(1, "CREATE TABLE acct (w INT, id BIGINT, bal BIGINT NOT NULL, PRIMARY KEY (w, id)) PARTITION BY (w)", json!([]))
-        .await
-        .unwrap();
+    c.sql(
+        1,
+        "CREATE TABLE acct (w INT, id BIGINT, bal BIGINT NOT NULL, PRIMARY KEY (w, id)) PARTITION BY (w)",
+        json!([]),
+    )
+    .await
+    .unwrap();
     let accounts = 10i64;
     let rows: Vec<String> = (0..accounts).map(|i| format!("(1, {i}, 1000)")).collect();
     c.sql(1, &format!("INSERT INTO acct VALUES {}", rows.join(", ")), json!([])).await.unwrap();
@@ -482,7 +488,11 @@ async fn single_vshard_transactions_are_atomic_and_isolated() {
 
     // A failing statement aborts the whole transaction.
     let e = c
-        .sql(3, "BEGIN; UPDATE acct SET bal = 0 WHERE w = 1 AND id = 1; INSERT INTO acct VALUES (1, 2, 5); COMMIT", json!([]))
+        .sql(
+            3,
+            "BEGIN; UPDATE acct SET bal = 0 WHERE w = 1 AND id = 1; INSERT INTO acct VALUES (1, 2, 5); COMMIT",
+            json!([]),
+        )
         .await
         .unwrap_err();
     assert_eq!(e.code, "23505");
@@ -491,7 +501,11 @@ async fn single_vshard_transactions_are_atomic_and_isolated() {
     assert_eq!(r[1]["rows_affected"], 0);
     // Later statements see earlier ones.
     let r = c
-        .sql(2, "BEGIN; INSERT INTO acct VALUES (1, 100, 7); UPDATE acct SET bal = bal * 2 WHERE w = 1 AND bal = 7; COMMIT", json!([]))
+        .sql(
+            2,
+            "BEGIN; INSERT INTO acct VALUES (1, 100, 7); UPDATE acct SET bal = bal * 2 WHERE w = 1 AND bal = 7; COMMIT",
+            json!([]),
+        )
         .await
         .unwrap();
     assert_eq!(r[2]["rows_affected"], 1);
@@ -539,7 +553,8 @@ async fn autocommit_statements_over_several_vshards_are_atomic() {
     assert_eq!(count_and_sum(&c, 1).await, base, "a failed UPDATE changed nothing");
     // An error DataFusion raises for one row (an invalid pattern) is a
     // decision too, not trouble to retry forever.
-    let bad_pattern = "UPDATE a SET v = length(regexp_replace(CAST(v AS TEXT), CASE WHEN v = 150 THEN '(' ELSE 'x' END, 'y'))";
+    let bad_pattern =
+        "UPDATE a SET v = length(regexp_replace(CAST(v AS TEXT), CASE WHEN v = 150 THEN '(' ELSE 'x' END, 'y'))";
     let e = c.sql(1, bad_pattern, json!([])).await.unwrap_err();
     assert_eq!(e.code, "2201B", "decided, not left unknown: {e:?}");
     assert_eq!(count_and_sum(&c, 2).await, base, "a failed UPDATE changed nothing");

@@ -23,7 +23,14 @@ fn run_secs() -> u64 {
 }
 
 fn config(workers: usize) -> RunConfig {
-    RunConfig { warehouses: 1, workers, duration: Duration::from_secs(run_secs()), ramp: Duration::ZERO, wait: false, seed: 7 }
+    RunConfig {
+        warehouses: 1,
+        workers,
+        duration: Duration::from_secs(run_secs()),
+        ramp: Duration::ZERO,
+        wait: false,
+        seed: 7,
+    }
 }
 
 /// Loads W=1, runs the mix, checks; returns the run.

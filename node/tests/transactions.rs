@@ -163,7 +163,8 @@ async fn auditor(db: SqlClient, stop: Arc<AtomicBool>, down: Arc<AtomicU64>) -> 
         if i % 3 == 0 {
             // A transaction that reads every vShard and writes one: all but
             // one or two participants are passive (serve reads, run nothing).
-            let sql = "BEGIN; SELECT sum(bal) AS s, count(*) AS n FROM acct; INSERT INTO audits VALUES ($1, $s, $n); COMMIT";
+            let sql =
+                "BEGIN; SELECT sum(bal) AS s, count(*) AS n FROM acct; INSERT INTO audits VALUES ($1, $s, $n); COMMIT";
             if let Ok(r) = db.sql(node, sql, json!([i])).await {
                 let (sum, n) = (as_i64(&r[1]["rows"][0][0]), as_i64(&r[1]["rows"][0][1]));
                 if sum == ACCOUNTS * INITIAL && n == ACCOUNTS {
@@ -206,17 +207,19 @@ async fn bank_transfers_survive_sigkills_and_conserve_the_total() {
     let seconds: u64 = std::env::var("ORDO_BANK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
     let mut c = three_nodes(&["--snapshot-logs", "500"]).await;
     c.sql(1, "CREATE TABLE acct (id INT PRIMARY KEY, bal BIGINT NOT NULL)", json!([])).await.unwrap();
-    c.sql(1, "CREATE TABLE transfers (id BIGINT PRIMARY KEY, src INT, dst INT, amount BIGINT)", json!([])).await.unwrap();
+    c.sql(1, "CREATE TABLE transfers (id BIGINT PRIMARY KEY, src INT, dst INT, amount BIGINT)", json!([]))
+        .await
+        .unwrap();
     c.sql(1, "CREATE TABLE batches (id BIGINT PRIMARY KEY, batch BIGINT NOT NULL)", json!([])).await.unwrap();
-    c.sql(1, "CREATE TABLE audits (id BIGINT PRIMARY KEY, s BIGINT NOT NULL, n BIGINT NOT NULL)", json!([])).await.unwrap();
+    c.sql(1, "CREATE TABLE audits (id BIGINT PRIMARY KEY, s BIGINT NOT NULL, n BIGINT NOT NULL)", json!([]))
+        .await
+        .unwrap();
     let rows: Vec<String> = (0..ACCOUNTS).map(|i| format!("({i}, {INITIAL})")).collect();
     c.sql(1, &format!("INSERT INTO acct VALUES {}", rows.join(", ")), json!([])).await.unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let down = Arc::new(AtomicU64::new(0));
-    let clients: Vec<_> = (0..16)
-        .map(|i| tokio::spawn(transfers(c.client(), i, stop.clone(), down.clone())))
-        .collect();
+    let clients: Vec<_> = (0..16).map(|i| tokio::spawn(transfers(c.client(), i, stop.clone(), down.clone()))).collect();
     let audit = tokio::spawn(auditor(c.client(), stop.clone(), down.clone()));
     let inserter = tokio::spawn(batches(c.client(), stop.clone(), down.clone()));
 
@@ -267,7 +270,8 @@ async fn bank_transfers_survive_sigkills_and_conserve_the_total() {
         Ok(b) => b,
         Err(e) => panic!("final read failed: {e:?}\ntransaction state: {:#}", c.transactions_state().await),
     };
-    let recorded = c.sql_retry(2, "SELECT id, src, dst, amount FROM transfers", json!([]), HEALTHY_WITHIN).await.unwrap();
+    let recorded =
+        c.sql_retry(2, "SELECT id, src, dst, amount FROM transfers", json!([]), HEALTHY_WITHIN).await.unwrap();
     let mut expected = vec![INITIAL; ACCOUNTS as usize];
     let mut ids = BTreeSet::new();
     for row in recorded[0]["rows"].as_array().unwrap() {
@@ -285,8 +289,13 @@ async fn bank_transfers_survive_sigkills_and_conserve_the_total() {
 
     // Multi-vShard INSERTs: each batch is there whole or not at all.
     let inserted = inserter.await.unwrap();
-    assert!(inserted.unexpected.is_empty(), "batch inserts: {:?}", &inserted.unexpected[..inserted.unexpected.len().min(5)]);
-    let r = c.sql_retry(3, "SELECT batch, count(*) FROM batches GROUP BY batch", json!([]), HEALTHY_WITHIN).await.unwrap();
+    assert!(
+        inserted.unexpected.is_empty(),
+        "batch inserts: {:?}",
+        &inserted.unexpected[..inserted.unexpected.len().min(5)]
+    );
+    let r =
+        c.sql_retry(3, "SELECT batch, count(*) FROM batches GROUP BY batch", json!([]), HEALTHY_WITHIN).await.unwrap();
     let present: BTreeMap<i64, i64> =
         r[0]["rows"].as_array().unwrap().iter().map(|row| (as_i64(&row[0]), as_i64(&row[1]))).collect();
     eprintln!(
@@ -305,8 +314,12 @@ async fn bank_transfers_survive_sigkills_and_conserve_the_total() {
 
     // Audits recorded by transactions, acknowledged or not, saw it all.
     let r = c.sql_retry(1, "SELECT s, n, count(*) FROM audits GROUP BY s, n", json!([]), HEALTHY_WITHIN).await.unwrap();
-    let recorded: Vec<(i64, i64, i64)> =
-        r[0]["rows"].as_array().unwrap().iter().map(|row| (as_i64(&row[0]), as_i64(&row[1]), as_i64(&row[2]))).collect();
+    let recorded: Vec<(i64, i64, i64)> = r[0]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| (as_i64(&row[0]), as_i64(&row[1]), as_i64(&row[2])))
+        .collect();
     eprintln!("audits recorded by transactions: {recorded:?}");
     assert!(matches!(recorded[..], [(s, n, k)] if s == ACCOUNTS * INITIAL && n == ACCOUNTS && k > 0), "{recorded:?}");
 
@@ -355,7 +368,8 @@ async fn hot_rows_under_contention_lose_no_increment_and_never_abort() {
     }
     assert!(errors.is_empty(), "{} transactions failed (aborts?): {:?}", errors.len(), &errors[..errors.len().min(5)]);
     let r = c.sql(2, "SELECT id, n FROM hot ORDER BY id", json!([])).await.unwrap();
-    let got: BTreeMap<i64, i64> = r[0]["rows"].as_array().unwrap().iter().map(|r| (as_i64(&r[0]), as_i64(&r[1]))).collect();
+    let got: BTreeMap<i64, i64> =
+        r[0]["rows"].as_array().unwrap().iter().map(|r| (as_i64(&r[0]), as_i64(&r[1]))).collect();
     for k in 1..5i64 {
         assert_eq!(got[&k], expected[k as usize], "row {k}: every acknowledged increment, exactly once");
     }
@@ -389,7 +403,9 @@ async fn a_read_after_a_read_never_sees_less_of_a_cross_shard_transaction() {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
-                db.sql(1 + i % 3, "UPDATE pair SET n = n + 1 WHERE id = 3", json!([])).await.expect("increments succeed");
+                db.sql(1 + i % 3, "UPDATE pair SET n = n + 1 WHERE id = 3", json!([]))
+                    .await
+                    .expect("increments succeed");
                 acked.store(i, Ordering::SeqCst);
             }
         })
@@ -419,7 +435,10 @@ async fn a_read_after_a_read_never_sees_less_of_a_cross_shard_transaction() {
                     let read = |id: i64, node: u64| {
                         let db = db.clone();
                         async move {
-                            let rows = db.sql(node, "SELECT n FROM pair WHERE id = $1", json!([id])).await.expect("reads succeed");
+                            let rows = db
+                                .sql(node, "SELECT n FROM pair WHERE id = $1", json!([id]))
+                                .await
+                                .expect("reads succeed");
                             as_i64(&rows[0]["rows"][0][0])
                         }
                     };
@@ -432,7 +451,9 @@ async fn a_read_after_a_read_never_sees_less_of_a_cross_shard_transaction() {
                     let floor = acked.load(Ordering::SeqCst) as i64;
                     let count = read(3, 1 + (k + 2) % 3).await;
                     if count < floor.max(last_count) {
-                        anomalies.push(format!("row 3 read {count} after {floor} increments were acknowledged and {last_count} was read"));
+                        anomalies.push(format!(
+                            "row 3 read {count} after {floor} increments were acknowledged and {last_count} was read"
+                        ));
                     }
                     last_count = count;
                 }
@@ -456,10 +477,17 @@ async fn a_read_after_a_read_never_sees_less_of_a_cross_shard_transaction() {
         anomalies.len()
     );
     assert!(writes > 10 && reads > 10, "the workload ran: {writes} writes, {reads} read pairs");
-    assert!(anomalies.is_empty(), "{} reads saw a transaction on one vShard only: {:?}", anomalies.len(), &anomalies[..anomalies.len().min(5)]);
+    assert!(
+        anomalies.is_empty(),
+        "{} reads saw a transaction on one vShard only: {:?}",
+        anomalies.len(),
+        &anomalies[..anomalies.len().min(5)]
+    );
     // Reads of rows 1 and 2 met the writer's transactions; those not yet
     // applied anywhere were read around, not waited for.
-    let counts = counters(&c, "reads_meeting_cross_shard_writes", &["ordered_before_unapplied_writes", "waited_for_writes"]).await;
+    let counts =
+        counters(&c, "reads_meeting_cross_shard_writes", &["ordered_before_unapplied_writes", "waited_for_writes"])
+            .await;
     let (before, waited) = (counts["ordered_before_unapplied_writes"], counts["waited_for_writes"]);
     eprintln!("pair: reads that met cross-shard writes: {before} ordered before them, {waited} waited");
     assert!(before > 0, "no read was ordered before an unapplied cross-shard write");
@@ -487,7 +515,8 @@ async fn retained(c: &Cluster) -> (u64, u64, u64) {
 /// queries over every vShard read what they must.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn outcomes_and_epochs_are_collected_once_every_vshard_completed_them() {
-    let mut c = three_nodes(&["--collect-every-ms", "200", "--collect-lag-ms", "1000", "--versions-keep-ms", "1000"]).await;
+    let mut c =
+        three_nodes(&["--collect-every-ms", "200", "--collect-lag-ms", "1000", "--versions-keep-ms", "1000"]).await;
     c.sql(1, "CREATE TABLE hot (id INT PRIMARY KEY, n BIGINT NOT NULL)", json!([])).await.unwrap();
     c.sql(1, "INSERT INTO hot VALUES (1, 0), (2, 0), (3, 0), (4, 0)", json!([])).await.unwrap();
     let bump = "BEGIN; UPDATE hot SET n = n + 1 WHERE id = $1; UPDATE hot SET n = n + 1 WHERE id = $2; COMMIT";
@@ -520,7 +549,10 @@ async fn outcomes_and_epochs_are_collected_once_every_vshard_completed_them() {
             eprintln!("collected: no outcome left, only the last epoch {now_last} kept");
             break;
         }
-        assert!(Instant::now() < deadline, "not collected: {outcomes} outcomes, first retained {first}, last {now_last}");
+        assert!(
+            Instant::now() < deadline,
+            "not collected: {outcomes} outcomes, first retained {first}, last {now_last}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // 400 row writes, 4 rows: every replica (3 of each vShard) drops all
@@ -570,12 +602,16 @@ async fn vshards_led_by_a_node_without_a_sequencer_replica_take_cross_shard_tran
             without.push((n, leads));
         }
     }
-    assert!(matches!(without[..], [(_, leads)] if leads > 0), "one node without a sequencer replica, leading vShards: {without:?}");
+    assert!(
+        matches!(without[..], [(_, leads)] if leads > 0),
+        "one node without a sequencer replica, leading vShards: {without:?}"
+    );
 
     c.sql(1, "CREATE TABLE acct (id INT PRIMARY KEY, bal BIGINT NOT NULL)", json!([])).await.unwrap();
     let rows: Vec<String> = (0..ACCOUNTS).map(|i| format!("({i}, {INITIAL})")).collect();
     c.sql(1, &format!("INSERT INTO acct VALUES {}", rows.join(", ")), json!([])).await.unwrap();
-    let transfer = "BEGIN; UPDATE acct SET bal = bal - $3 WHERE id = $1; UPDATE acct SET bal = bal + $3 WHERE id = $2; COMMIT";
+    let transfer =
+        "BEGIN; UPDATE acct SET bal = bal - $3 WHERE id = $1; UPDATE acct SET bal = bal + $3 WHERE id = $2; COMMIT";
     let work: Vec<_> = (0..8u64)
         .map(|client| {
             let db = c.client();
@@ -584,7 +620,9 @@ async fn vshards_led_by_a_node_without_a_sequencer_replica_take_cross_shard_tran
                 for i in 0..25u64 {
                     let src = rng.below(ACCOUNTS as u64) as i64;
                     let dst = (src + 1 + rng.below(ACCOUNTS as u64 - 1) as i64) % ACCOUNTS;
-                    db.sql(1 + (client + i) % 4, transfer, json!([src, dst, 1 + rng.below(50)])).await.expect("transfer");
+                    db.sql(1 + (client + i) % 4, transfer, json!([src, dst, 1 + rng.below(50)]))
+                        .await
+                        .expect("transfer");
                 }
             })
         })
@@ -654,7 +692,10 @@ async fn predicate_updates_in_transactions_update_exactly_the_matching_rows() {
             tokio::spawn(async move {
                 let mut acked = 0i64;
                 while !stop.load(Ordering::Relaxed) {
-                    let r = db.sql(1 + (client + acked as u64) % 3, bump, json!([1])).await.expect("predicate updates succeed");
+                    let r = db
+                        .sql(1 + (client + acked as u64) % 3, bump, json!([1]))
+                        .await
+                        .expect("predicate updates succeed");
                     assert!(as_i64(&r[1]["rows_affected"]) >= 20, "the 20 rows of group 1 always match: {r:?}");
                     acked += 1;
                     progress.send_modify(|n| *n += 1);
@@ -669,7 +710,9 @@ async fn predicate_updates_in_transactions_update_exactly_the_matching_rows() {
         let (mut watch, from, stop) = (watch.clone(), *watch.borrow(), stop.clone());
         async move {
             while !stop.load(Ordering::Relaxed) {
-                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), watch.wait_for(|n| *n >= from + 2)).await {
+                if let Ok(Ok(_)) =
+                    tokio::time::timeout(Duration::from_secs(1), watch.wait_for(|n| *n >= from + 2)).await
+                {
                     return true;
                 }
             }
@@ -711,7 +754,9 @@ async fn predicate_updates_in_transactions_update_exactly_the_matching_rows() {
             let mut k = 0i64;
             while !stop.load(Ordering::Relaxed) {
                 let id = 3 * (1 + k % 20);
-                db.sql(1 + k as u64 % 3, "UPDATE tagged SET v = v + 1 WHERE id = $1", json!([id])).await.expect("touch");
+                db.sql(1 + k as u64 % 3, "UPDATE tagged SET v = v + 1 WHERE id = $1", json!([id]))
+                    .await
+                    .expect("touch");
                 *touched.entry(id).or_default() += 1;
                 k += 1;
             }
@@ -743,7 +788,11 @@ async fn predicate_updates_in_transactions_update_exactly_the_matching_rows() {
         );
     }
     for id in (1..=60i64).filter(|i| i % 3 == 0) {
-        assert_eq!(rows[&id].1, touched.get(&id).copied().unwrap_or(0), "row {id} never matched: only its own increments");
+        assert_eq!(
+            rows[&id].1,
+            touched.get(&id).copied().unwrap_or(0),
+            "row {id} never matched: only its own increments"
+        );
     }
     for id in (1..=60i64).filter(|i| i % 3 == 2 && !moved.contains(i)) {
         assert_eq!(rows[&id], (2, 0), "row {id} was never moved");
@@ -847,7 +896,11 @@ async fn queries_over_every_vshard_see_single_and_cross_shard_writes_consistentl
                     let (sb, si) = (rng.below(BRANCHES), rng.below(PER_BRANCH));
                     // Two in three stay in the branch: one vShard.
                     let db_branch = if rng.below(3) == 0 { (sb + 1 + rng.below(BRANCHES - 1)) % BRANCHES } else { sb };
-                    let di = if db_branch == sb { (si + 1 + rng.below(PER_BRANCH - 1)) % PER_BRANCH } else { rng.below(PER_BRANCH) };
+                    let di = if db_branch == sb {
+                        (si + 1 + rng.below(PER_BRANCH - 1)) % PER_BRANCH
+                    } else {
+                        rng.below(PER_BRANCH)
+                    };
                     single += (db_branch == sb) as u64;
                     let params = json!([sb, si, 1 + rng.below(20), db_branch, di]);
                     db.sql(1 + (client + i) % 3, transfer, params).await.expect("transfer");

@@ -29,11 +29,18 @@
 //! the latest sequenced position ordered before a request, and
 //! [`LockTable::sequenced_through`] tells a read as of an epoch whether
 //! any sequenced request of that epoch or before is still here.
+//!
+//! This crate is the lock table alone; the loop that reads the epoch log
+//! and runs each position lives with the executor, which it calls into
+//! (see `ordo_executor`'s `scheduling` module).
+//!
+//! Dependency rule: depends on `ordo-raft` (key ranges) and `ordo-vshard`
+//! (positions) only; it never looks inside what it orders.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ordo_vshard::keys::prefix_end;
+use ordo_raft::keys::prefix_end;
 use ordo_vshard::shard::TxnPos;
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, Notify};
@@ -140,7 +147,12 @@ struct Table {
 
 impl Table {
     /// The earlier requests a request of `kind` over `spans` at `id` waits for.
-    fn earlier_conflicts<'a>(&'a self, id: u64, kind: Kind, spans: &'a [LockSpan]) -> impl Iterator<Item = &'a Request> + 'a {
+    fn earlier_conflicts<'a>(
+        &'a self,
+        id: u64,
+        kind: Kind,
+        spans: &'a [LockSpan],
+    ) -> impl Iterator<Item = &'a Request> + 'a {
         self.requests
             .range(..id)
             .map(|(_, r)| r)
@@ -246,7 +258,13 @@ impl LockTable {
         self.enqueue_as(spans, Kind::SnapshotRead, None, TxnPos::default())
     }
 
-    fn enqueue_as(&self, spans: Vec<LockSpan>, kind: Kind, tag: Option<Arc<SequencedTag>>, floor: TxnPos) -> Result<Ticket, Overloaded> {
+    fn enqueue_as(
+        &self,
+        spans: Vec<LockSpan>,
+        kind: Kind,
+        tag: Option<Arc<SequencedTag>>,
+        floor: TxnPos,
+    ) -> Result<Ticket, Overloaded> {
         let mut t = self.table.lock();
         if t.requests.len() >= LOCK_REQUESTS_MAX {
             return Err(Overloaded(LOCK_REQUESTS_MAX));
@@ -274,7 +292,9 @@ impl LockTable {
     /// single-shard write ordered before it here. Later ones it need not.
     pub fn sequenced_through(&self, epoch: u64) -> bool {
         let t = self.table.lock();
-        t.requests.values().any(|r| r.kind == Kind::Sequenced && r.tag.as_ref().is_none_or(|tag| tag.pos.epoch <= epoch))
+        t.requests
+            .values()
+            .any(|r| r.kind == Kind::Sequenced && r.tag.as_ref().is_none_or(|tag| tag.pos.epoch <= epoch))
     }
 
     /// Resolves once a request leaves the table after this call (take it

@@ -44,8 +44,8 @@ pub struct Sealed {
     pub timestamp_us: i64,
 }
 
-pub(crate) use ordo_vshard::codec::encode;
+pub(crate) use ordo_raft::codec::encode;
 
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, String> {
-    ordo_vshard::codec::decode(b).map_err(|e| e.to_string())
+    ordo_raft::codec::decode(b).map_err(|e| e.to_string())
 }

@@ -9,10 +9,14 @@
 //! - [`sealer`]: on the sequencer leader, collects inputs and seals them
 //!   into an epoch every `epoch_ms` or when a batch bound is reached.
 //!
-//! Each vShard leader's scheduler (`ordo_executor::sequenced`) reads
-//! committed epochs from this log, starting after the last position its
-//! vShard recorded as applied.
+//! Each vShard leader's scheduler (in `ordo-executor`) reads committed
+//! epochs from this log, starting after the last position its vShard
+//! recorded as applied. Limits are in [`constants`].
+//!
+//! Dependency rule: depends on `ordo-raft` only. Inputs are opaque bytes
+//! here: it never decodes a program or knows which vShards exist.
 
+pub mod constants;
 pub mod epoch;
 pub mod logic;
 pub mod sealer;

@@ -1,10 +1,11 @@
 //! The sequencer group's state machine and the epoch log it writes.
 
+use crate::constants::{EPOCHS_PER_COLLECT_MAX, EPOCHS_PER_READ_MAX, EPOCHS_READ_BYTES_MAX};
 use std::sync::Arc;
 
-use ordo_vshard::engine::Engine;
-use ordo_vshard::keys::{self, GroupId, Section};
-use ordo_vshard::raft::{ApplyContext, GroupLogic};
+use ordo_raft::engine::Engine;
+use ordo_raft::keys::{self, GroupId, Section};
+use ordo_raft::{ApplyContext, GroupLogic};
 use parking_lot::Mutex;
 use rocksdb::{Direction, IteratorMode};
 use tokio::sync::watch;
@@ -14,8 +15,6 @@ use crate::epoch::{decode, encode, Epoch, Sealed, SequencerCommand};
 const LAST_KEY: &[u8] = b"last";
 /// The first epoch still stored (those before it were collected).
 const FIRST_KEY: &[u8] = b"first";
-/// Most epochs one `Collect` deletes (the rest go in the next one).
-pub const EPOCHS_PER_COLLECT_MAX: u64 = 100_000;
 const EPOCH_PREFIX: u8 = b'e';
 
 fn epoch_key(number: u64) -> Vec<u8> {
@@ -143,12 +142,6 @@ pub struct EpochLog {
     gid: GroupId,
     engine: Arc<Engine>,
 }
-
-/// Most epochs one read returns.
-pub const EPOCHS_PER_READ_MAX: usize = 1024;
-/// One read stops once the epochs it holds are this large (it always holds
-/// at least one epoch, itself bounded by the sealer's `bytes_max`).
-pub const EPOCHS_READ_BYTES_MAX: usize = 8 << 20;
 
 impl EpochLog {
     pub fn new(gid: GroupId, engine: Arc<Engine>) -> EpochLog {

@@ -7,9 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ordo_vshard::raft::{Consensus, ConsensusError};
+use ordo_raft::{Consensus, ConsensusError};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::constants::{EPOCH_BYTES_MAX, EPOCH_INPUTS_MAX, EPOCH_MS_DEFAULT, SEAL_QUEUE_MAX};
 use crate::epoch::{decode, encode, EpochInput, Sealed, SequencerCommand};
 
 #[derive(Clone, Debug)]
@@ -26,7 +27,12 @@ pub struct SealerConfig {
 
 impl Default for SealerConfig {
     fn default() -> SealerConfig {
-        SealerConfig { epoch_ms: 5, inputs_max: 4096, bytes_max: 8 << 20, queue_max: 16 * 1024 }
+        SealerConfig {
+            epoch_ms: EPOCH_MS_DEFAULT,
+            inputs_max: EPOCH_INPUTS_MAX,
+            bytes_max: EPOCH_BYTES_MAX,
+            queue_max: SEAL_QUEUE_MAX,
+        }
     }
 }
 
@@ -82,10 +88,7 @@ impl Sealer {
 fn wall_clock_us() -> i64 {
     // The sequencer is where time enters the system: the chosen timestamp is
     // replicated with the epoch, so replay never reads a clock.
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
 async fn run(group: Arc<dyn Consensus>, config: SealerConfig, mut rx: mpsc::Receiver<Pending>) {

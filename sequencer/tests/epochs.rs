@@ -4,10 +4,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ordo_raft::engine::Engine;
+use ordo_raft::groups::SEQUENCER_GROUP;
+use ordo_raft::{wait_for_leader, Consensus, GroupConfig, RaftGroup, Transport};
 use ordo_sequencer::{EpochInput, EpochLog, Sealer, SealerConfig, SequencerLogic};
-use ordo_vshard::engine::Engine;
-use ordo_vshard::raft::{wait_for_leader, Consensus, GroupConfig, RaftGroup, Transport};
-use ordo_vshard::routing::SEQUENCER_GROUP;
 
 async fn open(engine: &Arc<Engine>, logic: &Arc<SequencerLogic>) -> Arc<RaftGroup> {
     let members: BTreeMap<u64, String> = [(1, "127.0.0.1:1".to_string())].into();

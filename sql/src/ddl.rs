@@ -3,13 +3,11 @@
 use datafusion::sql::sqlparser::ast::{
     CharacterLength, ColumnOption, CreateTable, DataType, ExactNumberInfo, Expr, TableConstraint, TimezoneInfo,
 };
-use ordo_executor::{ExecError, ExecResult};
+use ordo_expr::{ExecError, ExecResult};
 use ordo_meta::catalog::{ColumnDef, SqlType, TableDef};
 
-use crate::engine::ident;
-
-/// Longest VARCHAR(n) accepted.
-const VARCHAR_LEN_MAX: u64 = 10 * 1024 * 1024;
+use crate::constants::VARCHAR_LEN_MAX;
+use crate::names::{ident, object_name};
 
 pub fn sql_type(dt: &DataType) -> ExecResult<SqlType> {
     use DataType as D;
@@ -30,7 +28,9 @@ pub fn sql_type(dt: &DataType) -> ExecResult<SqlType> {
                 SqlType::Varchar(*length as u32)
             }
             Some(CharacterLength::IntegerLength { length, .. }) => {
-                return Err(ExecError::InvalidParameter(format!("length for type varchar must be between 1 and {VARCHAR_LEN_MAX}, got {length}")))
+                return Err(ExecError::InvalidParameter(format!(
+                    "length for type varchar must be between 1 and {VARCHAR_LEN_MAX}, got {length}"
+                )))
             }
             Some(CharacterLength::Max) => SqlType::Text,
         },
@@ -52,50 +52,8 @@ fn numeric(p: u64, s: i64) -> ExecResult<SqlType> {
 }
 
 pub fn table_def(ct: &CreateTable) -> ExecResult<TableDef> {
-    let name = crate::engine::object_name(&ct.name)?;
-    let mut columns = Vec::with_capacity(ct.columns.len());
-    let mut pk_names: Vec<String> = Vec::new();
-    for c in &ct.columns {
-        let cname = ident(&c.name);
-        let mut nullable = true;
-        for opt in &c.options {
-            match &opt.option {
-                ColumnOption::NotNull => nullable = false,
-                ColumnOption::Null => nullable = true,
-                ColumnOption::PrimaryKey(_) => {
-                    if !pk_names.is_empty() {
-                        return Err(ExecError::InvalidTableDefinition(format!(
-                            "multiple primary keys for table \"{name}\" are not allowed"
-                        )));
-                    }
-                    pk_names.push(cname.clone());
-                }
-                other => return Err(ExecError::FeatureNotSupported(format!("column option {other} is not supported"))),
-            }
-        }
-        columns.push(ColumnDef { name: cname, ty: sql_type(&c.data_type)?, nullable });
-    }
-    for con in &ct.constraints {
-        match con {
-            TableConstraint::PrimaryKey(pk) => {
-                if !pk_names.is_empty() {
-                    return Err(ExecError::InvalidTableDefinition(format!(
-                        "multiple primary keys for table \"{name}\" are not allowed"
-                    )));
-                }
-                for ic in &pk.columns {
-                    match &ic.column.expr {
-                        Expr::Identifier(id) => pk_names.push(ident(id)),
-                        other => return Err(ExecError::Syntax(format!("primary key column must be a name, got {other}"))),
-                    }
-                }
-            }
-            other => return Err(ExecError::FeatureNotSupported(format!("constraint {other} is not supported"))),
-        }
-    }
-    if pk_names.is_empty() {
-        return Err(ExecError::InvalidTableDefinition(format!("table \"{name}\" needs a PRIMARY KEY")));
-    }
+    let name = object_name(&ct.name)?;
+    let (mut columns, pk_names) = columns_and_key(ct, &name)?;
     let mut primary_key = Vec::with_capacity(pk_names.len());
     for n in &pk_names {
         let idx = columns.iter().position(|c| &c.name == n).ok_or_else(|| ExecError::UndefinedColumn(n.clone()))?;
@@ -130,11 +88,56 @@ pub fn table_def(ct: &CreateTable) -> ExecResult<TableDef> {
     Ok(def)
 }
 
+/// The columns of a CREATE TABLE and the names of its primary key, from
+/// a column's `PRIMARY KEY` or the table's constraint (exactly one).
+fn columns_and_key(ct: &CreateTable, name: &str) -> ExecResult<(Vec<ColumnDef>, Vec<String>)> {
+    let multiple =
+        || ExecError::InvalidTableDefinition(format!("multiple primary keys for table \"{name}\" are not allowed"));
+    let mut columns = Vec::with_capacity(ct.columns.len());
+    let mut pk_names: Vec<String> = Vec::new();
+    for c in &ct.columns {
+        let cname = ident(&c.name);
+        let mut nullable = true;
+        for opt in &c.options {
+            match &opt.option {
+                ColumnOption::NotNull => nullable = false,
+                ColumnOption::Null => nullable = true,
+                ColumnOption::PrimaryKey(_) if !pk_names.is_empty() => return Err(multiple()),
+                ColumnOption::PrimaryKey(_) => pk_names.push(cname.clone()),
+                other => return Err(ExecError::FeatureNotSupported(format!("column option {other} is not supported"))),
+            }
+        }
+        columns.push(ColumnDef { name: cname, ty: sql_type(&c.data_type)?, nullable });
+    }
+    for con in &ct.constraints {
+        match con {
+            TableConstraint::PrimaryKey(_) if !pk_names.is_empty() => return Err(multiple()),
+            TableConstraint::PrimaryKey(pk) => {
+                for ic in &pk.columns {
+                    match &ic.column.expr {
+                        Expr::Identifier(id) => pk_names.push(ident(id)),
+                        other => {
+                            return Err(ExecError::Syntax(format!("primary key column must be a name, got {other}")))
+                        }
+                    }
+                }
+            }
+            other => return Err(ExecError::FeatureNotSupported(format!("constraint {other} is not supported"))),
+        }
+    }
+    if pk_names.is_empty() {
+        return Err(ExecError::InvalidTableDefinition(format!("table \"{name}\" needs a PRIMARY KEY")));
+    }
+    Ok((columns, pk_names))
+}
+
 fn partition_columns(e: &Expr) -> ExecResult<Vec<String>> {
     match e {
         Expr::Identifier(i) => Ok(vec![ident(i)]),
         Expr::Nested(inner) => partition_columns(inner),
         Expr::Tuple(items) => items.iter().map(|x| partition_columns(x).map(|mut v| v.remove(0))).collect(),
-        other => Err(ExecError::FeatureNotSupported(format!("PARTITION BY ({other}) is not supported; name key columns"))),
+        other => {
+            Err(ExecError::FeatureNotSupported(format!("PARTITION BY ({other}) is not supported; name key columns")))
+        }
     }
 }

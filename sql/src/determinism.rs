@@ -12,7 +12,7 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{visit_expressions, Expr, Statement};
-use ordo_executor::error::{ExecError, ExecResult};
+use ordo_expr::{ExecError, ExecResult};
 
 /// Functions whose result is not fixed by their arguments and the data.
 const VOLATILE_FUNCTIONS: [&str; 6] = ["random", "setseed", "uuid", "gen_random_uuid", "clock_timestamp", "timeofday"];
@@ -73,7 +73,11 @@ mod tests {
 
     #[test]
     fn clock_functions_other_than_now_are_refused() {
-        for sql in ["UPDATE t SET v = 1 WHERE d < current_date", "INSERT INTO t VALUES (1, CURRENT_TIME)", "DELETE FROM t WHERE x = localtime"] {
+        for sql in [
+            "UPDATE t SET v = 1 WHERE d < current_date",
+            "INSERT INTO t VALUES (1, CURRENT_TIME)",
+            "DELETE FROM t WHERE x = localtime",
+        ] {
             let e = check(sql).expect_err(sql);
             assert_eq!(e.sqlstate(), "0A000", "{sql}");
             assert!(e.to_string().contains("reads the clock"), "{sql}: {e}");
@@ -82,7 +86,8 @@ mod tests {
 
     #[test]
     fn deterministic_functions_and_now_pass() {
-        for sql in ["INSERT INTO t VALUES (1, now())", "UPDATE t SET v = abs(v) + length('x') WHERE id = 1", "SELECT 1"] {
+        for sql in ["INSERT INTO t VALUES (1, now())", "UPDATE t SET v = abs(v) + length('x') WHERE id = 1", "SELECT 1"]
+        {
             check(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
         }
     }

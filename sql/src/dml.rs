@@ -7,34 +7,36 @@ use datafusion::sql::sqlparser::ast::{
     AssignmentTarget, Delete, Expr, FromTable, Insert, SetExpr, TableFactor, TableObject, Update,
 };
 use futures::{StreamExt, TryStreamExt};
-use ordo_executor::coerce::{coerce, Input};
-use ordo_executor::eval::{eval_scalar, target, Target};
-use ordo_executor::request::{DmlRequest, InsertPart, Param, ShardRequest, ShardResponse, MultiShardStatement};
-use ordo_executor::{ExecError, ExecResult};
+use ordo_executor::constants::STATEMENT_ROWS_MAX;
+use ordo_executor::txn::statement::{DmlRequest, InsertPart, MultiShardStatement};
+use ordo_expr::fast::eval_scalar;
+use ordo_expr::target::{target, Target};
+use ordo_expr::{coerce, ExecError, ExecResult, Input, Param};
 use ordo_meta::catalog::TableDef;
 use ordo_meta::datum::{encode_key, encode_row, Datum};
-use ordo_vshard::routing::vshard_group;
 
-use crate::engine::{object_name, SqlEngine};
+use crate::names::object_name;
+use crate::provider::Shared;
 use crate::result::StatementResult;
 
-/// Most rows one INSERT may carry.
-const INSERT_ROWS_MAX: usize = 100_000;
-/// vShards one statement writes at once.
-const WRITE_FANOUT_MAX: usize = 16;
+use crate::constants::WRITE_FANOUT_MAX;
 
-fn count(resp: ShardResponse) -> ExecResult<u64> {
-    match resp {
-        ShardResponse::Count(n) => Ok(n),
-        other => Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
-    }
+/// A single-vShard write: its rows or its UPDATE/DELETE.
+enum ShardWrite {
+    Insert(TableDef, Vec<(Vec<u8>, Vec<u8>)>),
+    Modify(DmlRequest),
 }
 
-/// Sends one request per vShard (in parallel, bounded) and sums the counts.
-async fn fan_out(engine: &SqlEngine, reqs: Vec<(u32, ShardRequest)>) -> ExecResult<u64> {
-    let router = &engine.shared().router;
-    let counts: Vec<u64> = futures::stream::iter(reqs)
-        .map(|(v, req)| async move { count(router.call(vshard_group(v), &req).await?) })
+/// Sends one write per vShard (in parallel, bounded) and sums the counts.
+async fn fan_out(shared: &Shared, writes: Vec<(u32, ShardWrite)>) -> ExecResult<u64> {
+    let router = &shared.router;
+    let counts: Vec<u64> = futures::stream::iter(writes)
+        .map(|(v, write)| async move {
+            match write {
+                ShardWrite::Insert(table, rows) => router.insert_rows(v, table, rows).await,
+                ShardWrite::Modify(dml) => router.modify_rows(v, dml).await,
+            }
+        })
         .buffer_unordered(WRITE_FANOUT_MAX)
         .try_collect()
         .await?;
@@ -44,25 +46,22 @@ async fn fan_out(engine: &SqlEngine, reqs: Vec<(u32, ShardRequest)>) -> ExecResu
 /// An INSERT's rows (encoded key, encoded row), grouped by vShard.
 type RowsByShard = BTreeMap<u32, Vec<(Vec<u8>, Vec<u8>)>>;
 
-pub async fn insert(engine: &SqlEngine, ins: &Insert, params: &[Param]) -> ExecResult<StatementResult> {
-    let (table, by_shard) = plan_insert(engine, ins, params).await?;
+pub async fn insert(shared: &Shared, ins: &Insert, params: &[Param]) -> ExecResult<StatementResult> {
+    let (table, by_shard) = plan_insert(shared, ins, params).await?;
     if by_shard.len() > 1 {
         // Rows on several vShards: sequenced, so all or none are inserted.
         let participants = by_shard.keys().copied().collect();
         let parts = by_shard.into_iter().map(|(vshard, rows)| InsertPart { vshard, rows }).collect();
-        let n = crate::txn::statement(engine, MultiShardStatement::Insert { table, parts }, participants).await?;
+        let n = shared.gateway.run_statement(MultiShardStatement::Insert { table, parts }, participants).await?;
         return Ok(StatementResult::affected(n));
     }
-    let reqs = by_shard
-        .into_iter()
-        .map(|(v, rows)| (v, ShardRequest::Insert { table: table.clone(), rows }))
-        .collect();
-    Ok(StatementResult::affected(fan_out(engine, reqs).await?))
+    let writes = by_shard.into_iter().map(|(v, rows)| (v, ShardWrite::Insert(table.clone(), rows))).collect();
+    Ok(StatementResult::affected(fan_out(shared, writes).await?))
 }
 
 /// An INSERT's table, target columns (indexes) and rows of expressions.
 pub(crate) async fn insert_shape<'a>(
-    engine: &SqlEngine,
+    shared: &Shared,
     ins: &'a Insert,
 ) -> ExecResult<(TableDef, Vec<usize>, Vec<&'a [Expr]>)> {
     if ins.on.is_some() {
@@ -71,7 +70,7 @@ pub(crate) async fn insert_shape<'a>(
     let TableObject::TableName(name) = &ins.table else {
         return Err(ExecError::FeatureNotSupported("INSERT into a table function".into()));
     };
-    let table = engine.shared().table(&object_name(name)?).await?;
+    let table = shared.table(&object_name(name)?).await?;
     let targets: Vec<usize> = if ins.columns.is_empty() {
         (0..table.columns.len()).collect()
     } else {
@@ -91,8 +90,8 @@ pub(crate) async fn insert_shape<'a>(
     let SetExpr::Values(values) = source.body.as_ref() else {
         return Err(ExecError::FeatureNotSupported("INSERT ... SELECT is not supported yet".into()));
     };
-    if values.rows.len() > INSERT_ROWS_MAX {
-        return Err(ExecError::ProgramLimitExceeded(format!("at most {INSERT_ROWS_MAX} rows per INSERT")));
+    if values.rows.len() > STATEMENT_ROWS_MAX {
+        return Err(ExecError::ProgramLimitExceeded(format!("at most {STATEMENT_ROWS_MAX} rows per INSERT")));
     }
     for row_exprs in &values.rows {
         // Without a column list a row may give fewer values than the table
@@ -109,11 +108,11 @@ pub(crate) async fn insert_shape<'a>(
     Ok((table, targets, values.rows.iter().map(|r| r.content.as_slice()).collect()))
 }
 
-async fn plan_insert(engine: &SqlEngine, ins: &Insert, params: &[Param]) -> ExecResult<(TableDef, RowsByShard)> {
+async fn plan_insert(shared: &Shared, ins: &Insert, params: &[Param]) -> ExecResult<(TableDef, RowsByShard)> {
     if ins.returning.is_some() {
         return Err(ExecError::Internal("INSERT ... RETURNING runs as a transaction".into()));
     }
-    let (table, targets, rows) = insert_shape(engine, ins).await?;
+    let (table, targets, rows) = insert_shape(shared, ins).await?;
     let mut by_shard: RowsByShard = BTreeMap::new();
     for row_exprs in rows {
         let mut inputs: Vec<Input> = vec![Input::Null; table.columns.len()];
@@ -125,7 +124,7 @@ async fn plan_insert(engine: &SqlEngine, ins: &Insert, params: &[Param]) -> Exec
             row.push(coerce(input, col)?);
         }
         let pk: Vec<Datum> = table.primary_key.iter().map(|&i| row[i].clone()).collect();
-        let vshard = engine.shared().vshard_of_key(&table, &pk);
+        let vshard = shared.vshard_of_key(&table, &pk);
         let key = encode_key(&pk.iter().collect::<Vec<_>>());
         by_shard.entry(vshard).or_default().push((key, encode_row(&row)));
     }
@@ -157,7 +156,7 @@ pub(crate) fn refuse_subqueries(e: &Expr) -> ExecResult<()> {
 
 /// Where an UPDATE/DELETE runs and what it asks each vShard to do.
 fn plan_dml(
-    engine: &SqlEngine,
+    shared: &Shared,
     table: TableDef,
     assignments: Vec<(usize, String)>,
     delete: bool,
@@ -176,7 +175,7 @@ fn plan_dml(
         params: params.to_vec(),
         now_slot: None,
     };
-    let target = target(&table, selection, params, engine.shared().vshards);
+    let target = target(&table, selection, params, shared.vshards);
     let req = match &target {
         Target::Point { pk, .. } => DmlRequest { point: Some(pk.clone()), ..base },
         _ => base,
@@ -184,38 +183,48 @@ fn plan_dml(
     Ok((target, req))
 }
 
-async fn run_dml(engine: &SqlEngine, target: Target, req: DmlRequest) -> ExecResult<StatementResult> {
-    let reqs: Vec<(u32, ShardRequest)> = match target {
-        Target::Point { vshard, .. } | Target::Shard { vshard, .. } => vec![(vshard, ShardRequest::Dml(req))],
+async fn run_dml(shared: &Shared, target: Target, req: DmlRequest) -> ExecResult<StatementResult> {
+    let writes = match target {
+        Target::Point { vshard, .. } | Target::Shard { vshard, .. } => vec![(vshard, ShardWrite::Modify(req))],
         Target::All => {
             // Every vShard's rows: sequenced, so the statement is atomic.
-            let participants = (0..engine.shared().vshards).collect();
-            let n = crate::txn::statement(engine, MultiShardStatement::Dml(req), participants).await?;
+            let participants = (0..shared.vshards).collect();
+            let n = shared.gateway.run_statement(MultiShardStatement::Dml(req), participants).await?;
             return Ok(StatementResult::affected(n));
         }
     };
-    Ok(StatementResult::affected(fan_out(engine, reqs).await?))
+    Ok(StatementResult::affected(fan_out(shared, writes).await?))
 }
 
 /// `now_slot`: the parameter slot `now()` was bound to (see
 /// `crate::txn::bind_timestamp`), which the executor fills.
-pub async fn update(engine: &SqlEngine, up: &Update, params: &[Param], now_slot: Option<usize>) -> ExecResult<StatementResult> {
-    let (target, mut req) = plan_update(engine, up, params).await?;
+pub async fn update(
+    shared: &Shared,
+    up: &Update,
+    params: &[Param],
+    now_slot: Option<usize>,
+) -> ExecResult<StatementResult> {
+    let (target, mut req) = plan_update(shared, up, params).await?;
     req.now_slot = now_slot;
-    run_dml(engine, target, req).await
+    run_dml(shared, target, req).await
 }
 
-pub async fn delete(engine: &SqlEngine, del: &Delete, params: &[Param], now_slot: Option<usize>) -> ExecResult<StatementResult> {
-    let (target, mut req) = plan_delete(engine, del, params).await?;
+pub async fn delete(
+    shared: &Shared,
+    del: &Delete,
+    params: &[Param],
+    now_slot: Option<usize>,
+) -> ExecResult<StatementResult> {
+    let (target, mut req) = plan_delete(shared, del, params).await?;
     req.now_slot = now_slot;
-    run_dml(engine, target, req).await
+    run_dml(shared, target, req).await
 }
 
-pub(crate) async fn plan_update(engine: &SqlEngine, up: &Update, params: &[Param]) -> ExecResult<(Target, DmlRequest)> {
+pub(crate) async fn plan_update(shared: &Shared, up: &Update, params: &[Param]) -> ExecResult<(Target, DmlRequest)> {
     if up.from.is_some() || !up.table.joins.is_empty() {
         return Err(ExecError::FeatureNotSupported("UPDATE ... FROM is not supported yet".into()));
     }
-    let table = engine.shared().table(&table_of(&up.table.relation)?).await?;
+    let table = shared.table(&table_of(&up.table.relation)?).await?;
     let mut assignments = Vec::with_capacity(up.assignments.len());
     for a in &up.assignments {
         let AssignmentTarget::ColumnName(c) = &a.target else {
@@ -224,7 +233,9 @@ pub(crate) async fn plan_update(engine: &SqlEngine, up: &Update, params: &[Param
         let cname = object_name(c)?;
         let ci = table.column_index(&cname).ok_or_else(|| ExecError::UndefinedColumn(cname.clone()))?;
         if table.is_pk_column(ci) {
-            return Err(ExecError::FeatureNotSupported(format!("updating primary key column \"{cname}\" is not supported")));
+            return Err(ExecError::FeatureNotSupported(format!(
+                "updating primary key column \"{cname}\" is not supported"
+            )));
         }
         if assignments.iter().any(|(i, _)| *i == ci) {
             return Err(ExecError::DuplicateColumn(format!("multiple assignments to same column \"{cname}\"")));
@@ -232,10 +243,10 @@ pub(crate) async fn plan_update(engine: &SqlEngine, up: &Update, params: &[Param
         refuse_subqueries(&a.value)?;
         assignments.push((ci, a.value.to_string()));
     }
-    plan_dml(engine, table, assignments, false, up.selection.as_ref(), params)
+    plan_dml(shared, table, assignments, false, up.selection.as_ref(), params)
 }
 
-pub(crate) async fn plan_delete(engine: &SqlEngine, del: &Delete, params: &[Param]) -> ExecResult<(Target, DmlRequest)> {
+pub(crate) async fn plan_delete(shared: &Shared, del: &Delete, params: &[Param]) -> ExecResult<(Target, DmlRequest)> {
     if del.using.is_some() || !del.tables.is_empty() {
         return Err(ExecError::FeatureNotSupported("DELETE ... USING is not supported yet".into()));
     }
@@ -248,6 +259,6 @@ pub(crate) async fn plan_delete(engine: &SqlEngine, del: &Delete, params: &[Para
     if !twj.joins.is_empty() {
         return Err(ExecError::FeatureNotSupported("DELETE with joins".into()));
     }
-    let table = engine.shared().table(&table_of(&twj.relation)?).await?;
-    plan_dml(engine, table, Vec::new(), true, del.selection.as_ref(), params)
+    let table = shared.table(&table_of(&twj.relation)?).await?;
+    plan_dml(shared, table, Vec::new(), true, del.selection.as_ref(), params)
 }

@@ -6,52 +6,30 @@ use futures::StreamExt;
 
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::ast::{ObjectName, ObjectType, Statement};
+use datafusion::sql::sqlparser::ast::{ObjectType, Statement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
-use ordo_executor::error::from_datafusion;
-use ordo_executor::request::{Param, ShardRequest, ShardResponse};
-use ordo_executor::router::Router;
-use ordo_executor::{ExecError, ExecResult};
+use ordo_executor::{Gateway, ReconStats, Router};
+use ordo_expr::{from_datafusion, ExecError, ExecResult, Param};
 use ordo_meta::command::{MetaCommand, MetaResult};
 use ordo_meta::logic::MetaLogic;
-use ordo_vshard::routing::{vshard_group, META_GROUP};
 
+use crate::constants::{
+    DROP_ATTEMPTS_MAX, DROP_FANOUT_MAX, QUERY_RETRIES_MAX, QUERY_TIMEOUT_MS, STATEMENTS_PER_REQUEST_MAX,
+};
+use crate::names::object_name;
 use crate::provider::{OrdoSchema, QuerySnapshot, Shared};
 use crate::result::StatementResult;
-
-/// Times a query is rerun when a vShard no longer keeps the row versions
-/// it reads (it read too slowly), or a participant failed over meanwhile.
-const QUERY_RETRIES_MAX: usize = 3;
-/// Longest a query runs, retries included (reads only: a write's outcome
-/// is awaited separately, see `txn`).
-pub const QUERY_TIMEOUT_MS: u64 = 30_000;
-/// Most statements in one request.
-const STATEMENTS_PER_REQUEST_MAX: usize = 1024;
-/// vShards a DROP TABLE reclaims at once, and attempts per vShard.
-const DROP_FANOUT_MAX: usize = 16;
-const DROP_ATTEMPTS_MAX: usize = 5;
 
 pub struct SqlEngine {
     shared: Arc<Shared>,
     ctx: SessionContext,
 }
 
-pub use ordo_executor::eval::ident;
-
-/// A table name; `public.t` and `t` are the same table.
-pub fn object_name(n: &ObjectName) -> ExecResult<String> {
-    let parts: Vec<String> = n.0.iter().map(|p| p.as_ident().map(ident).unwrap_or_else(|| p.to_string())).collect();
-    match parts.as_slice() {
-        [t] => Ok(t.clone()),
-        [s, t] if s == "public" => Ok(t.clone()),
-        _ => Err(ExecError::FeatureNotSupported(format!("schema-qualified name {n} is not supported"))),
-    }
-}
-
 impl SqlEngine {
     pub fn new(router: Arc<Router>, meta: Arc<MetaLogic>, vshards: u32) -> ExecResult<SqlEngine> {
-        let shared = Arc::new(Shared { router, meta, vshards, recon: Default::default() });
+        let gateway = Gateway::new(router.clone());
+        let shared = Arc::new(Shared { router, meta, vshards, gateway });
         let mut cfg = SessionConfig::new().with_target_partitions(2).with_information_schema(false);
         cfg.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
         let ctx = SessionContext::new_with_config(cfg);
@@ -62,13 +40,9 @@ impl SqlEngine {
         Ok(SqlEngine { shared, ctx })
     }
 
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-
     /// How this gateway's reconnaissances went, for operators.
-    pub fn recon_stats(&self) -> &crate::provider::ReconStats {
-        &self.shared.recon
+    pub fn recon_stats(&self) -> &ReconStats {
+        self.shared.gateway.recon_stats()
     }
 
     /// On a node without a meta replica: refreshes its copy of the catalog
@@ -111,7 +85,7 @@ impl SqlEngine {
         // Several writes in one request are one transaction too. Requests
         // that mix in DDL or queries run statement by statement.
         if statements.len() > 1 && statements.iter().all(is_write) {
-            return crate::txn::transaction(self, &statements, params, true).await;
+            return crate::txn::transaction(&self.shared, &statements, params, true).await;
         }
         let mut results = Vec::with_capacity(statements.len());
         for st in statements {
@@ -139,7 +113,7 @@ impl SqlEngine {
             return Err(ExecError::FeatureNotSupported("nested or repeated transaction control statements".into()));
         }
         let mut results = vec![StatementResult::affected(0)];
-        results.extend(crate::txn::transaction(self, body, params, commit).await?);
+        results.extend(crate::txn::transaction(&self.shared, body, params, commit).await?);
         results.push(StatementResult::affected(0));
         Ok(results)
     }
@@ -157,7 +131,7 @@ impl SqlEngine {
             Statement::Insert(ref ins) if ins.returning.is_some() => self.one_statement_txn(st, params).await,
             Statement::Update(ref up) if up.returning.is_some() => self.one_statement_txn(st, params).await,
             Statement::Delete(ref del) if del.returning.is_some() => self.one_statement_txn(st, params).await,
-            Statement::Insert(ins) => crate::dml::insert(self, &ins, params).await,
+            Statement::Insert(ins) => crate::dml::insert(&self.shared, &ins, params).await,
             Statement::Update(_) | Statement::Delete(_) => {
                 // now() is the executor's one timestamp (the epoch's, when
                 // sequenced), bound in a parameter slot after the client's.
@@ -168,8 +142,8 @@ impl SqlEngine {
                     params.len() - 1
                 });
                 match st {
-                    Statement::Update(up) => crate::dml::update(self, &up, &params, now_slot).await,
-                    Statement::Delete(del) => crate::dml::delete(self, &del, &params, now_slot).await,
+                    Statement::Update(up) => crate::dml::update(&self.shared, &up, &params, now_slot).await,
+                    Statement::Delete(del) => crate::dml::delete(&self.shared, &del, &params, now_slot).await,
                     _ => unreachable!("matched above"),
                 }
             }
@@ -179,12 +153,15 @@ impl SqlEngine {
                     "a transaction must be sent whole: BEGIN; ...; COMMIT (or ROLLBACK) in one request".into(),
                 ))
             }
-            other => Err(ExecError::FeatureNotSupported(format!("statement not supported: {}", first_words(&other.to_string())))),
+            other => Err(ExecError::FeatureNotSupported(format!(
+                "statement not supported: {}",
+                first_words(&other.to_string())
+            ))),
         }
     }
 
     async fn one_statement_txn(&self, st: Statement, params: &[Param]) -> ExecResult<StatementResult> {
-        let mut r = crate::txn::transaction(self, std::slice::from_ref(&st), params, true).await?;
+        let mut r = crate::txn::transaction(&self.shared, std::slice::from_ref(&st), params, true).await?;
         r.pop().ok_or_else(|| ExecError::Internal("no result".into()))
     }
 
@@ -192,25 +169,24 @@ impl SqlEngine {
         let def = crate::ddl::table_def(ct)?;
         let name = def.name.clone();
         let cmd = MetaCommand::CreateTable { table: def, if_not_exists: ct.if_not_exists };
-        match self.shared.router.call(META_GROUP, &ShardRequest::Meta(cmd)).await? {
-            ShardResponse::Meta(MetaResult::Created { .. }) => Ok(StatementResult::affected(0)),
-            ShardResponse::Meta(MetaResult::AlreadyExists) if ct.if_not_exists => Ok(StatementResult::affected(0)),
-            ShardResponse::Meta(MetaResult::AlreadyExists) => Err(ExecError::DuplicateTable(name)),
-            other => Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
+        match self.shared.router.meta(cmd).await? {
+            MetaResult::Created { .. } => Ok(StatementResult::affected(0)),
+            MetaResult::AlreadyExists if ct.if_not_exists => Ok(StatementResult::affected(0)),
+            MetaResult::AlreadyExists => Err(ExecError::DuplicateTable(name)),
+            other => Err(ExecError::Internal(format!("unexpected catalog answer to CREATE TABLE: {other:?}"))),
         }
     }
 
     async fn drop_table(&self, name: &str, if_exists: bool) -> ExecResult<()> {
         let cmd = MetaCommand::DropTable { name: name.to_string(), if_exists };
-        let table = match self.shared.router.call(META_GROUP, &ShardRequest::Meta(cmd)).await? {
-            ShardResponse::Meta(MetaResult::Dropped { table }) => table,
-            ShardResponse::Meta(MetaResult::UndefinedTable) => return Err(ExecError::UndefinedTable(name.to_string())),
-            other => return Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
+        let table = match self.shared.router.meta(cmd).await? {
+            MetaResult::Dropped { table } => table,
+            MetaResult::UndefinedTable => return Err(ExecError::UndefinedTable(name.to_string())),
+            other => return Err(ExecError::Internal(format!("unexpected catalog answer to DROP TABLE: {other:?}"))),
         };
         if let Some(t) = table {
             // The table is gone from the catalog (ids are never reused), so
             // its rows are unreachable already; this reclaims their space.
-            let req = &ShardRequest::DropTable { table_id: t.id };
             let router = &self.shared.router;
             let drops = futures::stream::iter(0..self.shared.vshards).map(|v| async move {
                 // Retryable trouble (a fence not reached yet, a leader
@@ -218,7 +194,7 @@ impl SqlEngine {
                 let mut attempt = 0;
                 loop {
                     attempt += 1;
-                    match router.call(vshard_group(v), req).await {
+                    match router.drop_table_rows(v, t.id).await {
                         Err(e) if e.is_retryable() && attempt < DROP_ATTEMPTS_MAX => continue,
                         Err(e) => tracing::warn!(table = t.id, vshard = v, "rows of dropped table not reclaimed: {e}"),
                         Ok(_) => {}
@@ -264,7 +240,7 @@ impl SqlEngine {
         let plan = if params.is_empty() {
             plan
         } else {
-            let values: Vec<_> = params.iter().map(ordo_executor::arrow::param_scalar).collect();
+            let values: Vec<_> = params.iter().map(ordo_expr::arrow::param_scalar).collect();
             plan.with_param_values(values).map_err(from_datafusion)?
         };
         let df = DataFrame::new(state, plan);

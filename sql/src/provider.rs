@@ -15,19 +15,19 @@ use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use futures::{StreamExt, TryStreamExt};
-use ordo_executor::arrow::{rows_to_batch, table_schema};
-use ordo_executor::coerce::{coerce_type, Input};
-use ordo_executor::request::{ShardRequest, ShardResponse};
-use ordo_executor::router::Router;
-use ordo_executor::{ExecError, ExecResult};
+use ordo_executor::{Gateway, Router};
+use ordo_expr::arrow::{rows_to_batch, table_schema};
+use ordo_expr::coerce::{coerce_type, Input};
+use ordo_expr::{ExecError, ExecResult};
 use ordo_meta::catalog::TableDef;
 use ordo_meta::datum::{decode_row, encode_key, Datum};
 use ordo_meta::logic::MetaLogic;
-use ordo_vshard::routing::{vshard_group, vshard_of, META_GROUP};
+use ordo_raft::groups::META_GROUP;
+use ordo_vshard::routing::vshard_of;
 use ordo_vshard::shard::{row_key, table_prefix};
 
-/// vShards scanned at once by one query.
-const SCAN_FANOUT_MAX: usize = 16;
+use crate::constants::SCAN_FANOUT_MAX;
+
 /// Per query: the point all of its reads spanning vShards are at, so the
 /// query sees one consistent state (chosen lazily, by the first read that
 /// needs it): the end of one sequencer epoch, and on each vShard the log
@@ -62,28 +62,8 @@ pub struct Shared {
     pub router: Arc<Router>,
     pub meta: Arc<MetaLogic>,
     pub vshards: u32,
-    /// How this gateway's reconnaissances went (see `crate::txn`).
-    pub recon: ReconStats,
-}
-
-/// Counts of a gateway's reconnaissances, for operators and tests.
-#[derive(Debug, Default)]
-pub struct ReconStats {
-    /// Attempts of transactions ordered with at least one reconnoitred
-    /// statement (a transaction retried after a stale one counts again).
-    pub ordered: std::sync::atomic::AtomicU64,
-    /// Of those, aborted because a table changed after its reconnaissance.
-    pub stale: std::sync::atomic::AtomicU64,
-    /// Transactions that ran without reconnaissance after it went stale
-    /// `RECON_ATTEMPTS_MAX` times in a row.
-    pub gave_up: std::sync::atomic::AtomicU64,
-}
-
-impl ReconStats {
-    pub fn to_json(&self) -> serde_json::Value {
-        let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-        serde_json::json!({"ordered": get(&self.ordered), "stale": get(&self.stale), "gave_up": get(&self.gave_up)})
-    }
+    /// Runs this node's transactions and multi-vShard statements.
+    pub gateway: Gateway,
 }
 
 impl std::fmt::Debug for Shared {
@@ -106,13 +86,12 @@ impl Shared {
     /// Brings this node's catalog up to what the meta leader has committed:
     /// its replica, or, on a node without one, a copy from the leader.
     pub async fn catch_up_catalog(&self) -> ExecResult<()> {
-        if self.router.local().group(META_GROUP).is_some() {
+        if self.router.group(META_GROUP).is_some() {
             return self.router.catch_up(META_GROUP).await;
         }
-        match self.router.call(META_GROUP, &ShardRequest::Catalog).await? {
-            ShardResponse::Catalog { bytes, .. } if bytes.is_empty() => Ok(()),
-            ShardResponse::Catalog { index, bytes } => self.meta.install(index, &bytes).map_err(ExecError::Internal),
-            other => Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
+        match self.router.catalog().await? {
+            (_, bytes) if bytes.is_empty() => Ok(()),
+            (index, bytes) => self.meta.install(index, &bytes).map_err(ExecError::Internal),
         }
     }
 
@@ -137,22 +116,10 @@ impl Shared {
         let epoch = self.snapshot_epoch(snap).await?;
         let index = snap.index_of(vshard);
         let mut index = index.lock().await;
-        let req = ShardRequest::ScanAsOf { epoch, index: *index, prefix };
-        match self.router.call(vshard_group(vshard), &req).await? {
-            ShardResponse::RowsAt { index: at, rows } => {
-                debug_assert!(index.is_none_or(|i| i == at), "read at another index");
-                *index = Some(at);
-                Ok(rows)
-            }
-            other => Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
-        }
-    }
-
-    async fn rows(&self, vshard: u32, req: ShardRequest) -> ExecResult<Vec<Vec<u8>>> {
-        match self.router.call(vshard_group(vshard), &req).await? {
-            ShardResponse::Rows(rows) => Ok(rows),
-            other => Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
-        }
+        let (at, rows) = self.router.scan_as_of(vshard, epoch, *index, prefix).await?;
+        debug_assert!(index.is_none_or(|i| i == at), "read at another index");
+        *index = Some(at);
+        Ok(rows)
     }
 }
 
@@ -228,7 +195,9 @@ fn scalar_input(v: &ScalarValue) -> Option<Input> {
         ScalarValue::UInt8(Some(i)) => Input::Int(*i as i64),
         ScalarValue::UInt16(Some(i)) => Input::Int(*i as i64),
         ScalarValue::UInt32(Some(i)) => Input::Int(*i as i64),
-        ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => Input::Text(s.clone()),
+        ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => {
+            Input::Text(s.clone())
+        }
         ScalarValue::Boolean(Some(b)) => Input::Bool(*b),
         ScalarValue::Date32(Some(d)) => Input::Datum(Datum::Date(*d)),
         ScalarValue::TimestampMicrosecond(Some(t), None) => Input::Datum(Datum::Timestamp(*t)),
@@ -273,7 +242,10 @@ impl TableProvider for OrdoTable {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>, DataFusionError> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>, DataFusionError> {
         // Inexact: we use key equalities to pick vShards and rows, and
         // DataFusion still applies every filter to what we return.
         Ok(filters.iter().map(|_| TableProviderFilterPushDown::Inexact).collect())
@@ -321,14 +293,14 @@ impl TableProvider for OrdoTable {
         } else if let Some(pk) = point {
             let vshard = self.shared.vshard_of_key(&self.def, &pk);
             let key = encode_key(&pk.iter().collect::<Vec<_>>());
-            vec![self.shared.rows(vshard, ShardRequest::Get { table: self.def.clone(), pks: vec![key] }).await.map_err(ext)?]
+            vec![self.shared.router.get_rows(vshard, self.def.clone(), vec![key]).await.map_err(ext)?]
         } else if let Some(part) = partition {
             let vshard = self.shared.vshard_of_key(&self.def, &part);
             let prefix = encode_key(&part.iter().collect::<Vec<_>>());
-            vec![self.shared.rows(vshard, ShardRequest::Scan { table: self.def.clone(), prefix }).await.map_err(ext)?]
+            vec![self.shared.router.scan_rows(vshard, self.def.clone(), prefix).await.map_err(ext)?]
         } else {
             futures::stream::iter(0..self.shared.vshards)
-                .map(|v| self.shared.rows(v, ShardRequest::Scan { table: self.def.clone(), prefix: Vec::new() }))
+                .map(|v| self.shared.router.scan_rows(v, self.def.clone(), Vec::new()))
                 .buffered(SCAN_FANOUT_MAX)
                 .try_collect()
                 .await

@@ -2,13 +2,13 @@
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{
-    DataType, Decimal128Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, SchemaRef, UInt16Type,
-    UInt32Type, UInt64Type, UInt8Type,
+    DataType, Decimal128Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, SchemaRef,
+    UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use ordo_executor::arrow::pg_type_name;
-use ordo_executor::coerce::decimal_to_string;
-use ordo_executor::{ExecError, ExecResult};
+use ordo_expr::arrow::pg_type_name;
+use ordo_expr::coerce::decimal_to_string;
+use ordo_expr::{ExecError, ExecResult};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -63,7 +63,8 @@ fn json_value(a: &dyn Array, f: &ArrayFormatter<'_>, r: usize) -> Value {
     if a.is_null(r) {
         return Value::Null;
     }
-    let float = |v: f64| serde_json::Number::from_f64(v).map(Value::Number).unwrap_or_else(|| Value::String(v.to_string()));
+    let float =
+        |v: f64| serde_json::Number::from_f64(v).map(Value::Number).unwrap_or_else(|| Value::String(v.to_string()));
     match a.data_type() {
         DataType::Int8 => a.as_primitive::<Int8Type>().value(r).into(),
         DataType::Int16 => a.as_primitive::<Int16Type>().value(r).into(),

@@ -1,8 +1,7 @@
 //! Transactions: the statements of one request compiled into a
-//! [`TxnProgram`], its participant vShards found, and the program run —
-//! on the one vShard's leader when it has one participant, else ordered by
-//! the sequencer and executed by every participant (see
-//! `ordo_executor::sequenced`).
+//! [`TxnProgram`], which the gateway (`ordo_executor::Gateway`) runs — on
+//! the one vShard's leader when it has one participant, else ordered by
+//! the sequencer and executed by every participant.
 //!
 //! Values pass between statements by name: a statement that returns rows
 //! (`SELECT`, `... RETURNING`) binds each named output column `c` of its
@@ -10,272 +9,51 @@
 //! parameter. `now()` / `current_timestamp` is the transaction's timestamp
 //! (the epoch's, for cross-shard transactions).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions, visit_expressions_mut, Expr, FunctionArguments, Query, SelectItem, SetExpr, Statement, TableFactor, Value,
+    visit_expressions_mut, Expr, FunctionArguments, Query, SelectItem, SetExpr, Statement, TableFactor, Value,
 };
-use ordo_executor::arrow::param_sql;
-use ordo_executor::coerce::decimal_to_string;
-use ordo_executor::eval::ident;
-use ordo_executor::locks::lock_set;
-use futures::StreamExt;
-use ordo_executor::program::{
-    ProgStatement, Recon, Returning, StmtOutput, TxnProgram, TxnResult, PROGRAM_STATEMENTS_MAX, RECON_KEYS_MAX,
-};
-use ordo_executor::request::{encode, Param, ShardRequest, ShardResponse, MultiShardStatement};
-use ordo_executor::sequenced::{active_participants, SequencedInput, TxnRecord};
-use ordo_executor::{ExecError, ExecResult};
+use ordo_executor::constants::PROGRAM_STATEMENTS_MAX;
+use ordo_executor::txn::program::{ProgStatement, Returning, StmtOutput, TxnProgram};
+use ordo_expr::arrow::param_sql;
+use ordo_expr::coerce::decimal_to_string;
+use ordo_expr::parse::ident;
+use ordo_expr::{ExecError, ExecResult, Param};
 use ordo_meta::catalog::TableDef;
-use ordo_sequencer::EpochInput;
-use ordo_vshard::routing::{vshard_group, SEQUENCER_GROUP};
 use serde_json::Value as Json;
 
-use crate::engine::{object_name, SqlEngine};
+use crate::names::object_name;
+use crate::provider::Shared;
 use crate::result::{Column, StatementResult};
-
-/// How long a gateway waits for a sequenced transaction's outcome.
-pub const OUTCOME_WAIT_MS: u64 = 60_000;
 
 /// Runs `statements` as one transaction (`commit == false`: ROLLBACK —
 /// everything is checked and compiled, nothing runs).
 pub async fn transaction(
-    engine: &SqlEngine,
+    shared: &Shared,
     statements: &[Statement],
     params: &[Param],
     commit: bool,
 ) -> ExecResult<Vec<StatementResult>> {
-    let mut program = compile(engine, statements, params).await?;
+    let program = compile(shared, statements, params).await?;
     if !commit {
         return Ok(vec![StatementResult::affected(0); statements.len()]);
     }
-    let stats = &engine.shared().recon;
-    let mut attempt = 0;
-    let outputs = loop {
-        // The last attempt goes without reconnaissance: it locks and scans
-        // whole tables, but nothing can make it stale.
-        let reconnoitred = attempt < RECON_ATTEMPTS_MAX && reconnoitre(engine, &mut program).await;
-        if reconnoitred {
-            stats.ordered.fetch_add(1, Ordering::Relaxed);
-        } else {
-            if attempt == RECON_ATTEMPTS_MAX {
-                stats.gave_up.fetch_add(1, Ordering::Relaxed);
-            }
-            clear_recon(&mut program);
-        }
-        match execute(engine, &program).await {
-            Err(ExecError::StaleReconnaissance(m)) if reconnoitred => {
-                tracing::debug!(attempt, "reconnaissance went stale: {m}");
-                stats.stale.fetch_add(1, Ordering::Relaxed);
-                attempt += 1;
-            }
-            done => break done?,
-        }
-    };
+    let outputs = shared.gateway.run_program(program).await?;
     if outputs.len() != statements.len() {
         return Err(ExecError::Internal(format!("{} outputs for {} statements", outputs.len(), statements.len())));
     }
     Ok(outputs.into_iter().map(to_result).collect())
 }
 
-/// Runs a compiled program: on its one participant's leader, else ordered
-/// by the sequencer.
-async fn execute(engine: &SqlEngine, program: &TxnProgram) -> ExecResult<Vec<StmtOutput>> {
-    // The vShards it locks rows in are the ones that take part; every
-    // participant derives the same locks from the program.
-    let locks = lock_set(program, engine.shared().vshards);
-    let participants: Vec<u32> = locks.keys().copied().collect();
-    Ok(match participants.len() {
-        0 => vec![StmtOutput::default(); program.statements.len()],
-        1 => {
-            let v = *participants.first().expect("one participant");
-            match engine.shared().router.call(vshard_group(v), &ShardRequest::Program(program.clone())).await? {
-                ShardResponse::Outputs(o) => o,
-                other => return Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
-            }
-        }
-        _ => {
-            // Passive participants change nothing and apply only after the
-            // active ones: the result is visible once the active ones applied.
-            let active = active_participants(&locks, &participants);
-            sequenced(engine, SequencedInput::Txn(program.clone()), participants, active).await?
-        }
-    })
-}
-
-/// Reconnoitred attempts of a transaction: a second one follows a row
-/// that came to match in between; after that (a table whose matching rows
-/// keep changing) it runs locking whole tables, which cannot go stale.
-const RECON_ATTEMPTS_MAX: usize = 2;
-/// vShards asked at once during a reconnaissance.
-const RECON_FANOUT: usize = 16;
-
-/// Reconnoitres every UPDATE/DELETE of `program` whose WHERE clause no key
-/// bounds (see [`Recon`]): finds the keys it matches now in every vShard,
-/// so the program is ordered with those keys' locks rather than the whole
-/// table's. Whether any statement got one; a statement whose
-/// reconnaissance fails or finds too much keeps none.
-async fn reconnoitre(engine: &SqlEngine, program: &mut TxnProgram) -> bool {
-    let vshards = engine.shared().vshards;
-    if vshards < 2 {
-        // One vShard: the program runs on its leader, which scans locally.
-        return false;
-    }
-    let params = program.params.clone();
-    let mut any = false;
-    for st in &mut program.statements {
-        let ProgStatement::Modify { table, assignments, delete, selection: Some(selection), recon, .. } = st else { continue };
-        *recon = None;
-        if !reconnoitrable(table, selection, &params, vshards) {
-            continue;
-        }
-        let request = ShardRequest::Reconnoitre {
-            table: table.clone(),
-            assignments: assignments.clone(),
-            delete: *delete,
-            selection: selection.clone(),
-            params: params.clone(),
-        };
-        let router = &engine.shared().router;
-        let answers: Vec<ExecResult<ShardResponse>> = futures::stream::iter(0..vshards)
-            .map(|v| router.call(vshard_group(v), &request))
-            .buffered(RECON_FANOUT)
-            .collect()
-            .await;
-        let mut found = Recon { versions: Vec::with_capacity(vshards as usize), keys: Vec::new() };
-        let complete = answers.into_iter().zip(0..vshards).all(|(answer, v)| match answer {
-            Ok(ShardResponse::Matches { version, keys }) if found.keys.len() + keys.len() <= RECON_KEYS_MAX => {
-                found.versions.push(version);
-                found.keys.extend(keys.into_iter().map(|k| (v, k)));
-                true
-            }
-            Ok(ShardResponse::Matches { .. }) => false,
-            Ok(other) => {
-                tracing::warn!("unexpected reply to a reconnaissance: {other:?}");
-                false
-            }
-            Err(e) => {
-                tracing::debug!(vshard = v, "reconnaissance failed, the statement locks its table: {e}");
-                false
-            }
-        });
-        if complete {
-            *recon = Some(found);
-            any = true;
-        }
-    }
-    any
-}
-
-/// Whether a reconnaissance can stand in for `selection`'s table lock: no
-/// key bounds it (else its lock is narrow already) and it uses only the
-/// client's parameters (values of earlier statements and the timestamp
-/// are known only when the program runs).
-fn reconnoitrable(table: &TableDef, selection: &str, params: &[Param], vshards: u32) -> bool {
-    let Ok(sel) = ordo_executor::eval::parse_expr(selection) else { return false };
-    if !matches!(ordo_executor::eval::target(table, Some(&sel), params, vshards), ordo_executor::eval::Target::All) {
-        return false;
-    }
-    let mut only_client_params = true;
-    let _ = visit_expressions(&sel, |e| {
-        if let Expr::Value(v) = e {
-            if let Value::Placeholder(p) = &v.value {
-                if !p.trim_start_matches('$').parse::<usize>().is_ok_and(|n| n >= 1 && n <= params.len()) {
-                    only_client_params = false;
-                    return ControlFlow::Break(());
-                }
-            }
-        }
-        ControlFlow::Continue(())
-    });
-    only_client_params
-}
-
-fn clear_recon(program: &mut TxnProgram) {
-    for st in &mut program.statements {
-        if let ProgStatement::Modify { recon, .. } = st {
-            *recon = None;
-        }
-    }
-}
-
-/// Runs one autocommit statement over several vShards atomically: ordered
-/// by the sequencer, each participant does its part, and all commit only if
-/// every part succeeds. Returns the rows affected.
-pub async fn statement(engine: &SqlEngine, statement: MultiShardStatement, participants: BTreeSet<u32>) -> ExecResult<u64> {
-    let participants: Vec<u32> = participants.into_iter().collect();
-    let outputs = sequenced(engine, SequencedInput::Statement(statement), participants.clone(), participants).await?;
-    Ok(outputs.iter().map(|o| o.rows_affected).sum())
-}
-
-/// Orders `input` through the sequencer for `participants` (ascending) and
-/// waits until the `waited` ones (the lowest first) have applied it;
-/// returns the lowest participant's outputs.
-async fn sequenced(
-    engine: &SqlEngine,
-    input: SequencedInput,
-    participants: Vec<u32>,
-    waited: Vec<u32>,
-) -> ExecResult<Vec<StmtOutput>> {
-    let router = &engine.shared().router;
-    let input = EpochInput { participants: participants.clone(), program: encode(&input) };
-    let pos = match router.call_once(SEQUENCER_GROUP, &ShardRequest::Sequence(input)).await? {
-        ShardResponse::Sequenced { pos, .. } => pos,
-        other => return Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
-    };
-    // From here the outcome is decided (the epoch is committed); waiting
-    // for every participant that writes makes the transaction visible on
-    // all of them before the client hears of it.
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(OUTCOME_WAIT_MS);
-    let lowest = participants[0];
-    let waits = waited.iter().map(|&v| async move {
-        // Only the lowest participant's record holds the client's result.
-        let request = ShardRequest::Outcome { pos, record: v == lowest };
-        loop {
-            match router.call(vshard_group(v), &request).await {
-                Ok(ShardResponse::Outcome { applied: true, record }) => return Ok(record),
-                Ok(ShardResponse::Outcome { applied: false, .. }) => {}
-                Ok(other) => return Err(ExecError::Internal(format!("unexpected reply {other:?}"))),
-                Err(e) if e.is_retryable() => {}
-                Err(e) => return Err(e),
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(ExecError::Unavailable(format!(
-                    "transaction at epoch {} is ordered but vShard {v} has not applied it yet; its outcome is unknown",
-                    pos.epoch
-                )));
-            }
-        }
-    });
-    let records = futures::future::try_join_all(waits).await?;
-    let record = records
-        .into_iter()
-        .next()
-        .flatten()
-        // Only after `--collect-lag-ms` (well past OUTCOME_WAIT_MS): the
-        // transaction was applied everywhere, its result is gone.
-        .ok_or_else(|| {
-            ExecError::Unavailable(format!(
-                "the transaction at epoch {} was applied, but its outcome was already collected; its result is unknown",
-                pos.epoch
-            ))
-        })?;
-    let record: TxnRecord = ordo_executor::request::decode(&record)?;
-    match record.result {
-        Some(TxnResult::Committed(outputs)) => Ok(outputs),
-        Some(TxnResult::Aborted(e)) => Err(e),
-        None => Err(ExecError::Internal(format!("the lowest participant of epoch {} recorded no result", pos.epoch))),
-    }
-}
-
 /// Compiles `statements` into a program (its participants follow from its
 /// locks, see `execute`).
-pub async fn compile(engine: &SqlEngine, statements: &[Statement], params: &[Param]) -> ExecResult<TxnProgram> {
+pub async fn compile(shared: &Shared, statements: &[Statement], params: &[Param]) -> ExecResult<TxnProgram> {
     if statements.len() > PROGRAM_STATEMENTS_MAX {
-        return Err(ExecError::ProgramLimitExceeded(format!("at most {PROGRAM_STATEMENTS_MAX} statements per transaction")));
+        return Err(ExecError::ProgramLimitExceeded(format!(
+            "at most {PROGRAM_STATEMENTS_MAX} statements per transaction"
+        )));
     }
     let mut vars = Vars { base: params.len(), names: BTreeMap::new() };
     let mut program = Vec::with_capacity(statements.len());
@@ -284,13 +62,13 @@ pub async fn compile(engine: &SqlEngine, statements: &[Statement], params: &[Par
         vars.rewrite(&mut st)?;
         let compiled = match &st {
             Statement::Insert(ins) => {
-                let (table, targets, rows) = crate::dml::insert_shape(engine, ins).await?;
+                let (table, targets, rows) = crate::dml::insert_shape(shared, ins).await?;
                 let rows = rows.iter().map(|r| r.iter().map(|e| e.to_string()).collect()).collect();
                 let returning = ins.returning.as_ref().map(|items| vars.returning(&table, items));
                 ProgStatement::Insert { table, targets, rows, returning }
             }
             Statement::Update(up) => {
-                let (_, req) = crate::dml::plan_update(engine, up, params).await?;
+                let (_, req) = crate::dml::plan_update(shared, up, params).await?;
                 let returning = up.returning.as_ref().map(|items| vars.returning(&req.table, items));
                 ProgStatement::Modify {
                     table: req.table,
@@ -302,7 +80,7 @@ pub async fn compile(engine: &SqlEngine, statements: &[Statement], params: &[Par
                 }
             }
             Statement::Delete(del) => {
-                let (_, req) = crate::dml::plan_delete(engine, del, params).await?;
+                let (_, req) = crate::dml::plan_delete(shared, del, params).await?;
                 let returning = del.returning.as_ref().map(|items| vars.returning(&req.table, items));
                 ProgStatement::Modify {
                     table: req.table,
@@ -314,7 +92,7 @@ pub async fn compile(engine: &SqlEngine, statements: &[Statement], params: &[Par
                 }
             }
             Statement::Query(q) => {
-                let (table, selection, items) = single_table_select(engine, q).await?;
+                let (table, selection, items) = single_table_select(shared, q).await?;
                 let binds = vars.bind_items(&table, &items);
                 ProgStatement::Select { table, sql: q.to_string(), selection: selection.map(|s| s.to_string()), binds }
             }
@@ -332,7 +110,7 @@ pub async fn compile(engine: &SqlEngine, statements: &[Statement], params: &[Par
 
 /// `SELECT ... FROM one_table [WHERE ...]`: the table, the WHERE clause and
 /// the select list.
-async fn single_table_select(engine: &SqlEngine, q: &Query) -> ExecResult<(TableDef, Option<Expr>, Vec<SelectItem>)> {
+async fn single_table_select(shared: &Shared, q: &Query) -> ExecResult<(TableDef, Option<Expr>, Vec<SelectItem>)> {
     let unsupported = || {
         ExecError::FeatureNotSupported(
             "a SELECT inside a transaction must read one table (no joins, subqueries or set operations)".into(),
@@ -347,7 +125,7 @@ async fn single_table_select(engine: &SqlEngine, q: &Query) -> ExecResult<(Table
         return Err(unsupported());
     }
     let TableFactor::Table { name, .. } = &from.relation else { return Err(unsupported()) };
-    let table = engine.shared().table(&object_name(name)?).await?;
+    let table = shared.table(&object_name(name)?).await?;
     if let Some(s) = &sel.selection {
         crate::dml::refuse_subqueries(s)?;
     }
@@ -361,7 +139,8 @@ struct Vars {
     names: BTreeMap<String, usize>,
 }
 
-const TIMESTAMP_FUNCTIONS: [&str; 5] = ["now", "current_timestamp", "localtimestamp", "transaction_timestamp", "statement_timestamp"];
+const TIMESTAMP_FUNCTIONS: [&str; 5] =
+    ["now", "current_timestamp", "localtimestamp", "transaction_timestamp", "statement_timestamp"];
 
 /// Whether `e` is `now()` or one of its synonyms, without arguments.
 fn is_timestamp_call(e: &Expr) -> bool {
@@ -486,7 +265,9 @@ fn json(p: &Param) -> Json {
         Param::Null => Json::Null,
         Param::Bool(b) => Json::Bool(*b),
         Param::Int(i) => (*i).into(),
-        Param::Float(f) => serde_json::Number::from_f64(*f).map(Json::Number).unwrap_or_else(|| Json::String(f.to_string())),
+        Param::Float(f) => {
+            serde_json::Number::from_f64(*f).map(Json::Number).unwrap_or_else(|| Json::String(f.to_string()))
+        }
         Param::Text(s) => Json::String(s.clone()),
         Param::Decimal { value, scale, .. } => Json::String(decimal_to_string(*value, *scale)),
         Param::Date(_) | Param::Timestamp(_) => {

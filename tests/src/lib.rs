@@ -159,7 +159,12 @@ impl Cluster {
                 if ok {
                     break;
                 }
-                assert!(Instant::now() < deadline, "node {} not healthy within {timeout:?}; log: {}", n.id, self.log_tail(n.id));
+                assert!(
+                    Instant::now() < deadline,
+                    "node {} not healthy within {timeout:?}; log: {}",
+                    n.id,
+                    self.log_tail(n.id)
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -189,7 +194,13 @@ impl Cluster {
 
     /// Like [`Cluster::sql`] but retries retryable errors (leader changes,
     /// unreachable nodes) until `timeout`; other errors are returned.
-    pub async fn sql_retry(&self, id: u64, sql: &str, params: Value, timeout: Duration) -> Result<Vec<Value>, SqlError> {
+    pub async fn sql_retry(
+        &self,
+        id: u64,
+        sql: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Vec<Value>, SqlError> {
         let deadline = Instant::now() + timeout;
         loop {
             match self.sql(id, sql, params.clone()).await {
@@ -203,7 +214,10 @@ impl Cluster {
 
     /// A single-value query's answer.
     pub async fn scalar(&self, id: u64, sql: &str) -> Value {
-        let r = self.sql_retry(id, sql, json!([]), Duration::from_secs(30)).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        let r = self
+            .sql_retry(id, sql, json!([]), Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
         r[0]["rows"][0][0].clone()
     }
 
@@ -229,7 +243,14 @@ impl Cluster {
     }
 
     pub async fn cluster_status(&self, id: u64) -> Value {
-        self.client.get(format!("{}/v1/cluster", self.url(id))).send().await.expect("cluster").json().await.expect("json")
+        self.client
+            .get(format!("{}/v1/cluster", self.url(id)))
+            .send()
+            .await
+            .expect("cluster")
+            .json()
+            .await
+            .expect("json")
     }
 }
 
@@ -255,7 +276,8 @@ impl SqlClient {
             .await
             .map_err(|e| SqlError { status: 0, code: "transport".into(), message: e.to_string() })?;
         let status = resp.status().as_u16();
-        let v: Value = resp.json().await.map_err(|e| SqlError { status, code: "body".into(), message: e.to_string() })?;
+        let v: Value =
+            resp.json().await.map_err(|e| SqlError { status, code: "body".into(), message: e.to_string() })?;
         if (200..300).contains(&status) {
             Ok(v["results"].as_array().cloned().unwrap_or_default())
         } else {
@@ -266,7 +288,6 @@ impl SqlClient {
             })
         }
     }
-
 }
 
 impl Drop for Cluster {

@@ -31,13 +31,12 @@
 
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
-use crate::engine::{Engine, OwnedSnapshot};
-use crate::keys::{self, GroupId, Section};
-use crate::shard::{ScanError, TxnPos, SCAN_ROWS_MAX};
+use crate::constants::{COLLECT_BATCH_KEYS_MAX, SCAN_ROWS_MAX, STEPS_BEFORE_SEEK};
+use crate::types::{ScanError, TxnPos};
+use ordo_raft::engine::{Engine, OwnedSnapshot};
+use ordo_raft::keys::{self, GroupId, Section};
 
-/// Data keys starting with this are not hashed by the replica checksum (see
-/// the module doc). Starts with 0xFF: no table id does.
-pub const UNHASHED_PREFIX: &[u8] = b"\xff~";
+pub use ordo_raft::keys::UNHASHED_PREFIX;
 /// Data key prefix of row versions.
 pub const HISTORY_PREFIX: &[u8] = b"\xff~h";
 /// Data key of the oldest [`ReadPoint`] this replica can still be read at.
@@ -188,10 +187,6 @@ pub fn horizon(engine: &Engine, gid: GroupId, snapshot: Option<&OwnedSnapshot>) 
     }
 }
 
-/// Versions of one row a scan steps over before it seeks past the rest
-/// (most rows have one or two; a hot row may have thousands).
-const STEPS_BEFORE_SEEK: usize = 4;
-
 /// Every row under `prefix` of `gid` at `at`, in key order: for each row
 /// key, its newest version visible there, if it is not a deletion. Fails
 /// if the replica dropped versions the read needs.
@@ -264,9 +259,6 @@ pub fn scan_as_of(
     Ok(out)
 }
 
-/// Most history keys one collection step deletes in one write.
-const COLLECT_BATCH_KEYS_MAX: usize = 10_000;
-
 /// What one [`collect`] step did.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Collected {
@@ -289,7 +281,13 @@ pub struct Collected {
 /// Each replica runs this on its own: versions are immutable once written,
 /// so deleting old ones never races with apply. Not deterministic across
 /// replicas, hence outside the checksum.
-pub fn collect(engine: &Engine, gid: GroupId, horizon_at: ReadPoint, from: Option<&[u8]>, keys_max: usize) -> Result<Collected, String> {
+pub fn collect(
+    engine: &Engine,
+    gid: GroupId,
+    horizon_at: ReadPoint,
+    from: Option<&[u8]>,
+    keys_max: usize,
+) -> Result<Collected, String> {
     let raise = |to: ReadPoint| -> Result<ReadPoint, String> {
         let now = horizon(engine, gid, None)?;
         let raised = ReadPoint { epoch: to.epoch.max(now.epoch), index: to.index.max(now.index) };
@@ -350,7 +348,7 @@ pub fn collect(engine: &Engine, gid: GroupId, horizon_at: ReadPoint, from: Optio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Engine;
+    use ordo_raft::engine::Engine;
 
     const GID: GroupId = 7;
 
@@ -403,7 +401,10 @@ mod tests {
     fn history_len(e: &Engine) -> usize {
         let start = keys::key(GID, Section::Data, HISTORY_PREFIX);
         let end = keys::prefix_end(&start).unwrap();
-        e.db().iterator(IteratorMode::From(&start, Direction::Forward)).take_while(|i| *i.as_ref().unwrap().0 < *end).count()
+        e.db()
+            .iterator(IteratorMode::From(&start, Direction::Forward))
+            .take_while(|i| *i.as_ref().unwrap().0 < *end)
+            .count()
     }
 
     #[test]
@@ -445,7 +446,8 @@ mod tests {
         let snap = OwnedSnapshot::take(&e);
         // All of tb's versions are in epoch 1; the index picks among them.
         let pinned = scan_as_of(&e, GID, b"t", ReadPoint { epoch: 1, index: 301 }, &snap).unwrap();
-        let pinned: Vec<_> = pinned.into_iter().map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap())).collect();
+        let pinned: Vec<_> =
+            pinned.into_iter().map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap())).collect();
         assert_eq!(pinned, rows(&[("ta\0", "a1"), ("tb\0", "b30"), ("tc\0", "c")]));
         drop(e);
         std::fs::remove_dir_all(dir).unwrap();

@@ -1,21 +1,20 @@
-//! vShards and the Raft plumbing every group shares.
+//! One vShard's data: its key layout, rows and their versions, the commands
+//! its Raft group applies (write sets, sequenced progress, outcome records)
+//! and its local reads.
 //!
-//! - [`engine`]: the node's one RocksDB and its group-commit WAL syncer.
-//! - [`keys`]: the key layout (every key prefixed by its group).
-//! - [`raft`]: openraft behind our [`raft::Consensus`] trait — log storage,
-//!   state machine storage, the per-node transport that multiplexes every
-//!   group over one connection per peer.
-//! - [`routing`]: partition key -> vShard, vShard -> group id.
-//! - [`shard`]: what a vShard's commands do (row writes) and its local reads.
-//! - [`history`]: the versions of a vShard's rows, for reads that span vShards.
+//! - [`routing`]: partition key -> vShard.
+//! - [`shard`]: what a vShard's commands do ([`ShardCommand`]) and its
+//!   local reads ([`ShardReader`]); sequenced positions ([`TxnPos`]).
+//! - [`history`]: the versions of a vShard's rows, for reads that span
+//!   vShards.
+//!
+//! Dependency rule: depends on `ordo-raft` (storage, group ids, codec) and
+//! libraries only; knows nothing of SQL, the catalog or the sequencer.
 
-pub mod codec;
-pub mod engine;
-pub mod hash;
+pub mod constants;
 pub mod history;
-pub mod keys;
-pub mod raft;
 pub mod routing;
 pub mod shard;
+mod types;
 
-pub use keys::GroupId;
+pub use shard::{RowWrite, ShardCommand, ShardReader, TxnPos};

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use rocksdb::{Direction, IteratorMode};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Engine, OwnedSnapshot};
+use crate::constants::SCAN_ROWS_MAX;
 use crate::history::{self, Version};
-use crate::keys::{self, GroupId, Section};
-use crate::raft::{ApplyContext, GroupLogic};
+pub use crate::types::{ScanError, TxnPos};
+use ordo_raft::engine::{Engine, OwnedSnapshot};
+use ordo_raft::keys::{self, GroupId, Section};
+use ordo_raft::{ApplyContext, GroupLogic};
 
 /// One row write: `value: None` deletes the row.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -51,14 +53,6 @@ pub enum ShardCommand {
     /// Forget the outcomes recorded for positions in epochs up to
     /// `through_epoch`: every participant has applied them.
     Collect { through_epoch: u64 },
-}
-
-/// A sequenced transaction's place in the global order: its epoch and its
-/// index among the epoch's inputs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct TxnPos {
-    pub epoch: u64,
-    pub index: u32,
 }
 
 /// Data key of the vShard's sequenced watermark ("applied through epoch
@@ -155,7 +149,7 @@ impl SequencedProgress {
 
 impl ShardCommand {
     pub fn encode(&self) -> Vec<u8> {
-        crate::codec::encode(self)
+        ordo_raft::codec::encode(self)
     }
 }
 
@@ -184,7 +178,7 @@ pub struct ShardLogic {
 
 impl GroupLogic for ShardLogic {
     fn apply(&self, ctx: &mut ApplyContext<'_>, command: &[u8]) -> Vec<u8> {
-        let cmd: ShardCommand = match crate::codec::decode(command) {
+        let cmd: ShardCommand = match ordo_raft::codec::decode(command) {
             Ok(c) => c,
             Err(e) => {
                 // Every replica fails the same way on the same bytes, so
@@ -215,7 +209,7 @@ impl GroupLogic for ShardLogic {
                 }
                 if watermark > applied.watermark {
                     applied.watermark = watermark;
-                    ctx.put(APPLIED_POS_KEY, &crate::codec::encode(&watermark));
+                    ctx.put(APPLIED_POS_KEY, &ordo_raft::codec::encode(&watermark));
                     // Point deletes, not a range delete: range tombstones in
                     // the memtable slow every later read of the whole DB.
                     let below: Vec<TxnPos> = applied.done.range(..=watermark).copied().collect();
@@ -241,9 +235,11 @@ impl GroupLogic for ShardLogic {
     }
 
     fn reload(&self, gid: GroupId, db: &rocksdb::DB) {
-        let progress = read_progress(gid, db).unwrap_or_else(|e| panic!("cannot read sequenced progress of group {gid}: {e}"));
+        let progress =
+            read_progress(gid, db).unwrap_or_else(|e| panic!("cannot read sequenced progress of group {gid}: {e}"));
         *self.applied.lock() = progress;
-        let outcomes = read_positions(gid, db, OUTCOME_PREFIX).unwrap_or_else(|e| panic!("cannot read outcomes of group {gid}: {e}"));
+        let outcomes = read_positions(gid, db, OUTCOME_PREFIX)
+            .unwrap_or_else(|e| panic!("cannot read outcomes of group {gid}: {e}"));
         *self.outcomes.lock() = outcomes;
     }
 }
@@ -253,21 +249,6 @@ impl GroupLogic for ShardLogic {
 #[derive(Clone)]
 pub struct ShardReader {
     engine: Arc<Engine>,
-}
-
-/// Bound on rows one scan returns; larger scans fail instead of exhausting memory.
-pub const SCAN_ROWS_MAX: usize = 1_000_000;
-
-/// Why a scan failed: a property of the data (the same on every replica)
-/// or trouble of this node's storage (another attempt may succeed).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ScanError {
-    #[error("scan exceeds {0} rows")]
-    TooManyRows(usize),
-    #[error("storage: {0}")]
-    Storage(String),
-    #[error("this replica keeps row versions from epoch {horizon} on, not as of epoch {epoch}")]
-    TooOld { epoch: u64, horizon: u64 },
 }
 
 impl ShardReader {
@@ -280,7 +261,12 @@ impl ShardReader {
     }
 
     /// [`ShardReader::get`] as of `snapshot`.
-    pub fn get_at(&self, gid: GroupId, key: &[u8], snapshot: &OwnedSnapshot) -> Result<Option<Vec<u8>>, rocksdb::Error> {
+    pub fn get_at(
+        &self,
+        gid: GroupId,
+        key: &[u8],
+        snapshot: &OwnedSnapshot,
+    ) -> Result<Option<Vec<u8>>, rocksdb::Error> {
         self.engine.db().get_opt(keys::key(gid, Section::Data, key), &snapshot.read_options())
     }
 
@@ -307,7 +293,8 @@ impl ShardReader {
     /// `through_epoch`.
     pub fn has_outcome_through(&self, gid: GroupId, through_epoch: u64) -> Result<bool, String> {
         let start = keys::key(gid, Section::Data, OUTCOME_PREFIX);
-        let end = keys::key(gid, Section::Data, &outcome_key(TxnPos { epoch: through_epoch.saturating_add(1), index: 0 }));
+        let end =
+            keys::key(gid, Section::Data, &outcome_key(TxnPos { epoch: through_epoch.saturating_add(1), index: 0 }));
         let mut it = self.engine.db().iterator(IteratorMode::From(&start, Direction::Forward));
         match it.next() {
             Some(item) => Ok(*item.map_err(|e| e.to_string())?.0 < *end),
@@ -357,7 +344,7 @@ impl ShardReader {
 
     /// The log index `gid`'s replica had applied when `snapshot` was taken.
     pub fn applied_index_at(&self, gid: GroupId, snapshot: &OwnedSnapshot) -> Result<u64, String> {
-        crate::raft::applied_index_at(gid, &self.engine, snapshot)
+        ordo_raft::applied_index_at(gid, &self.engine, snapshot)
     }
 
     /// A snapshot of every group's data as of now.
@@ -392,7 +379,7 @@ impl ShardReader {
 
 fn read_watermark(gid: GroupId, db: &rocksdb::DB) -> Result<TxnPos, String> {
     match db.get(keys::key(gid, Section::Data, APPLIED_POS_KEY)).map_err(|e| e.to_string())? {
-        Some(b) => crate::codec::decode(&b).map_err(|e| e.to_string()),
+        Some(b) => ordo_raft::codec::decode(&b).map_err(|e| e.to_string()),
         None => Ok(TxnPos::default()),
     }
 }

@@ -41,9 +41,13 @@ pub async fn check(s: &mut dyn TpccSession, warehouses: i64) -> anyhow::Result<V
         let q = |sql: String| sql;
         let wh = s.query(&q(format!("SELECT w_ytd FROM warehouse WHERE w_id = {w}"))).await?;
         let w_ytd = wh.first().and_then(|r| fixed(&r[0]));
-        let dist = by_district(&s.query(&format!("SELECT d_id, d_ytd, d_next_o_id FROM district WHERE d_w_id = {w}")).await?);
+        let dist =
+            by_district(&s.query(&format!("SELECT d_id, d_ytd, d_next_o_id FROM district WHERE d_w_id = {w}")).await?);
         let orders = by_district(
-            &s.query(&format!("SELECT o_d_id, MAX(o_id), SUM(o_ol_cnt) FROM orders WHERE o_w_id = {w} GROUP BY o_d_id")).await?,
+            &s.query(&format!(
+                "SELECT o_d_id, MAX(o_id), SUM(o_ol_cnt) FROM orders WHERE o_w_id = {w} GROUP BY o_d_id"
+            ))
+            .await?,
         );
         let news = by_district(
             &s.query(&format!(
@@ -51,10 +55,12 @@ pub async fn check(s: &mut dyn TpccSession, warehouses: i64) -> anyhow::Result<V
             ))
             .await?,
         );
-        let lines =
-            by_district(&s.query(&format!("SELECT ol_d_id, COUNT(*) FROM order_line WHERE ol_w_id = {w} GROUP BY ol_d_id")).await?);
-        let history =
-            by_district(&s.query(&format!("SELECT h_d_id, SUM(h_amount) FROM history WHERE h_w_id = {w} GROUP BY h_d_id")).await?);
+        let lines = by_district(
+            &s.query(&format!("SELECT ol_d_id, COUNT(*) FROM order_line WHERE ol_w_id = {w} GROUP BY ol_d_id")).await?,
+        );
+        let history = by_district(
+            &s.query(&format!("SELECT h_d_id, SUM(h_amount) FROM history WHERE h_w_id = {w} GROUP BY h_d_id")).await?,
+        );
 
         let mut bad = |what: String| out.push(Violation(format!("warehouse {w}: {what}")));
         let d_ytd_sum: Option<i128> = dist.values().map(|r| fixed(&r[0])).sum();

@@ -91,7 +91,14 @@ impl Inputs {
     /// other runs' on the same database.
     pub fn new(rand: TpccRand, worker: usize, warehouses: i64, run_tag: i64) -> Inputs {
         assert!(warehouses >= 1 && worker < 10_000 && (1..=9_000_000).contains(&run_tag));
-        Inputs { rand, w_id: (worker as i64 % warehouses) + 1, warehouses, worker: worker as i64, run_tag, history_seq: 0 }
+        Inputs {
+            rand,
+            w_id: (worker as i64 % warehouses) + 1,
+            warehouses,
+            worker: worker as i64,
+            run_tag,
+            history_seq: 0,
+        }
     }
 
     /// A warehouse other than the home one (the home one when there is
@@ -161,7 +168,11 @@ impl Inputs {
     }
 
     pub fn stock_level(&mut self) -> StockLevel {
-        StockLevel { w_id: self.w_id, d_id: self.rand.uniform(1, DISTRICTS_PER_WAREHOUSE), threshold: self.rand.uniform(10, 20) }
+        StockLevel {
+            w_id: self.w_id,
+            d_id: self.rand.uniform(1, DISTRICTS_PER_WAREHOUSE),
+            threshold: self.rand.uniform(10, 20),
+        }
     }
 }
 

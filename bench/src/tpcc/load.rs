@@ -19,14 +19,31 @@ const ROWS_PER_JOB: i64 = 20_000;
 #[derive(Clone, Copy, Debug)]
 pub enum Job {
     /// Items `from..to` (with their warehouse for OrdoDB's per-warehouse copy).
-    Items { w_id: Option<i64>, from: i64, to: i64 },
-    WarehouseAndDistricts { w_id: i64 },
+    Items {
+        w_id: Option<i64>,
+        from: i64,
+        to: i64,
+    },
+    WarehouseAndDistricts {
+        w_id: i64,
+    },
     /// The district's customers and their history rows (and, for
     /// OrdoDB, their rows of the by-name index table).
-    Customers { w_id: i64, d_id: i64, by_name: bool },
+    Customers {
+        w_id: i64,
+        d_id: i64,
+        by_name: bool,
+    },
     /// The district's orders, order lines and new orders.
-    Orders { w_id: i64, d_id: i64 },
-    Stock { w_id: i64, from: i64, to: i64 },
+    Orders {
+        w_id: i64,
+        d_id: i64,
+    },
+    Stock {
+        w_id: i64,
+        from: i64,
+        to: i64,
+    },
 }
 
 /// Every job of loading `warehouses` warehouses.
@@ -133,113 +150,148 @@ pub fn parse_decimal(s: &str, scale: usize) -> Option<i128> {
 
 /// The statements of one job.
 pub fn statements(job: Job) -> Vec<Insert> {
-    let seed = |tag: u64, a: i64, b: i64| tag << 48 ^ (a as u64) << 24 ^ b as u64;
+    match job {
+        Job::Items { w_id, from, to } => items(w_id, from, to),
+        Job::WarehouseAndDistricts { w_id } => warehouse_and_districts(w_id),
+        Job::Customers { w_id, d_id, by_name } => customers(w_id, d_id, by_name),
+        Job::Orders { w_id, d_id } => orders(w_id, d_id),
+        Job::Stock { w_id, from, to } => stock(w_id, from, to),
+    }
+}
+
+/// The seed of one job's random values: its kind (`tag`) and its two ids.
+fn load_seed(tag: u64, a: i64, b: i64) -> u64 {
+    tag << 48 ^ (a as u64) << 24 ^ b as u64
+}
+
+/// Items `from..to`.
+fn items(w_id: Option<i64>, from: i64, to: i64) -> Vec<Insert> {
     let c = load_constants();
     let mut out = Vec::new();
-    match job {
-        Job::Items { w_id, from, to } => {
-            // Items are the same in every copy: seeded by their range only.
-            let mut r = TpccRand::new(seed(1, 0, from), c);
-            let mut ins = Inserts::new("item");
-            for i in from..to {
-                let prefix = w_id.map(|w| format!("{w},")).unwrap_or_default();
-                ins.row(format!(
-                    "({prefix}{i},{},{},{},{})",
-                    r.uniform(1, 10_000),
-                    q(&r.a_string(14, 24)),
-                    money(r.uniform(100, 10_000)),
-                    q(&r.data(26, 50))
-                ));
-            }
-            ins.finish(&mut out);
+    // Items are the same in every copy: seeded by their range only.
+    let mut r = TpccRand::new(load_seed(1, 0, from), c);
+    let mut ins = Inserts::new("item");
+    for i in from..to {
+        let prefix = w_id.map(|w| format!("{w},")).unwrap_or_default();
+        ins.row(format!(
+            "({prefix}{i},{},{},{},{})",
+            r.uniform(1, 10_000),
+            q(&r.a_string(14, 24)),
+            money(r.uniform(100, 10_000)),
+            q(&r.data(26, 50))
+        ));
+    }
+    ins.finish(&mut out);
+    out
+}
+
+/// One warehouse and its districts.
+fn warehouse_and_districts(w_id: i64) -> Vec<Insert> {
+    let c = load_constants();
+    let mut out = Vec::new();
+    let mut r = TpccRand::new(load_seed(2, w_id, 0), c);
+    let mut ins = Inserts::new("warehouse");
+    ins.row(format!("({w_id},{},{})", address(&mut r), tax(&mut r) + ",300000.00"));
+    ins.finish(&mut out);
+    let mut ins = Inserts::new("district");
+    for d in 1..=DISTRICTS_PER_WAREHOUSE {
+        ins.row(format!("({w_id},{d},{},{},30000.00,{})", address(&mut r), tax(&mut r), CUSTOMERS_PER_DISTRICT + 1));
+    }
+    ins.finish(&mut out);
+    out
+}
+
+/// One district's customers, their history rows and (with `by_name`)
+/// the index of customers by last name.
+fn customers(w_id: i64, d_id: i64, by_name: bool) -> Vec<Insert> {
+    let c = load_constants();
+    let mut out = Vec::new();
+    let mut r = TpccRand::new(load_seed(3, w_id, d_id), c);
+    let mut cust = Inserts::new("customer");
+    let mut hist = Inserts::new("history");
+    let mut names = Inserts::new("customer_by_name");
+    for c_id in 1..=CUSTOMERS_PER_DISTRICT {
+        let last = if c_id <= 1000 { last_name(c_id - 1) } else { r.run_last_name() };
+        let credit = q(if r.percent(10) { "BC" } else { "GC" });
+        let first = r.a_string(8, 16);
+        if by_name {
+            names.row(format!("({w_id},{d_id},{},{},{c_id})", q(&last), q(&first)));
         }
-        Job::WarehouseAndDistricts { w_id } => {
-            let mut r = TpccRand::new(seed(2, w_id, 0), c);
-            let mut ins = Inserts::new("warehouse");
-            ins.row(format!("({w_id},{},{})", address(&mut r), tax(&mut r) + ",300000.00"));
-            ins.finish(&mut out);
-            let mut ins = Inserts::new("district");
-            for d in 1..=DISTRICTS_PER_WAREHOUSE {
-                ins.row(format!("({w_id},{d},{},{},30000.00,{})", address(&mut r), tax(&mut r), CUSTOMERS_PER_DISTRICT + 1));
-            }
-            ins.finish(&mut out);
+        cust.row(format!(
+            "({w_id},{d_id},{c_id},{},'OE',{},{},{},{},{},{},{},{},{credit},50000.00,{},-10.00,10.00,1,0,{})",
+            q(&first),
+            q(&last),
+            q(&r.a_string(10, 20)),
+            q(&r.a_string(10, 20)),
+            q(&r.a_string(10, 20)),
+            q(&r.a_string(2, 2)),
+            q(&r.zip()),
+            q(&r.n_string(16, 16)),
+            q(LOAD_TIMESTAMP),
+            format!("0.{:04}", r.uniform(0, 5000)),
+            q(&r.a_string(300, 500)),
+        ));
+        let h_id = (d_id - 1) * CUSTOMERS_PER_DISTRICT + c_id;
+        hist.row(format!(
+            "({w_id},{h_id},{c_id},{d_id},{w_id},{d_id},{},10.00,{})",
+            q(LOAD_TIMESTAMP),
+            q(&r.a_string(12, 24))
+        ));
+    }
+    cust.finish(&mut out);
+    hist.finish(&mut out);
+    names.finish(&mut out);
+    out
+}
+
+/// One district's orders, order lines and new orders.
+fn orders(w_id: i64, d_id: i64) -> Vec<Insert> {
+    let c = load_constants();
+    let mut out = Vec::new();
+    let mut r = TpccRand::new(load_seed(4, w_id, d_id), c);
+    let mut customers: Vec<i64> = (1..=CUSTOMERS_PER_DISTRICT).collect();
+    r.shuffle(&mut customers);
+    let mut orders = Inserts::new("orders");
+    let mut lines = Inserts::new("order_line");
+    let mut news = Inserts::new("new_order");
+    for (o_id, c_id) in (1..).zip(customers) {
+        let delivered = o_id < NEW_ORDERS_FROM;
+        let carrier = if delivered { r.uniform(1, 10).to_string() } else { "NULL".into() };
+        let ol_cnt = r.uniform(5, 15);
+        orders.row(format!("({w_id},{d_id},{o_id},{c_id},{},{carrier},{ol_cnt},1)", q(LOAD_TIMESTAMP)));
+        for n in 1..=ol_cnt {
+            let (delivery, amount) = if delivered {
+                (q(LOAD_TIMESTAMP), "0.00".to_string())
+            } else {
+                ("NULL".into(), money(r.uniform(1, 999_999)))
+            };
+            lines.row(format!(
+                "({w_id},{d_id},{o_id},{n},{},{w_id},{delivery},5,{amount},{})",
+                r.uniform(1, ITEMS),
+                q(&r.a_string(24, 24))
+            ));
         }
-        Job::Customers { w_id, d_id, by_name } => {
-            let mut r = TpccRand::new(seed(3, w_id, d_id), c);
-            let mut cust = Inserts::new("customer");
-            let mut hist = Inserts::new("history");
-            let mut names = Inserts::new("customer_by_name");
-            for c_id in 1..=CUSTOMERS_PER_DISTRICT {
-                let last = if c_id <= 1000 { last_name(c_id - 1) } else { r.run_last_name() };
-                let credit = q(if r.percent(10) { "BC" } else { "GC" });
-                let first = r.a_string(8, 16);
-                if by_name {
-                    names.row(format!("({w_id},{d_id},{},{},{c_id})", q(&last), q(&first)));
-                }
-                cust.row(format!(
-                    "({w_id},{d_id},{c_id},{},'OE',{},{},{},{},{},{},{},{},{credit},50000.00,{},-10.00,10.00,1,0,{})",
-                    q(&first),
-                    q(&last),
-                    q(&r.a_string(10, 20)),
-                    q(&r.a_string(10, 20)),
-                    q(&r.a_string(10, 20)),
-                    q(&r.a_string(2, 2)),
-                    q(&r.zip()),
-                    q(&r.n_string(16, 16)),
-                    q(LOAD_TIMESTAMP),
-                    format!("0.{:04}", r.uniform(0, 5000)),
-                    q(&r.a_string(300, 500)),
-                ));
-                let h_id = (d_id - 1) * CUSTOMERS_PER_DISTRICT + c_id;
-                hist.row(format!(
-                    "({w_id},{h_id},{c_id},{d_id},{w_id},{d_id},{},10.00,{})",
-                    q(LOAD_TIMESTAMP),
-                    q(&r.a_string(12, 24))
-                ));
-            }
-            cust.finish(&mut out);
-            hist.finish(&mut out);
-            names.finish(&mut out);
-        }
-        Job::Orders { w_id, d_id } => {
-            let mut r = TpccRand::new(seed(4, w_id, d_id), c);
-            let mut customers: Vec<i64> = (1..=CUSTOMERS_PER_DISTRICT).collect();
-            r.shuffle(&mut customers);
-            let mut orders = Inserts::new("orders");
-            let mut lines = Inserts::new("order_line");
-            let mut news = Inserts::new("new_order");
-            for (o_id, c_id) in (1..).zip(customers) {
-                let delivered = o_id < NEW_ORDERS_FROM;
-                let carrier = if delivered { r.uniform(1, 10).to_string() } else { "NULL".into() };
-                let ol_cnt = r.uniform(5, 15);
-                orders.row(format!("({w_id},{d_id},{o_id},{c_id},{},{carrier},{ol_cnt},1)", q(LOAD_TIMESTAMP)));
-                for n in 1..=ol_cnt {
-                    let (delivery, amount) =
-                        if delivered { (q(LOAD_TIMESTAMP), "0.00".to_string()) } else { ("NULL".into(), money(r.uniform(1, 999_999))) };
-                    lines.row(format!(
-                        "({w_id},{d_id},{o_id},{n},{},{w_id},{delivery},5,{amount},{})",
-                        r.uniform(1, ITEMS),
-                        q(&r.a_string(24, 24))
-                    ));
-                }
-                if !delivered {
-                    news.row(format!("({w_id},{d_id},{o_id})"));
-                }
-            }
-            orders.finish(&mut out);
-            lines.finish(&mut out);
-            news.finish(&mut out);
-        }
-        Job::Stock { w_id, from, to } => {
-            let mut r = TpccRand::new(seed(5, w_id, from), c);
-            let mut ins = Inserts::new("stock");
-            for i in from..to {
-                let dists: String = (0..10).map(|_| format!("{},", q(&r.a_string(24, 24)))).collect();
-                ins.row(format!("({w_id},{i},{},{dists}0,0,0,{})", r.uniform(10, 100), q(&r.data(26, 50))));
-            }
-            ins.finish(&mut out);
+        if !delivered {
+            news.row(format!("({w_id},{d_id},{o_id})"));
         }
     }
+    orders.finish(&mut out);
+    lines.finish(&mut out);
+    news.finish(&mut out);
+    out
+}
+
+/// Stock of items `from..to` in one warehouse.
+fn stock(w_id: i64, from: i64, to: i64) -> Vec<Insert> {
+    let c = load_constants();
+    let mut out = Vec::new();
+    let mut r = TpccRand::new(load_seed(5, w_id, from), c);
+    let mut ins = Inserts::new("stock");
+    for i in from..to {
+        let dists: String = (0..10).map(|_| format!("{},", q(&r.a_string(24, 24)))).collect();
+        ins.row(format!("({w_id},{i},{},{dists}0,0,0,{})", r.uniform(10, 100), q(&r.data(26, 50))));
+    }
+    ins.finish(&mut out);
     out
 }
 

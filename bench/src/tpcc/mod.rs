@@ -48,7 +48,9 @@ pub async fn prepare(db: Arc<dyn TpccDb>, warehouses: i64, parallel: usize) -> a
     }
     let jobs = load::jobs(dialect, warehouses);
     let bar = ProgressBar::new(jobs.len() as u64);
-    bar.set_style(ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} jobs, {msg} ({elapsed})")?.progress_chars("=> "));
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} jobs, {msg} ({elapsed})")?.progress_chars("=> "),
+    );
     bar.set_prefix(format!("loading {}", db.name()));
     let rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut loads = futures::stream::iter(jobs.into_iter().enumerate())
@@ -76,6 +78,11 @@ pub async fn prepare(db: Arc<dyn TpccDb>, warehouses: i64, parallel: usize) -> a
         s.execute(&sql).await?;
     }
     db.after_load().await?;
-    eprintln!("loaded {} rows into {} in {:.0?}", rows.load(std::sync::atomic::Ordering::Relaxed), db.name(), bar.elapsed());
+    eprintln!(
+        "loaded {} rows into {} in {:.0?}",
+        rows.load(std::sync::atomic::Ordering::Relaxed),
+        db.name(),
+        bar.elapsed()
+    );
     Ok(())
 }

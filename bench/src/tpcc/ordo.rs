@@ -70,10 +70,7 @@ fn unexpected(what: &str) -> TxnError {
 
 impl OrdoSession {
     async fn run(&self, sql: &str, params: Value) -> Result<Vec<Value>, TxnError> {
-        self.http
-            .execute(self.worker, sql, params)
-            .await
-            .map_err(|e| TxnError { code: e.code, message: e.message })
+        self.http.execute(self.worker, sql, params).await.map_err(|e| TxnError { code: e.code, message: e.message })
     }
 
     /// The customer id of a by-name lookup (a read before the transaction).
@@ -206,12 +203,15 @@ impl TpccSession for OrdoSession {
         let (w, d) = (t.w_id, t.d_id);
         // Read committed is enough (clause 2.8.2.3), so three reads: the
         // district's next order id, the last 20 orders' items, their stock.
-        let out = self.run(&format!("SELECT d_next_o_id FROM district WHERE d_w_id = {w} AND d_id = {d}"), json!([])).await?;
+        let out =
+            self.run(&format!("SELECT d_next_o_id FROM district WHERE d_w_id = {w} AND d_id = {d}"), json!([])).await?;
         let next = out.first().map(rows).and_then(|r| r.first()).and_then(|r| r[0].as_i64());
         let next = next.ok_or_else(|| unexpected(&format!("no district {w}/{d}")))?;
         let mut sql = String::from("BEGIN; ");
         for o in (next - 20).max(1)..next {
-            sql.push_str(&format!("SELECT ol_i_id FROM order_line WHERE ol_w_id = {w} AND ol_d_id = {d} AND ol_o_id = {o}; "));
+            sql.push_str(&format!(
+                "SELECT ol_i_id FROM order_line WHERE ol_w_id = {w} AND ol_d_id = {d} AND ol_o_id = {o}; "
+            ));
         }
         sql.push_str("COMMIT;");
         let out = self.run(&sql, json!([])).await?;

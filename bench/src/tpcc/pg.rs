@@ -51,7 +51,10 @@ async fn connect(url: &str) -> anyhow::Result<Client> {
 
 fn pg_err(e: tokio_postgres::Error) -> TxnError {
     match e.code() {
-        Some(c) => TxnError { code: c.code().to_string(), message: e.as_db_error().map(|d| d.message().to_string()).unwrap_or_default() },
+        Some(c) => TxnError {
+            code: c.code().to_string(),
+            message: e.as_db_error().map(|d| d.message().to_string()).unwrap_or_default(),
+        },
         None => TxnError { code: "transport".into(), message: e.to_string() },
     }
 }
@@ -134,6 +137,8 @@ struct Prepared {
 }
 
 impl Prepared {
+    /// Longer than our ~70-line rule on purpose: one prepared statement per
+    /// field, the SQL of the PostgreSQL form next to its name.
     async fn new(c: &Client) -> anyhow::Result<Prepared> {
         let dists: Vec<String> = (1..=DISTRICTS_PER_WAREHOUSE).map(|d| format!("s_dist_{d:02}")).collect();
         Ok(Prepared {
@@ -256,8 +261,12 @@ impl PgSession {
     async fn ready(&mut self) -> Result<(), TxnError> {
         let prep = |e: anyhow::Error| TxnError { code: "prepare".into(), message: e.to_string() };
         match self.mode {
-            PgMode::Interactive { .. } if self.stmts.is_none() => self.stmts = Some(Prepared::new(&self.client).await.map_err(prep)?),
-            PgMode::Function if self.calls.is_none() => self.calls = Some(Calls::new(&self.client).await.map_err(prep)?),
+            PgMode::Interactive { .. } if self.stmts.is_none() => {
+                self.stmts = Some(Prepared::new(&self.client).await.map_err(prep)?)
+            }
+            PgMode::Function if self.calls.is_none() => {
+                self.calls = Some(Calls::new(&self.client).await.map_err(prep)?)
+            }
             _ => {}
         }
         Ok(())
@@ -344,11 +353,18 @@ impl PgSession {
         c.execute(&s.no_new, &[&w, &d, &o_id]).await.map_err(pg_err)?;
         for (k, l) in (1..).zip(&t.lines) {
             let Some(item) = c.query_opt(&s.no_item, &[&i(l.i_id)]).await.map_err(pg_err)? else {
-                return if t.rollback { Ok(Attempt::Rollback) } else { Err(unexpected(&format!("no item {}", l.i_id))) };
+                return if t.rollback {
+                    Ok(Attempt::Rollback)
+                } else {
+                    Err(unexpected(&format!("no item {}", l.i_id)))
+                };
             };
             let price = cents(item.get::<_, &str>(0))?;
             let remote = (l.supply_w_id != t.w_id) as i32;
-            let stock = c.query_one(&s.no_stock, &[&i(l.supply_w_id), &i(l.i_id), &i(l.quantity), &remote]).await.map_err(pg_err)?;
+            let stock = c
+                .query_one(&s.no_stock, &[&i(l.supply_w_id), &i(l.i_id), &i(l.quantity), &remote])
+                .await
+                .map_err(pg_err)?;
             let dist: String = stock.get(1 + t.d_id as usize);
             let amount = money(price * l.quantity);
             c.execute(&s.no_line, &[&w, &d, &o_id, &k, &i(l.i_id), &i(l.supply_w_id), &i(l.quantity), &amount, &dist])
@@ -437,7 +453,9 @@ impl TpccSession for PgSession {
         Ok(msgs
             .iter()
             .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect()),
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+                }
                 _ => None,
             })
             .collect())
@@ -450,7 +468,8 @@ impl TpccSession for PgSession {
                 let items: Vec<i32> = t.lines.iter().map(|l| i(l.i_id)).collect();
                 let supply: Vec<i32> = t.lines.iter().map(|l| i(l.supply_w_id)).collect();
                 let qty: Vec<i32> = t.lines.iter().map(|l| i(l.quantity)).collect();
-                let r = self.call(&self.f().new_order, &[&i(t.w_id), &i(t.d_id), &i(t.c_id), &items, &supply, &qty]).await;
+                let r =
+                    self.call(&self.f().new_order, &[&i(t.w_id), &i(t.d_id), &i(t.c_id), &items, &supply, &qty]).await;
                 match r {
                     Ok(_) if t.rollback => Err(unexpected("a New-Order with an unused item committed")),
                     Err(e) if t.rollback && e.code == "P0002" => Ok(Done { rolled_back: true, retries: 0 }),

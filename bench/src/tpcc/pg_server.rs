@@ -22,7 +22,8 @@ impl LocalPostgres {
         let script = dir.join("postgres.sh");
         std::fs::write(&script, POSTGRES_SCRIPT)?;
         let data = dir.join("pg");
-        let out = std::process::Command::new("bash").arg(&script).arg("start").arg(&data).arg(port.to_string()).output()?;
+        let out =
+            std::process::Command::new("bash").arg(&script).arg("start").arg(&data).arg(port.to_string()).output()?;
         anyhow::ensure!(out.status.success(), "starting PostgreSQL failed: {}", String::from_utf8_lossy(&out.stderr));
         Ok(LocalPostgres { script, data, port, settings: String::from_utf8_lossy(&out.stdout).into_owned() })
     }

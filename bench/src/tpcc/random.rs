@@ -27,7 +27,11 @@ pub struct NuConstants {
 impl NuConstants {
     /// Constants for loading the database.
     pub fn for_load(rng: &mut impl Rng) -> NuConstants {
-        NuConstants { c_last: rng.random_range(0..=255), c_id: rng.random_range(0..=1023), ol_i_id: rng.random_range(0..=8191) }
+        NuConstants {
+            c_last: rng.random_range(0..=255),
+            c_id: rng.random_range(0..=1023),
+            ol_i_id: rng.random_range(0..=8191),
+        }
     }
 
     /// Constants for a measured run: `c_last` must differ from the load's by

@@ -23,7 +23,9 @@ pub fn summary(r: &RunResult) -> String {
     if r.config.wait {
         s.push_str(&format!(", efficiency {:.1}%", r.efficiency() * 100.0));
     }
-    s.push_str("\n\n| transaction | finished | per s | p50 ms | p90 ms | p99 ms | max ms | rolled back | retries | errors |\n");
+    s.push_str(
+        "\n\n| transaction | finished | per s | p50 ms | p90 ms | p99 ms | max ms | rolled back | retries | errors |\n",
+    );
     s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
     for (k, st) in &r.kinds {
         let n = st.committed + st.rolled_back;
@@ -49,14 +51,15 @@ pub fn summary(r: &RunResult) -> String {
 
 /// OrdoDB against the faster PostgreSQL form, side by side.
 pub fn side_by_side(results: &[RunResult]) -> String {
-    let baseline = results
-        .iter()
-        .filter(|r| r.target.starts_with("pg"))
-        .max_by(|a, b| a.tpmc().total_cmp(&b.tpmc()));
-    let mut s = String::from("| target | tpmC | ratio to best PostgreSQL | New-Order p50 ms | p99 ms | Payment p50 ms | p99 ms | errors |\n");
+    let baseline = results.iter().filter(|r| r.target.starts_with("pg")).max_by(|a, b| a.tpmc().total_cmp(&b.tpmc()));
+    let mut s = String::from(
+        "| target | tpmC | ratio to best PostgreSQL | New-Order p50 ms | p99 ms | Payment p50 ms | p99 ms | errors |\n",
+    );
     s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in results {
-        let ratio = baseline.map(|b| format!("{:.2}", r.tpmc() / b.tpmc().max(f64::MIN_POSITIVE))).unwrap_or_else(|| "-".into());
+        let ratio = baseline
+            .map(|b| format!("{:.2}", r.tpmc() / b.tpmc().max(f64::MIN_POSITIVE)))
+            .unwrap_or_else(|| "-".into());
         let no = &r.kinds[&TxnKind::NewOrder];
         let pay = &r.kinds[&TxnKind::Payment];
         s.push_str(&format!(
@@ -148,7 +151,10 @@ pub fn svg(results: &[RunResult], path: &Path) -> anyhow::Result<()> {
     // plotters' own spacing, which skipped some of them.
     chart.configure_mesh().disable_x_mesh().x_labels(0).draw()?;
     chart.draw_series(
-        TxnKind::ALL.iter().enumerate().map(|(ki, k)| Text::new(k.name().to_string(), (ki as f64 + 0.1, worst * 1.07), ("sans-serif", 15))),
+        TxnKind::ALL
+            .iter()
+            .enumerate()
+            .map(|(ki, k)| Text::new(k.name().to_string(), (ki as f64 + 0.1, worst * 1.07), ("sans-serif", 15))),
     )?;
     let width = 0.8 / results.len().max(1) as f64;
     for (i, r) in results.iter().enumerate() {
@@ -156,7 +162,10 @@ pub fn svg(results: &[RunResult], path: &Path) -> anyhow::Result<()> {
         for (ki, k) in TxnKind::ALL.iter().enumerate() {
             let st = &r.kinds[k];
             let x0 = ki as f64 + 0.1 + i as f64 * width;
-            chart.draw_series(std::iter::once(Rectangle::new([(x0, 0.0), (x0 + width * 0.9, st.ms(0.99))], color.mix(0.5).filled())))?;
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(x0, 0.0), (x0 + width * 0.9, st.ms(0.99))],
+                color.mix(0.5).filled(),
+            )))?;
             chart.draw_series(std::iter::once(Circle::new((x0 + width * 0.45, st.ms(0.5)), 3, color.filled())))?;
         }
     }

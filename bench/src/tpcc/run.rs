@@ -144,6 +144,27 @@ async fn one(session: &mut dyn TpccSession, inputs: &mut Inputs, kind: TxnKind) 
     }
 }
 
+/// Counts one measured transaction of `kind` that took `took` and ended
+/// `at` into the measured window.
+fn record(result: &mut RunResult, kind: TxnKind, outcome: TxnResult, took: Duration, at: Duration) {
+    let stats = result.kinds.get_mut(&kind).expect("every kind");
+    match outcome {
+        Ok(done) => {
+            stats.latency_us.saturating_record(took.as_micros() as u64);
+            stats.retries += done.retries as u64;
+            if done.rolled_back {
+                stats.rolled_back += 1;
+            } else {
+                stats.committed += 1;
+            }
+            if let Some(slot) = result.timeline.get_mut(at.as_secs() as usize) {
+                slot[kind_index(kind)] += 1;
+            }
+        }
+        Err(e) => *stats.errors.entry(e.code).or_default() += 1,
+    }
+}
+
 /// Runs the workload against `db`; `progress` counts finished New-Orders.
 pub async fn run(db: Arc<dyn TpccDb>, cfg: RunConfig, progress: Arc<AtomicU64>) -> anyhow::Result<RunResult> {
     let mut sessions = Vec::with_capacity(cfg.workers);
@@ -181,23 +202,7 @@ pub async fn run(db: Arc<dyn TpccDb>, cfg: RunConfig, progress: Arc<AtomicU64>) 
                     progress.fetch_add(1, Ordering::Relaxed);
                 }
                 if finished >= measure_from && finished <= end {
-                    let stats = result.kinds.get_mut(&kind).expect("every kind");
-                    match outcome {
-                        Ok(done) => {
-                            stats.latency_us.saturating_record((finished - began).as_micros() as u64);
-                            stats.retries += done.retries as u64;
-                            if done.rolled_back {
-                                stats.rolled_back += 1;
-                            } else {
-                                stats.committed += 1;
-                            }
-                            let second = (finished - measure_from).as_secs() as usize;
-                            if let Some(slot) = result.timeline.get_mut(second) {
-                                slot[kind_index(kind)] += 1;
-                            }
-                        }
-                        Err(e) => *stats.errors.entry(e.code).or_default() += 1,
-                    }
+                    record(&mut result, kind, outcome, finished - began, finished - measure_from);
                 }
                 if cfg.wait {
                     // Negative exponential think time, capped at 10x its mean.

@@ -1,0 +1,328 @@
+//! [`Consensus`]: the small interface the rest of OrdoDB uses for a Raft
+//! group, and [`RaftGroup`], its openraft implementation.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::{BasicNode, Config, ReadPolicy, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+
+use crate::constants::{
+    APPEND_ENTRIES_MAX, GROUP_API_QUEUE_MAX, GROUP_APPLY_QUEUE_MAX, HEARTBEAT_MS_MIN, LEADER_POLL_MS,
+    LOG_KEPT_BEHIND_SNAPSHOT_MAX,
+};
+use crate::entry_codec::{decode, encode};
+use crate::log_store::LogStore;
+use crate::network::{GroupNetworkFactory, Transport};
+use crate::state_machine::{stored_checksum, GroupLogic, StateMachineStore};
+use crate::types::{Command, RaftKind, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
+
+/// One group's openraft instance over our storage.
+type Raft = openraft::Raft<TypeConfig, StateMachineStore>;
+use crate::engine::Engine;
+use crate::keys::GroupId;
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error, Serialize, Deserialize)]
+pub enum ConsensusError {
+    /// This replica is not the leader; `leader` is its best guess.
+    #[error("node is not the leader of group {group} (leader: {leader:?})")]
+    NotLeader { group: GroupId, leader: Option<u64> },
+    #[error("group {group} cannot serve: {reason}")]
+    Unavailable { group: GroupId, reason: String },
+}
+
+/// One group's state as `GET /v1/cluster` reports it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GroupStatus {
+    pub group_id: GroupId,
+    pub state: String,
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub commit_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+    pub voters: Vec<u64>,
+    /// On the leader: the last log index known replicated to each voter.
+    pub matched: BTreeMap<u64, Option<u64>>,
+}
+
+/// What the layers above need from a replicated group.
+#[async_trait::async_trait]
+pub trait Consensus: Send + Sync {
+    fn group_id(&self) -> GroupId;
+    fn status(&self) -> GroupStatus;
+    /// The leader this replica knows of, if any.
+    fn leader(&self) -> Option<u64>;
+    fn is_leader(&self) -> bool;
+    /// The term this replica leads in, if it is the leader: work started
+    /// for one term must stop when it changes, even if this node leads
+    /// again in a later one (another leader may have acted in between).
+    fn leader_term(&self) -> Option<u64>;
+    /// Replicates `command`, waits until it is applied here, returns its reply.
+    async fn propose(&self, command: Vec<u8>) -> Result<Vec<u8>, ConsensusError>;
+    /// Replicates a checksum point: every replica hashes its data at that
+    /// log index. Returns `(index, the leader's hash)`.
+    async fn checksum(&self) -> Result<(u64, u64), ConsensusError>;
+    /// The hash this replica took at checksum point `index`, waiting up to
+    /// `timeout` for the replica to apply it. `None` if it was superseded.
+    async fn replica_checksum(&self, index: u64, timeout: Duration) -> Result<Option<u64>, ConsensusError>;
+    /// On the leader: returns once every write committed before the call is
+    /// applied locally, so local reads are linearizable (ReadIndex: confirms
+    /// leadership with a quorum).
+    async fn read_barrier(&self) -> Result<(), ConsensusError>;
+    /// On the leader: returns once everything this leader knows committed is
+    /// applied locally. Enough before computing a write: should this node no
+    /// longer lead, the write it then proposes cannot commit. Uses the
+    /// leader lease when valid (no round trip), else ReadIndex.
+    async fn write_barrier(&self) -> Result<(), ConsensusError>;
+    /// Waits until this replica has applied `index` (or `timeout` passes).
+    async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), ConsensusError>;
+    /// Handles a Raft message from a peer (encoded by the peer's transport).
+    async fn handle_message(&self, kind: RaftKind, payload: &[u8]) -> Result<Vec<u8>, String>;
+    /// If this replica leads the group, hands leadership to `to` (which
+    /// must be an up-to-date voter; openraft checks that).
+    async fn transfer_leader(&self, to: u64);
+    /// Sends heartbeats now if this replica leads the group.
+    async fn heartbeat(&self);
+    async fn shutdown(&self);
+}
+
+/// Timing and retention knobs shared by all groups of a node.
+#[derive(Clone, Debug)]
+pub struct GroupConfig {
+    pub heartbeat_ms: u64,
+    pub snapshot_logs: u64,
+}
+
+impl GroupConfig {
+    fn raft_config(&self) -> Result<Config, String> {
+        let hb = self.heartbeat_ms.max(HEARTBEAT_MS_MIN);
+        Config {
+            cluster_name: "ordo".into(),
+            // openraft's heartbeat timer is off (see below), but its tick
+            // period is derived from `heartbeat_interval` (about a fifth of
+            // it) and every tick of every group costs a pass through its
+            // RaftCore. A tick of election_timeout/10 is precise enough.
+            heartbeat_interval: hb * 3,
+            election_timeout_min: hb * 6,
+            election_timeout_max: hb * 12,
+            // The node drives heartbeats of all its groups from one ticker
+            // (see `heartbeat`), so they reach each peer in one message.
+            enable_heartbeat: false,
+            enable_pre_vote: Some(true),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_logs),
+            // Keep some log behind a snapshot so briefly lagging followers catch
+            // up from the log rather than a full snapshot.
+            max_in_snapshot_log_to_keep: (self.snapshot_logs / 2).min(LOG_KEPT_BEHIND_SNAPSHOT_MAX),
+            purge_batch_size: (self.snapshot_logs / 4).clamp(1, 256),
+            max_payload_entries: APPEND_ENTRIES_MAX,
+            // Bounded per-group queues: many groups per node.
+            api_channel_size: Some(GROUP_API_QUEUE_MAX),
+            state_machine_channel_size: Some(GROUP_APPLY_QUEUE_MAX),
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| e.to_string())
+    }
+}
+
+pub struct RaftGroup {
+    gid: GroupId,
+    raft: Raft,
+    engine: Arc<Engine>,
+}
+
+fn forward_or_unavailable<E>(
+    gid: GroupId,
+    e: &openraft::errors::RaftError<crate::types::TypeConfig, E>,
+) -> ConsensusError
+where
+    E: std::fmt::Debug
+        + std::fmt::Display
+        + openraft::TryAsRef<openraft::errors::ForwardToLeader<crate::types::TypeConfig>>,
+{
+    match e.forward_to_leader() {
+        Some(f) => ConsensusError::NotLeader { group: gid, leader: f.leader_id },
+        None => ConsensusError::Unavailable { group: gid, reason: e.to_string() },
+    }
+}
+
+impl RaftGroup {
+    /// Opens (or creates) this node's replica of group `gid`. `members` maps
+    /// every voter's node id to its RPC address. When `bootstrap` is set and
+    /// the replica has no Raft state yet, it initialises the group.
+    pub async fn open(
+        gid: GroupId,
+        node_id: u64,
+        members: &BTreeMap<u64, String>,
+        bootstrap: bool,
+        engine: Arc<Engine>,
+        logic: Arc<dyn GroupLogic>,
+        transport: Arc<Transport>,
+        config: &GroupConfig,
+    ) -> Result<Arc<RaftGroup>, String> {
+        let log = LogStore::new(gid, engine.clone());
+        let initialized = log.is_initialized().map_err(|e| e.to_string())?;
+        let sm = StateMachineStore::open(gid, engine.clone(), logic).map_err(|e| e.to_string())?;
+        let net = GroupNetworkFactory { gid, transport };
+        let cfg = Arc::new(config.raft_config()?);
+        let raft = Raft::new(node_id, cfg, net, log, sm).await.map_err(|e| e.to_string())?;
+        if bootstrap && !initialized {
+            let nodes: BTreeMap<u64, BasicNode> = members.iter().map(|(&id, a)| (id, BasicNode::new(a))).collect();
+            if let Err(e) = raft.initialize(nodes).await {
+                tracing::debug!(group = gid, "initialize: {e}");
+            }
+        }
+        Ok(Arc::new(RaftGroup { gid, raft, engine }))
+    }
+}
+
+#[async_trait::async_trait]
+impl Consensus for RaftGroup {
+    fn group_id(&self) -> GroupId {
+        self.gid
+    }
+
+    fn status(&self) -> GroupStatus {
+        let m = self.raft.metrics().borrow_watched().clone();
+        GroupStatus {
+            group_id: self.gid,
+            state: format!("{:?}", m.state),
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            commit_index: m.local_committed.map(|l| l.index),
+            applied_index: m.last_applied.map(|l| l.index),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
+            voters: m.membership_config.voter_ids().collect(),
+            matched: m
+                .replication
+                .as_ref()
+                .map(|r| r.iter().map(|(id, l)| (*id, l.as_ref().map(|l| l.index))).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow_watched().current_leader
+    }
+
+    fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow_watched().state == ServerState::Leader
+    }
+
+    fn leader_term(&self) -> Option<u64> {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        (m.state == ServerState::Leader).then_some(m.current_term)
+    }
+
+    async fn propose(&self, command: Vec<u8>) -> Result<Vec<u8>, ConsensusError> {
+        match self.raft.client_write(Command::App(command)).await {
+            Ok(resp) => Ok(resp.data.0),
+            Err(e) => Err(forward_or_unavailable(self.gid, &e)),
+        }
+    }
+
+    async fn checksum(&self) -> Result<(u64, u64), ConsensusError> {
+        match self.raft.client_write(Command::Checksum).await {
+            Ok(resp) => {
+                decode(&resp.data.0).map_err(|e| ConsensusError::Unavailable { group: self.gid, reason: e.to_string() })
+            }
+            Err(e) => Err(forward_or_unavailable(self.gid, &e)),
+        }
+    }
+
+    async fn replica_checksum(&self, index: u64, timeout: Duration) -> Result<Option<u64>, ConsensusError> {
+        self.wait_applied(index, timeout).await?;
+        stored_checksum(self.gid, &self.engine, index)
+            .map_err(|e| ConsensusError::Unavailable { group: self.gid, reason: e.to_string() })
+    }
+
+    async fn read_barrier(&self) -> Result<(), ConsensusError> {
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(forward_or_unavailable(self.gid, &e)),
+        }
+    }
+
+    async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), ConsensusError> {
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "wait_applied")
+            .await
+            .map(|_| ())
+            .map_err(|e| ConsensusError::Unavailable { group: self.gid, reason: e.to_string() })
+    }
+
+    async fn write_barrier(&self) -> Result<(), ConsensusError> {
+        match self.raft.ensure_linearizable(ReadPolicy::LeaseRead).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.forward_to_leader().is_some() => Err(forward_or_unavailable(self.gid, &e)),
+            Err(_) => self.read_barrier().await,
+        }
+    }
+
+    async fn handle_message(&self, kind: RaftKind, payload: &[u8]) -> Result<Vec<u8>, String> {
+        let err = |e: std::io::Error| e.to_string();
+        Ok(match kind {
+            RaftKind::Append => {
+                let req = decode(payload).map_err(err)?;
+                encode(&self.raft.append_entries(req).await.map_err(|e| e.to_string()))
+            }
+            RaftKind::Vote => {
+                let req = decode(payload).map_err(err)?;
+                encode(&self.raft.vote(req).await.map_err(|e| e.to_string()))
+            }
+            RaftKind::Snapshot => {
+                let (vote, meta, data): (Vote, SnapshotMeta, Vec<u8>) = decode(payload).map_err(err)?;
+                let snapshot = Snapshot { meta, snapshot: SnapshotData::new(data) };
+                encode(&self.raft.install_full_snapshot(vote, snapshot).await.map_err(|e| e.to_string()))
+            }
+            RaftKind::TransferLeader => {
+                let req = decode(payload).map_err(err)?;
+                let r = match self.raft.handle_transfer_leader(req).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(fatal) => Err(fatal.to_string()),
+                };
+                encode(&r)
+            }
+        })
+    }
+
+    async fn transfer_leader(&self, to: u64) {
+        if self.is_leader() {
+            let _ = self.raft.trigger().transfer_leader(to).await;
+        }
+    }
+
+    async fn heartbeat(&self) {
+        if self.is_leader() {
+            let _ = self.raft.trigger().heartbeat().await;
+        }
+    }
+
+    async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+}
+
+/// Waits (up to `timeout`) until some node leads `group`.
+pub async fn wait_for_leader(group: &dyn Consensus, timeout: Duration) -> Option<u64> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(l) = group.leader() {
+            return Some(l);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(LEADER_POLL_MS)).await;
+    }
+}

@@ -1,0 +1,321 @@
+//! The per-node transport: one gRPC connection (HTTP/2 channel) per peer node,
+//! carrying the Raft messages of every group, coalesced into batches.
+//!
+//! Each peer has a bounded queue drained by one task. A round takes whatever
+//! is queued (up to a count and byte bound) and sends it as one `Raft` call.
+//! Heartbeats linger briefly so that the heartbeats the node-wide ticker
+//! fires for all of its leader groups travel to each peer in one message.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::v2::RaftNetworkV2;
+use openraft::network::{RPCOption, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, OptionalSend};
+use ordo_proto::{ForwardRequest, NodeClient, RaftBatch, RaftMsg};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::entry_codec::{decode, encode};
+use crate::keys::GroupId;
+use crate::types::{RaftKind, Snapshot, SnapshotData, TypeConfig, Vote};
+
+use crate::constants::{
+    BATCH_BYTES_MAX, BATCH_MSGS_MAX, BATCH_TIMEOUT_MS, GRPC_MESSAGE_BYTES_MAX, HEARTBEAT_LINGER_MS,
+    PEER_CONNECT_TIMEOUT_MS, PEER_INFLIGHT_MAX, PEER_KEEPALIVE_MS, PEER_QUEUE_MAX,
+};
+
+struct Outgoing {
+    msg: RaftMsg,
+    heartbeat: bool,
+    reply: oneshot::Sender<Result<Vec<u8>, String>>,
+}
+
+/// The connection to one peer node.
+pub struct PeerTransport {
+    node_id: u64,
+    addr: String,
+    queue: mpsc::Sender<Outgoing>,
+    client: NodeClient<Channel>,
+}
+
+impl PeerTransport {
+    fn new(self_id: u64, node_id: u64, addr: String) -> Result<Arc<PeerTransport>, String> {
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| format!("bad address {addr}: {e}"))?
+            .connect_timeout(Duration::from_millis(PEER_CONNECT_TIMEOUT_MS))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_millis(PEER_KEEPALIVE_MS))
+            .connect_lazy();
+        let client = NodeClient::new(channel)
+            .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+        let (queue, rx) = mpsc::channel(PEER_QUEUE_MAX);
+        tokio::spawn(run_sender(self_id, rx, client.clone()));
+        Ok(Arc::new(PeerTransport { node_id, addr, queue, client }))
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Sends one Raft message of `gid` and waits for its reply.
+    async fn call(
+        &self,
+        gid: GroupId,
+        kind: RaftKind,
+        payload: Vec<u8>,
+        heartbeat: bool,
+        ttl: Duration,
+    ) -> Result<Vec<u8>, String> {
+        let kind = match kind {
+            RaftKind::Append => ordo_proto::RaftKind::Append,
+            RaftKind::Vote => ordo_proto::RaftKind::Vote,
+            RaftKind::Snapshot => ordo_proto::RaftKind::Snapshot,
+            RaftKind::TransferLeader => ordo_proto::RaftKind::TransferLeader,
+        };
+        let (tx, rx) = oneshot::channel();
+        let msg = RaftMsg { group_id: gid, kind: kind as i32, payload };
+        self.queue.send(Outgoing { msg, heartbeat, reply: tx }).await.map_err(|_| "transport closed".to_string())?;
+        match tokio::time::timeout(ttl, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err("reply dropped".into()),
+            Err(_) => Err(format!("timed out after {ttl:?}")),
+        }
+    }
+
+    /// Forwards an opaque client request for `gid` to this peer.
+    pub async fn forward(&self, gid: GroupId, payload: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, ForwardError> {
+        let mut client = self.client.clone();
+        let req = ForwardRequest { group_id: gid, payload };
+        match tokio::time::timeout(timeout, client.forward(req)).await {
+            Ok(Ok(resp)) => Ok(resp.into_inner().payload),
+            // No connection could be made: the request never left.
+            Ok(Err(status)) if status.code() == tonic::Code::Unavailable && is_connect_error(&status) => {
+                Err(ForwardError::Unreachable(format!("node {}: {}", self.node_id, status.message())))
+            }
+            Ok(Err(status)) => Err(ForwardError::Failed(format!("node {}: {}", self.node_id, status.message()))),
+            Err(_) => Err(ForwardError::Failed(format!("node {} did not answer within {timeout:?}", self.node_id))),
+        }
+    }
+}
+
+/// Why a forwarded call has no answer.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// The peer could not be reached: the request was not delivered.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The call failed after it may have been delivered.
+    #[error("{0}")]
+    Failed(String),
+}
+
+fn is_connect_error(status: &tonic::Status) -> bool {
+    use std::error::Error as _;
+    let mut source = status.source();
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return matches!(io.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound);
+        }
+        source = e.source();
+    }
+    let m = status.message();
+    m.contains("tcp connect error") || m.contains("Connection refused")
+}
+
+async fn run_sender(self_id: u64, mut rx: mpsc::Receiver<Outgoing>, client: NodeClient<Channel>) {
+    let inflight = Arc::new(Semaphore::new(PEER_INFLIGHT_MAX));
+    while let Some(first) = rx.recv().await {
+        let mut bytes = first.msg.payload.len();
+        let linger = first.heartbeat;
+        let mut batch = vec![first];
+        if linger {
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(HEARTBEAT_LINGER_MS);
+            while batch.len() < BATCH_MSGS_MAX && bytes < BATCH_BYTES_MAX {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(m)) => {
+                        bytes += m.msg.payload.len();
+                        batch.push(m);
+                    }
+                    _ => break,
+                }
+            }
+        }
+        while batch.len() < BATCH_MSGS_MAX && bytes < BATCH_BYTES_MAX {
+            match rx.try_recv() {
+                Ok(m) => {
+                    bytes += m.msg.payload.len();
+                    batch.push(m);
+                }
+                Err(_) => break,
+            }
+        }
+        let Ok(permit) = inflight.clone().acquire_owned().await else { return };
+        let mut client = client.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let (msgs, replies): (Vec<RaftMsg>, Vec<_>) = batch.into_iter().map(|o| (o.msg, o.reply)).unzip();
+            let call = client.raft(RaftBatch { from_node: self_id, msgs });
+            match tokio::time::timeout(Duration::from_millis(BATCH_TIMEOUT_MS), call).await {
+                Ok(Ok(resp)) => {
+                    let resp = resp.into_inner();
+                    if resp.replies.len() != replies.len() {
+                        for r in replies {
+                            let _ = r.send(Err("peer answered a different number of messages".into()));
+                        }
+                        return;
+                    }
+                    for (r, rep) in replies.into_iter().zip(resp.replies) {
+                        let _ = r.send(if rep.error.is_empty() { Ok(rep.payload) } else { Err(rep.error) });
+                    }
+                }
+                Ok(Err(status)) => {
+                    for r in replies {
+                        let _ = r.send(Err(status.message().to_string()));
+                    }
+                }
+                Err(_) => {
+                    for r in replies {
+                        let _ = r.send(Err("batch timed out".into()));
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Every peer connection of this node.
+pub struct Transport {
+    self_id: u64,
+    peers: BTreeMap<u64, Arc<PeerTransport>>,
+}
+
+impl Transport {
+    /// Connects (lazily) to every node in `nodes` but this one.
+    pub fn new(self_id: u64, nodes: &BTreeMap<u64, String>) -> Result<Arc<Transport>, String> {
+        let mut peers = BTreeMap::new();
+        for (&id, addr) in nodes {
+            if id != self_id {
+                peers.insert(id, PeerTransport::new(self_id, id, addr.clone())?);
+            }
+        }
+        Ok(Arc::new(Transport { self_id, peers }))
+    }
+
+    pub fn self_id(&self) -> u64 {
+        self.self_id
+    }
+
+    pub fn peer(&self, node_id: u64) -> Option<&Arc<PeerTransport>> {
+        self.peers.get(&node_id)
+    }
+}
+
+/// Creates the per-target connections of one group.
+pub(super) struct GroupNetworkFactory {
+    pub gid: GroupId,
+    pub transport: Arc<Transport>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for GroupNetworkFactory {
+    type Network = GroupConn;
+
+    async fn new_client(&mut self, target: u64, _node: &BasicNode) -> GroupConn {
+        GroupConn { gid: self.gid, target, peer: self.transport.peer(target).cloned() }
+    }
+}
+
+pub(super) struct GroupConn {
+    gid: GroupId,
+    target: u64,
+    peer: Option<Arc<PeerTransport>>,
+}
+
+fn unreachable(msg: String) -> Unreachable<TypeConfig> {
+    Unreachable::new(&std::io::Error::other(msg))
+}
+
+impl GroupConn {
+    async fn rpc<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        kind: RaftKind,
+        req: &Req,
+        heartbeat: bool,
+        ttl: Duration,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
+        let peer = self
+            .peer
+            .as_ref()
+            .ok_or_else(|| RPCError::Unreachable(unreachable(format!("unknown node {}", self.target))))?;
+        let bytes = peer
+            .call(self.gid, kind, encode(req), heartbeat, ttl)
+            .await
+            .map_err(|e| RPCError::Unreachable(unreachable(e)))?;
+        let resp: Result<Resp, String> = decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        resp.map_err(|e| RPCError::Network(NetworkError::new(&std::io::Error::other(e))))
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for GroupConn {
+    type SnapshotData = SnapshotData;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let heartbeat = rpc.entries.is_empty();
+        self.rpc(RaftKind::Append, &rpc, heartbeat, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.rpc(RaftKind::Vote, &rpc, false, option.hard_ttl()).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        // The target answers only whether it took the request; a refusal
+        // simply leaves leadership where it is.
+        self.rpc::<_, ()>(RaftKind::TransferLeader, &req, false, option.hard_ttl()).await.map(Ok)
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let req = (vote, snapshot.meta, snapshot.snapshot.into_inner());
+        let send = self.rpc::<_, SnapshotResponse<TypeConfig>>(
+            RaftKind::Snapshot,
+            &req,
+            false,
+            Duration::from_millis(BATCH_TIMEOUT_MS),
+        );
+        tokio::pin!(cancel);
+        tokio::select! {
+            closed = &mut cancel => Err(StreamingError::Closed(closed)),
+            r = send => r.map_err(StreamingError::from),
+        }
+    }
+}

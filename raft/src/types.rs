@@ -1,0 +1,66 @@
+//! The openraft type configuration shared by every group of every node.
+//!
+//! One configuration for all groups lets a single transport carry them all.
+//! Commands and replies are opaque bytes: each group's [`GroupLogic`]
+//! (meta, sequencer, vShard) encodes its own.
+//!
+//! [`GroupLogic`]: crate::GroupLogic
+
+use std::fmt;
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+/// A command replicated through a group's log.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// A command of the group's [`GroupLogic`](crate::GroupLogic).
+    App(Vec<u8>),
+    /// Every replica hashes its data section at this log position, so
+    /// replicas can be compared at the same point of the log.
+    Checksum,
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::App(b) => write!(f, "App({} bytes)", b.len()),
+            Command::Checksum => write!(f, "Checksum"),
+        }
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// What applying a [`Command`] returned.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply(pub Vec<u8>);
+
+openraft::declare_raft_types!(
+    pub TypeConfig:
+        D = Command,
+        R = Reply,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+);
+
+pub type SnapshotData = Cursor<Vec<u8>>;
+pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
+pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
+pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
+pub type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotData>;
+
+/// Which Raft RPC a message carries on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RaftKind {
+    Append,
+    Vote,
+    Snapshot,
+    TransferLeader,
+}
