@@ -81,7 +81,7 @@ async fn micro_cmd(
     clients: Vec<usize>,
     ordo_bin: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    anyhow::ensure!(clients.iter().all(|&c| c >= 1 && c <= 4096), "client counts must be between 1 and 4096");
+    anyhow::ensure!(clients.iter().all(|c| (1..=4096).contains(c)), "client counts must be between 1 and 4096");
     let mut _cluster = None;
     let spec = match target {
         Some(t) => t.strip_prefix("ordo://").unwrap_or(&t).to_string(),

@@ -107,7 +107,7 @@ pub fn aggregates(items: &[SelectItem], table: &TableDef) -> Option<Vec<(String,
                 _ => return None,
             };
             let Expr::Function(f) = e else { return None };
-            if f.filter.is_some() || f.over.is_some() || f.within_group.len() > 0 || f.name.0.len() != 1 {
+            if f.filter.is_some() || f.over.is_some() || !f.within_group.is_empty() || f.name.0.len() != 1 {
                 return None;
             }
             let FunctionArguments::List(list) = &f.args else { return None };

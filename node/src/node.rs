@@ -14,7 +14,7 @@ use ordo_meta::logic::MetaLogic;
 use ordo_meta::placement::Placement;
 use ordo_raft::engine::Engine;
 use ordo_raft::groups::{META_GROUP, SEQUENCER_GROUP};
-use ordo_raft::{Consensus, GroupConfig, GroupId, GroupLogic, RaftGroup, Transport};
+use ordo_raft::{Consensus, GroupConfig, GroupHost, GroupId, GroupLogic, RaftGroup, Transport};
 use ordo_sequencer::{EpochLog, Sealer, SealerConfig, SequencerLogic};
 use ordo_sql::constants::QUERY_TIMEOUT_MS;
 use ordo_sql::SqlEngine;
@@ -107,6 +107,7 @@ async fn open_groups(
     sequencer: &Arc<SequencerLogic>,
 ) -> anyhow::Result<Groups> {
     let config = GroupConfig { heartbeat_ms: args.heartbeat_ms, snapshot_logs: args.snapshot_logs };
+    let host = GroupHost { node_id: args.id, engine: engine.clone(), transport: transport.clone(), config };
     let mut groups = Groups::new();
     for gid in placement.groups() {
         if !placement.replicas(gid).contains(&args.id) {
@@ -119,10 +120,9 @@ async fn open_groups(
         };
         let bootstrap = placement.preferred_leader(gid) == args.id;
         let members = placement.members(gid);
-        let group =
-            RaftGroup::open(gid, args.id, &members, bootstrap, engine.clone(), logic, transport.clone(), &config)
-                .await
-                .map_err(|e| anyhow::anyhow!("opening group {gid}: {e}"))?;
+        let group = RaftGroup::open(&host, gid, &members, bootstrap, logic)
+            .await
+            .map_err(|e| anyhow::anyhow!("opening group {gid}: {e}"))?;
         groups.insert(gid, group);
     }
     Ok(groups)

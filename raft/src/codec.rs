@@ -5,6 +5,9 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+/// Keys and values (or keys and rows) as stored: byte-string pairs.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("undecodable bytes: {0}")]
 pub struct DecodeError(String);
@@ -44,7 +47,7 @@ pub mod byte_pairs {
         s.collect_seq(v.iter().map(|(k, r)| (serde_bytes::Bytes::new(k), serde_bytes::Bytes::new(r))))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(Vec<u8>, Vec<u8>)>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<super::Pairs, D::Error> {
         let pairs = Vec::<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>::deserialize(d)?;
         Ok(pairs.into_iter().map(|(k, r)| (k.into_vec(), r.into_vec())).collect())
     }

@@ -91,6 +91,15 @@ pub trait Consensus: Send + Sync {
     async fn shutdown(&self);
 }
 
+/// What a node gives every group it hosts: its id, its one RocksDB, its
+/// transport and the groups' timing knobs.
+pub struct GroupHost {
+    pub node_id: u64,
+    pub engine: Arc<Engine>,
+    pub transport: Arc<Transport>,
+    pub config: GroupConfig,
+}
+
 /// Timing and retention knobs shared by all groups of a node.
 #[derive(Clone, Debug)]
 pub struct GroupConfig {
@@ -156,15 +165,14 @@ impl RaftGroup {
     /// every voter's node id to its RPC address. When `bootstrap` is set and
     /// the replica has no Raft state yet, it initialises the group.
     pub async fn open(
+        host: &GroupHost,
         gid: GroupId,
-        node_id: u64,
         members: &BTreeMap<u64, String>,
         bootstrap: bool,
-        engine: Arc<Engine>,
         logic: Arc<dyn GroupLogic>,
-        transport: Arc<Transport>,
-        config: &GroupConfig,
     ) -> Result<Arc<RaftGroup>, String> {
+        let GroupHost { node_id, engine, transport, config } = host;
+        let (node_id, engine, transport) = (*node_id, engine.clone(), transport.clone());
         let log = LogStore::new(gid, engine.clone());
         let initialized = log.is_initialized().map_err(|e| e.to_string())?;
         let sm = StateMachineStore::open(gid, engine.clone(), logic).map_err(|e| e.to_string())?;

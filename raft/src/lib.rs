@@ -30,7 +30,7 @@ mod network;
 mod state_machine;
 mod types;
 
-pub use group::{wait_for_leader, Consensus, ConsensusError, GroupConfig, GroupStatus, RaftGroup};
+pub use group::{wait_for_leader, Consensus, ConsensusError, GroupConfig, GroupHost, GroupStatus, RaftGroup};
 pub use keys::GroupId;
 pub use network::{ForwardError, PeerTransport, Transport};
 pub use state_machine::{applied_index_at, ApplyContext, GroupLogic};

@@ -6,16 +6,15 @@ use std::time::Duration;
 
 use ordo_raft::engine::Engine;
 use ordo_raft::groups::SEQUENCER_GROUP;
-use ordo_raft::{wait_for_leader, Consensus, GroupConfig, RaftGroup, Transport};
+use ordo_raft::{wait_for_leader, Consensus, GroupConfig, GroupHost, RaftGroup, Transport};
 use ordo_sequencer::{EpochInput, EpochLog, Sealer, SealerConfig, SequencerLogic};
 
 async fn open(engine: &Arc<Engine>, logic: &Arc<SequencerLogic>) -> Arc<RaftGroup> {
     let members: BTreeMap<u64, String> = [(1, "127.0.0.1:1".to_string())].into();
     let transport = Transport::new(1, &members).unwrap();
     let config = GroupConfig { heartbeat_ms: 50, snapshot_logs: 1000 };
-    let group = RaftGroup::open(SEQUENCER_GROUP, 1, &members, true, engine.clone(), logic.clone(), transport, &config)
-        .await
-        .unwrap();
+    let host = GroupHost { node_id: 1, engine: engine.clone(), transport, config };
+    let group = RaftGroup::open(&host, SEQUENCER_GROUP, &members, true, logic.clone()).await.unwrap();
     assert_eq!(wait_for_leader(group.as_ref(), Duration::from_secs(10)).await, Some(1));
     group
 }

@@ -31,6 +31,8 @@
 
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
+use ordo_raft::codec::Pairs;
+
 use crate::constants::{COLLECT_BATCH_KEYS_MAX, SCAN_ROWS_MAX, STEPS_BEFORE_SEEK};
 use crate::types::{ScanError, TxnPos};
 use ordo_raft::engine::{Engine, OwnedSnapshot};
@@ -196,7 +198,7 @@ pub fn scan_as_of(
     prefix: &[u8],
     at: ReadPoint,
     snapshot: &OwnedSnapshot,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ScanError> {
+) -> Result<Pairs, ScanError> {
     let floor = horizon(engine, gid, Some(snapshot)).map_err(ScanError::Storage)?;
     if !floor.covered_by(at) {
         return Err(ScanError::TooOld { epoch: at.epoch, horizon: floor.epoch });
@@ -302,12 +304,11 @@ pub fn collect(
     let start = keys::key(gid, Section::Data, &history_prefix(from.unwrap_or_default()));
     let end = keys::prefix_end(&keys::key(gid, Section::Data, HISTORY_PREFIX)).expect("group keys never end in 0xFF");
     let mut done = Collected { dropped: 0, next: None };
-    let mut read = 0;
     let mut batch = WriteBatch::default();
     // The row of the previous key, and whether its visible version (at the
     // horizon) was passed already.
     let mut current: Option<(Vec<u8>, bool)> = None;
-    for item in engine.db().iterator(IteratorMode::From(&start, Direction::Forward)) {
+    for (read, item) in engine.db().iterator(IteratorMode::From(&start, Direction::Forward)).enumerate() {
         let (k, value) = item.map_err(|e| e.to_string())?;
         if *k >= *end {
             break;
@@ -321,7 +322,6 @@ pub fn collect(
             }
             current = Some((row.to_vec(), false));
         }
-        read += 1;
         let passed = &mut current.as_mut().expect("set above").1;
         if *passed {
             batch.delete(&k);

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use rocksdb::{Direction, IteratorMode};
 use serde::{Deserialize, Serialize};
 
+use ordo_raft::codec::Pairs;
+
 use crate::constants::SCAN_ROWS_MAX;
 use crate::history::{self, Version};
 pub use crate::types::{ScanError, TxnPos};
@@ -313,7 +315,7 @@ impl ShardReader {
     }
 
     /// Every `(key, value)` of `gid` whose key starts with `prefix`.
-    pub fn scan_prefix(&self, gid: GroupId, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ScanError> {
+    pub fn scan_prefix(&self, gid: GroupId, prefix: &[u8]) -> Result<Pairs, ScanError> {
         self.scan_prefix_at(gid, prefix, None)
     }
 
@@ -325,7 +327,7 @@ impl ShardReader {
         prefix: &[u8],
         at: history::ReadPoint,
         snapshot: &OwnedSnapshot,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ScanError> {
+    ) -> Result<Pairs, ScanError> {
         history::scan_as_of(&self.engine, gid, prefix, at, snapshot)
     }
 
@@ -358,7 +360,7 @@ impl ShardReader {
         gid: GroupId,
         prefix: &[u8],
         snapshot: Option<&OwnedSnapshot>,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ScanError> {
+    ) -> Result<Pairs, ScanError> {
         let start = keys::key(gid, Section::Data, prefix);
         let end = keys::prefix_end(&start).expect("group keys never end in 0xFF");
         let mut out = Vec::new();

@@ -218,7 +218,7 @@ fn customers(w_id: i64, d_id: i64, by_name: bool) -> Vec<Insert> {
             names.row(format!("({w_id},{d_id},{},{},{c_id})", q(&last), q(&first)));
         }
         cust.row(format!(
-            "({w_id},{d_id},{c_id},{},'OE',{},{},{},{},{},{},{},{},{credit},50000.00,{},-10.00,10.00,1,0,{})",
+            "({w_id},{d_id},{c_id},{},'OE',{},{},{},{},{},{},{},{},{credit},50000.00,0.{:04},-10.00,10.00,1,0,{})",
             q(&first),
             q(&last),
             q(&r.a_string(10, 20)),
@@ -228,7 +228,7 @@ fn customers(w_id: i64, d_id: i64, by_name: bool) -> Vec<Insert> {
             q(&r.zip()),
             q(&r.n_string(16, 16)),
             q(LOAD_TIMESTAMP),
-            format!("0.{:04}", r.uniform(0, 5000)),
+            r.uniform(0, 5000),
             q(&r.a_string(300, 500)),
         ));
         let h_id = (d_id - 1) * CUSTOMERS_PER_DISTRICT + c_id;

@@ -19,8 +19,7 @@ use crate::rpc::router::Router;
 use crate::txn::program::{StmtOutput, TxnProgram, TxnResult};
 use crate::txn::statement::DmlRequest;
 
-/// Rows as `(encoded key, encoded row)` pairs.
-pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+pub use ordo_raft::codec::Pairs;
 
 /// Whether a vShard has applied a sequenced position, and the record it
 /// stored for it (when asked for).

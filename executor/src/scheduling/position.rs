@@ -64,7 +64,7 @@ impl Scheduler {
                     // Transient trouble passes; an error that persists while
                     // this node leads (e.g. a participant's record lacks a
                     // read: nondeterminism) stalls the vShard — say so.
-                    if attempts % EVALUATION_ATTEMPTS_ALARM == 0 {
+                    if attempts.is_multiple_of(EVALUATION_ATTEMPTS_ALARM) {
                         tracing::error!(vshard = self.vshard, ?pos, attempts, "evaluation keeps failing: {e}");
                     } else {
                         tracing::debug!(vshard = self.vshard, ?pos, "evaluation failed, retrying: {e}");

@@ -40,6 +40,10 @@ use crate::constants::{PROGRAM_READ_BYTES_MAX, RECON_READS_CONCURRENT, STATEMENT
 use crate::txn::locks::{covered, LockSet};
 use crate::txn::program::{ProgStatement, Recon, Returning, StmtOutput, TxnProgram};
 /// The column `rows_with_index` adds: each row's index in its input.
+/// The rows an UPDATE/DELETE changes, by index into its input: the new
+/// row, or `None` for a deletion.
+pub type Changes = Vec<(usize, Option<Vec<Datum>>)>;
+
 pub const ROW_INDEX_COLUMN: &str = "__ordo_row";
 
 /// The query that plans an UPDATE/DELETE over an in-memory table of its
@@ -816,7 +820,7 @@ pub fn modify_fast(
     sel: Option<&Expr>,
     params: &[Param],
     rows: &[&Vec<Datum>],
-) -> ExecResult<Option<Vec<(usize, Option<Vec<Datum>>)>>> {
+) -> ExecResult<Option<Changes>> {
     let pred = match sel {
         Some(e) => match fast::compile(e, table, params) {
             Some(p) => Some(p),

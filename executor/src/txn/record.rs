@@ -4,6 +4,7 @@
 //! lowest participant, the client's result.
 
 use ordo_expr::ExecResult;
+use ordo_raft::codec::Pairs;
 use ordo_raft::groups::vshard_group;
 use ordo_vshard::shard::{ScanError, ShardReader, TxnPos};
 use serde::{Deserialize, Serialize};
@@ -57,9 +58,7 @@ pub fn stored_record(reader: &ShardReader, vshard: u32, pos: TxnPos) -> ExecResu
 /// `None` when the scan alone is over a bound (rows or bytes), which fails
 /// the program wherever and whenever it is read; or a storage error
 /// (`Unavailable`: this attempt's trouble).
-pub fn program_scan(
-    scanned: Result<Vec<(Vec<u8>, Vec<u8>)>, ScanError>,
-) -> ExecResult<Option<Vec<(Vec<u8>, Vec<u8>)>>> {
+pub fn program_scan(scanned: Result<Pairs, ScanError>) -> ExecResult<Option<Pairs>> {
     match scanned {
         Ok(rows) if read_bytes(&rows) <= PROGRAM_READ_BYTES_MAX => Ok(Some(rows)),
         Ok(_) | Err(ScanError::TooManyRows(_)) => Ok(None),
