@@ -1,4 +1,9 @@
-//! `ordo`: the OrdoDB server binary and CLI.
+//! `ordo`: the OrdoDB server binary and CLI — startup of a node's groups
+//! (`node`), the gRPC service peers talk to (`grpc`), the HTTP API (`http`),
+//! a local dev cluster (`dev`) and replica verification (`verify`).
+//!
+//! Dependency rule: the top of the workspace; it wires the crates below
+//! together and holds no database logic of its own.
 
 mod cli;
 mod constants;

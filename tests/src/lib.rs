@@ -3,6 +3,9 @@
 //!
 //! Clusters of one test binary run one at a time (a process-wide lock), so
 //! tests on a small machine do not starve each other's Raft timers.
+//!
+//! Dependency rule: talks to nodes over HTTP only; depends on no OrdoDB
+//! crate, so the tests see the database as a client does.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
