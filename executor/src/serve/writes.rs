@@ -18,6 +18,7 @@ use ordo_expr::parse::parse_expr;
 use ordo_expr::{coerce, from_datafusion, storage_error, ExecError, ExecResult, Param};
 use ordo_meta::catalog::TableDef;
 use ordo_meta::datum::{encode_row, Datum};
+use ordo_raft::codec::Pairs;
 use ordo_raft::groups::vshard_group;
 use ordo_raft::{Consensus, GroupId};
 use ordo_scheduler::{LockGuard, LockMode, LockSpan};
@@ -31,9 +32,6 @@ use crate::txn::locks::{dml_lock, insert_locks, lock_set};
 use crate::txn::program::TxnProgram;
 use crate::txn::statement::{DmlRequest, MultiShardStatement};
 
-/// Rows as stored: `(key, encoded row)`.
-type Stored = Vec<(Vec<u8>, Vec<u8>)>;
-
 impl LeaderExecutor {
     /// `Insert`: the rows, or a unique violation if any key exists.
     pub(super) async fn insert(
@@ -41,7 +39,7 @@ impl LeaderExecutor {
         gid: GroupId,
         group: &dyn Consensus,
         table: &TableDef,
-        rows: Stored,
+        rows: Pairs,
         fence: Option<Fence>,
     ) -> Result<ShardResponse, Fail> {
         let spans = insert_locks(table.id, &rows);
@@ -167,7 +165,7 @@ impl LeaderExecutor {
 
     /// The write set of an INSERT: fails on a key that exists (in RocksDB
     /// or in the transaction's own earlier writes) or repeats.
-    fn insert_writes(&self, gid: GroupId, table: &TableDef, rows: Stored) -> Result<Vec<RowWrite>, Fail> {
+    fn insert_writes(&self, gid: GroupId, table: &TableDef, rows: Pairs) -> Result<Vec<RowWrite>, Fail> {
         let mut seen = BTreeSet::new();
         let mut writes = Vec::with_capacity(rows.len());
         for (pk, row) in rows {
@@ -192,7 +190,7 @@ impl LeaderExecutor {
     async fn dml_writes(&self, gid: GroupId, dml: &DmlRequest, now_us: i64) -> Result<Vec<RowWrite>, Fail> {
         let table = &dml.table;
         let params = dml.params_at(now_us);
-        let stored: Stored = match &dml.point {
+        let stored: Pairs = match &dml.point {
             Some(pk) => {
                 let key = row_key(table.id, pk);
                 self.get(gid, &key)?.map(|v| (key, v)).into_iter().collect()

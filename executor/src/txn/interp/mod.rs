@@ -38,7 +38,6 @@ use crate::txn::program::{ProgStatement, Recon, StmtOutput, TxnProgram};
 
 pub use modify::{matching, modify_fast, modify_query, Changes, ModifyShape};
 pub use rows::{decode_rows, row_indexes, rows_with_index, ROW_INDEX_COLUMN};
-pub use select::bind_placeholders;
 
 /// The rows a transaction reads, as of its place in the order.
 #[async_trait::async_trait]
