@@ -68,6 +68,11 @@ pub enum ExecError {
     /// gateway reconnoitres again.
     #[error("could not serialize access: {0}")]
     StaleReconnaissance(String),
+    /// Not retryable as is: the statement may or may not have been applied
+    /// (a reply lost with its node, a leader deposed mid-commit). The
+    /// client must find out, e.g. by reading what it wrote.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
 }
 
 /// A storage read that failed: trouble of this node, not a property of the
@@ -118,6 +123,8 @@ impl ExecError {
             ExecError::Overloaded(_) => "53300",
             ExecError::Internal(_) => "XX000",
             ExecError::SerializationFailure(_) | ExecError::StaleReconnaissance(_) => "40001",
+            // PostgreSQL's transaction_resolution_unknown.
+            ExecError::OutcomeUnknown(_) => "08007",
         }
     }
 

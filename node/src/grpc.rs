@@ -59,6 +59,10 @@ impl ordo_proto::Node for NodeService {
             Ok(r) => self.executor.handle(req.group_id, r).await,
             Err(e) => ShardResponse::Error(e),
         };
+        // Fault injection: the request ran, its reply is lost on the way
+        // back (as when the connection breaks): the caller cannot tell
+        // whether it was applied.
+        fail::fail_point!("forward-reply-lost", |_| Err(Status::aborted("reply lost (failpoint forward-reply-lost)")));
         Ok(Response::new(ForwardReply { payload: encode(&resp) }))
     }
 }

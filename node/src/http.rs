@@ -45,6 +45,8 @@ fn exec_error(e: &ExecError) -> Response {
     let code = e.sqlstate();
     let status = match &code[..2] {
         "57" | "53" => StatusCode::SERVICE_UNAVAILABLE,
+        // Outcome unknown (08007): the node gave up waiting, like a gateway.
+        "08" => StatusCode::GATEWAY_TIMEOUT,
         "XX" => StatusCode::INTERNAL_SERVER_ERROR,
         "54" => StatusCode::PAYLOAD_TOO_LARGE,
         "23" => StatusCode::CONFLICT,

@@ -31,6 +31,9 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Failpoints named in `FAILPOINTS` (none by default), e.g.
+    // `FAILPOINTS=forward-reply-lost=10%return` (see `grpc::forward`).
+    let _failpoints = fail::FailScenario::setup();
     match cli.command {
         cli::Command::Start(args) => node::run(args),
         cli::Command::Dev(args) => dev::run(args),

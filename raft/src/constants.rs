@@ -40,6 +40,17 @@ pub const GROUP_APPLY_QUEUE_MAX: u64 = 256;
 /// Log entries kept behind a snapshot at most, so a briefly lagging
 /// follower catches up from the log instead of a snapshot.
 pub const LOG_KEPT_BEHIND_SNAPSHOT_MAX: u64 = 500;
+/// How long a group remembers the reply of an applied client request, by
+/// the proposers' clocks (see [`crate::requests`]): retries must end well
+/// within it.
+pub const REQUEST_RETENTION_MS: u64 = 300_000;
+/// Largest reply a request record keeps; a retry of a request with a
+/// larger reply learns it was applied, not the reply.
+pub const REQUEST_REPLY_BYTES_MAX: usize = 256 << 10;
+/// Longest a proposal waits to be committed and applied (a leader cut off
+/// from its quorum must not hold its locks forever); then its outcome is
+/// unknown.
+pub const PROPOSE_TIMEOUT_MS: u64 = 12_000;
 /// Poll period of [`crate::wait_for_leader`].
 pub const LEADER_POLL_MS: u64 = 20;
 

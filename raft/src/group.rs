@@ -11,13 +11,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::constants::{
     APPEND_ENTRIES_MAX, GROUP_API_QUEUE_MAX, GROUP_APPLY_QUEUE_MAX, HEARTBEAT_MS_MIN, LEADER_POLL_MS,
-    LOG_KEPT_BEHIND_SNAPSHOT_MAX,
+    LOG_KEPT_BEHIND_SNAPSHOT_MAX, PROPOSE_TIMEOUT_MS,
 };
 use crate::entry_codec::{decode, encode};
 use crate::log_store::LogStore;
 use crate::network::{GroupNetworkFactory, Transport};
+use crate::requests::{stamp_now_ms, stored_request, RequestId, RequestRecord, RequestReply};
 use crate::state_machine::{stored_checksum, GroupLogic, StateMachineStore};
-use crate::types::{Command, RaftKind, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
+use crate::types::{Command, RaftKind, RequestCommand, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
 
 /// One group's openraft instance over our storage.
 type Raft = openraft::Raft<TypeConfig, StateMachineStore>;
@@ -31,6 +32,11 @@ pub enum ConsensusError {
     NotLeader { group: GroupId, leader: Option<u64> },
     #[error("group {group} cannot serve: {reason}")]
     Unavailable { group: GroupId, reason: String },
+    /// A proposal whose fate this replica cannot tell: its entry may have
+    /// been committed (or may still be, by another leader) or not. Never
+    /// "not applied": only a request id makes retrying it safe.
+    #[error("group {group}: outcome unknown: {reason}")]
+    Unknown { group: GroupId, reason: String },
 }
 
 /// One group's state as `GET /v1/cluster` reports it.
@@ -64,6 +70,19 @@ pub trait Consensus: Send + Sync {
     fn leader_term(&self) -> Option<u64>;
     /// Replicates `command`, waits until it is applied here, returns its reply.
     async fn propose(&self, command: Vec<u8>) -> Result<Vec<u8>, ConsensusError>;
+    /// Like [`Consensus::propose`] for a client request that may be
+    /// retried: applied once per `id` (a retry gets the first reply; see
+    /// [`crate::requests`]). `reply`: the reply to record, when the
+    /// proposer computed it (else the logic's reply).
+    async fn propose_request(
+        &self,
+        id: RequestId,
+        command: Vec<u8>,
+        reply: Option<Vec<u8>>,
+    ) -> Result<RequestReply, ConsensusError>;
+    /// The record of request `id` if this replica applied it (on a leader,
+    /// after a write barrier: whether any leader applied it).
+    fn applied_request(&self, id: RequestId) -> Result<Option<RequestRecord>, ConsensusError>;
     /// Replicates a checksum point: every replica hashes its data at that
     /// log index. Returns `(index, the leader's hash)`.
     async fn checksum(&self) -> Result<(u64, u64), ConsensusError>;
@@ -161,6 +180,26 @@ where
 }
 
 impl RaftGroup {
+    /// Proposes `command` and waits for its reply, up to
+    /// [`PROPOSE_TIMEOUT_MS`]. Only a refusal before the entry was appended
+    /// is `NotLeader`; an entry discarded by a leader change, a timeout or
+    /// a stopped Raft leave the outcome unknown.
+    async fn write(&self, command: Command) -> Result<Vec<u8>, ConsensusError> {
+        use openraft::errors::{ClientWriteError, RaftError};
+        let unknown = |reason: String| ConsensusError::Unknown { group: self.gid, reason };
+        let timeout = Duration::from_millis(PROPOSE_TIMEOUT_MS);
+        match tokio::time::timeout(timeout, self.raft.client_write(command)).await {
+            Err(_) => Err(unknown(format!("not committed within {PROPOSE_TIMEOUT_MS} ms"))),
+            Ok(Ok(resp)) => Ok(resp.data.0),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(ConsensusError::NotLeader { group: self.gid, leader: f.leader_id })
+            }
+            Ok(Err(e @ RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)))) => Err(unknown(e.to_string())),
+            Ok(Err(e @ RaftError::Fatal(_))) => Err(unknown(e.to_string())),
+            Ok(Err(e)) => Err(ConsensusError::Unavailable { group: self.gid, reason: e.to_string() }),
+        }
+    }
+
     /// Opens (or creates) this node's replica of group `gid`. `members` maps
     /// every voter's node id to its RPC address. When `bootstrap` is set and
     /// the replica has no Raft state yet, it initialises the group.
@@ -231,19 +270,28 @@ impl Consensus for RaftGroup {
     }
 
     async fn propose(&self, command: Vec<u8>) -> Result<Vec<u8>, ConsensusError> {
-        match self.raft.client_write(Command::App(command)).await {
-            Ok(resp) => Ok(resp.data.0),
-            Err(e) => Err(forward_or_unavailable(self.gid, &e)),
-        }
+        self.write(Command::App(command)).await
+    }
+
+    async fn propose_request(
+        &self,
+        id: RequestId,
+        command: Vec<u8>,
+        reply: Option<Vec<u8>>,
+    ) -> Result<RequestReply, ConsensusError> {
+        let request = RequestCommand { id, stamp_ms: stamp_now_ms(), command, reply };
+        let bytes = self.write(Command::Request(Box::new(request))).await?;
+        decode(&bytes).map_err(|e| ConsensusError::Unavailable { group: self.gid, reason: e.to_string() })
+    }
+
+    fn applied_request(&self, id: RequestId) -> Result<Option<RequestRecord>, ConsensusError> {
+        stored_request(self.gid, &self.engine, id)
+            .map_err(|reason| ConsensusError::Unavailable { group: self.gid, reason })
     }
 
     async fn checksum(&self) -> Result<(u64, u64), ConsensusError> {
-        match self.raft.client_write(Command::Checksum).await {
-            Ok(resp) => {
-                decode(&resp.data.0).map_err(|e| ConsensusError::Unavailable { group: self.gid, reason: e.to_string() })
-            }
-            Err(e) => Err(forward_or_unavailable(self.gid, &e)),
-        }
+        let bytes = self.write(Command::Checksum).await?;
+        decode(&bytes).map_err(|e| ConsensusError::Unavailable { group: self.gid, reason: e.to_string() })
     }
 
     async fn replica_checksum(&self, index: u64, timeout: Duration) -> Result<Option<u64>, ConsensusError> {

@@ -22,6 +22,7 @@ pub mod engine;
 pub mod groups;
 pub mod hash;
 pub mod keys;
+pub mod requests;
 
 mod entry_codec;
 mod group;
@@ -33,5 +34,6 @@ mod types;
 pub use group::{wait_for_leader, Consensus, ConsensusError, GroupConfig, GroupHost, GroupStatus, RaftGroup};
 pub use keys::GroupId;
 pub use network::{ForwardError, PeerTransport, Transport};
+pub use requests::{RequestId, RequestRecord, RequestReply};
 pub use state_machine::{applied_index_at, ApplyContext, GroupLogic};
 pub use types::RaftKind;

@@ -17,7 +17,10 @@ use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 use crate::engine::Engine;
 use crate::entry_codec::{decode, encode};
 use crate::keys::{self, GroupId, Section};
-use crate::types::{Command, LogId, Reply, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::requests::{PendingRecords, RequestReply};
+use crate::types::{
+    Command, LogId, Reply, RequestCommand, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig,
+};
 
 /// Where a command's effects go: a write batch over the group's data keys.
 pub struct ApplyContext<'a> {
@@ -26,6 +29,8 @@ pub struct ApplyContext<'a> {
     index: u64,
     batch: &'a mut WriteBatch,
     db: &'a DB,
+    /// Request records of this apply batch (see [`crate::requests`]).
+    pending: &'a mut PendingRecords,
 }
 
 impl ApplyContext<'_> {
@@ -63,6 +68,18 @@ impl ApplyContext<'_> {
     pub fn get(&self, suffix: &[u8]) -> Result<Option<Vec<u8>>, rocksdb::Error> {
         self.db.get(keys::key(self.gid, Section::Data, suffix))
     }
+
+    pub(crate) fn db(&self) -> &DB {
+        self.db
+    }
+
+    pub(crate) fn pending(&self) -> &PendingRecords {
+        self.pending
+    }
+
+    pub(crate) fn pending_mut(&mut self) -> &mut PendingRecords {
+        self.pending
+    }
 }
 
 /// What a group's commands mean. Must be deterministic: the same commands
@@ -80,6 +97,19 @@ pub trait GroupLogic: Send + Sync + 'static {
     fn reload(&self, _gid: GroupId, _db: &DB) {}
 }
 
+/// Applies a client request's command once: a retry of a request applied
+/// before gets the reply recorded then. Returns an encoded [`RequestReply`].
+fn apply_request(ctx: &mut ApplyContext<'_>, logic: &dyn GroupLogic, req: RequestCommand) -> io::Result<Vec<u8>> {
+    ctx.expire_requests(req.stamp_ms).map_err(io_err)?;
+    if let Some(record) = ctx.applied_request(req.id, req.stamp_ms).map_err(io_err)? {
+        return Ok(encode(&RequestReply::Duplicate(record.reply)));
+    }
+    let own = logic.apply(ctx, &req.command);
+    let reply = req.reply.unwrap_or(own);
+    ctx.record_request(req.id, req.stamp_ms, &reply);
+    Ok(encode(&RequestReply::Applied(reply)))
+}
+
 fn io_err(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
@@ -90,6 +120,7 @@ pub struct StateMachineStore {
     logic: Arc<dyn GroupLogic>,
     last_applied: Option<LogId>,
     membership: StoredMembership,
+    pending: PendingRecords,
 }
 
 type AppliedState = (Option<LogId>, StoredMembership);
@@ -101,7 +132,14 @@ impl StateMachineStore {
             None => (None, StoredMembership::default()),
         };
         logic.reload(gid, engine.db());
-        Ok(StateMachineStore { gid, engine, logic, last_applied: applied.0, membership: applied.1 })
+        Ok(StateMachineStore {
+            gid,
+            engine,
+            logic,
+            last_applied: applied.0,
+            membership: applied.1,
+            pending: PendingRecords::default(),
+        })
     }
 
     fn applied_key(&self) -> Vec<u8> {
@@ -132,8 +170,19 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         index: entry.log_id.index,
                         batch: &mut batch,
                         db: self.engine.db(),
+                        pending: &mut self.pending,
                     };
                     self.logic.apply(&mut ctx, &cmd)
+                }
+                EntryPayload::Normal(Command::Request(req)) => {
+                    let mut ctx = ApplyContext {
+                        gid: self.gid,
+                        index: entry.log_id.index,
+                        batch: &mut batch,
+                        db: self.engine.db(),
+                        pending: &mut self.pending,
+                    };
+                    apply_request(&mut ctx, self.logic.as_ref(), *req)?
                 }
                 EntryPayload::Normal(Command::Checksum) => {
                     // Hash the state as of this entry: earlier entries of
@@ -158,6 +207,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let applied: AppliedState = (self.last_applied, self.membership.clone());
         batch.put(self.applied_key(), encode(&applied));
         self.engine.write(batch).map_err(io_err)?;
+        self.pending.clear();
         self.logic.after_write();
         for (responder, reply) in replies {
             if let Some(r) = responder {
@@ -186,6 +236,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.engine.write_durable(batch).await.map_err(io_err)?;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
+        self.pending.clear();
         self.logic.reload(self.gid, self.engine.db());
         Ok(())
     }

@@ -19,6 +19,23 @@ pub enum Command {
     /// Every replica hashes its data section at this log position, so
     /// replicas can be compared at the same point of the log.
     Checksum,
+    /// A command of the group's logic sent on behalf of a client request
+    /// that may be retried: applied once per request id (see
+    /// [`crate::requests`]).
+    Request(Box<RequestCommand>),
+}
+
+/// A client request's command, its id and its proposer's stamp.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestCommand {
+    pub id: crate::requests::RequestId,
+    pub stamp_ms: u64,
+    #[serde(with = "serde_bytes")]
+    pub command: Vec<u8>,
+    /// The reply to record, when the proposer computed it (a vShard write
+    /// set's row count or outputs); `None`: the logic's own reply.
+    #[serde(with = "serde_bytes")]
+    pub reply: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for Command {
@@ -26,6 +43,7 @@ impl fmt::Debug for Command {
         match self {
             Command::App(b) => write!(f, "App({} bytes)", b.len()),
             Command::Checksum => write!(f, "Checksum"),
+            Command::Request(r) => write!(f, "Request({:?}, {} bytes)", r.id, r.command.len()),
         }
     }
 }

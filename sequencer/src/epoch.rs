@@ -11,6 +11,9 @@ pub struct EpochInput {
     /// The transaction program, encoded by the layer that built it.
     #[serde(with = "serde_bytes")]
     pub program: Vec<u8>,
+    /// The client request it came with: the sequencer orders an input once
+    /// per request id, and a retry learns the first placement.
+    pub request: Option<ordo_raft::RequestId>,
 }
 
 /// A committed epoch: its number, its timestamp (`now()` of its
@@ -35,6 +38,21 @@ pub enum SequencerCommand {
 /// The encoded command that collects epochs up to `through`.
 pub fn collect_command(through: u64) -> Vec<u8> {
     encode(&SequencerCommand::Collect { through })
+}
+
+/// Where each input of a `Seal` was placed, in the command's order: the
+/// sealed epoch, or an earlier one for an input sequenced before (a retry).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealReply {
+    pub sealed: Sealed,
+    pub placed: Vec<Placed>,
+}
+
+/// One input's place: its epoch (number and timestamp) and its index there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placed {
+    pub epoch: Sealed,
+    pub index: u32,
 }
 
 /// Where a sealed epoch landed.

@@ -21,6 +21,6 @@ pub mod epoch;
 pub mod logic;
 pub mod sealer;
 
-pub use epoch::{collect_command, Epoch, EpochInput};
+pub use epoch::{collect_command, Epoch, EpochInput, Placed};
 pub use logic::{EpochLog, SequencerLogic};
-pub use sealer::{Placed, SealError, Sealer, SealerConfig};
+pub use sealer::{SealError, Sealer, SealerConfig};

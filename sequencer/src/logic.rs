@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use rocksdb::{Direction, IteratorMode};
 use tokio::sync::watch;
 
-use crate::epoch::{decode, encode, Epoch, Sealed, SequencerCommand};
+use crate::epoch::{decode, encode, Epoch, EpochInput, Placed, SealReply, Sealed, SequencerCommand};
 
 const LAST_KEY: &[u8] = b"last";
 /// The first epoch still stored (those before it were collected).
@@ -58,6 +58,48 @@ impl SequencerLogic {
     }
 }
 
+impl SequencerLogic {
+    /// Seals `inputs` into the next epoch, except those whose request was
+    /// sequenced before (a retry), which keep their first place.
+    fn seal(&self, ctx: &mut ApplyContext<'_>, proposed_timestamp_us: i64, inputs: Vec<EpochInput>) -> Vec<u8> {
+        let mut last = self.last.lock();
+        let sealed = Sealed {
+            number: last.number + 1,
+            // A new leader's clock may be behind the old one's: time
+            // never goes back, and every epoch gets its own instant.
+            timestamp_us: proposed_timestamp_us.max(last.timestamp_us + 1),
+        };
+        // Request records age by the epochs' clock, which never goes back.
+        let stamp_ms = u64::try_from(sealed.timestamp_us / 1000).unwrap_or(0);
+        ctx.expire_requests(stamp_ms).unwrap_or_else(|e| panic!("storage failed while sealing: {e}"));
+        let mut kept = Vec::with_capacity(inputs.len());
+        let mut placed = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let first = match input.request {
+                Some(id) => ctx.applied_request(id, stamp_ms).unwrap_or_else(|e| panic!("storage failed: {e}")),
+                None => None,
+            };
+            if let Some(record) = first {
+                let bytes = record.reply.unwrap_or_default();
+                placed.push(decode::<Placed>(&bytes).unwrap_or_else(|e| panic!("corrupt request record: {e}")));
+                continue;
+            }
+            let here = Placed { epoch: sealed, index: kept.len() as u32 };
+            if let Some(id) = input.request {
+                ctx.record_request(id, stamp_ms, &encode(&here));
+            }
+            placed.push(here);
+            kept.push(input);
+        }
+        let epoch = Epoch { number: sealed.number, timestamp_us: sealed.timestamp_us, inputs: kept };
+        ctx.put(&epoch_key(sealed.number), &encode(&epoch));
+        ctx.put(LAST_KEY, &encode(&sealed));
+        *last = sealed;
+        *self.unpublished.lock() = Some(sealed.number);
+        encode(&SealReply { sealed, placed })
+    }
+}
+
 impl GroupLogic for SequencerLogic {
     fn apply(&self, ctx: &mut ApplyContext<'_>, command: &[u8]) -> Vec<u8> {
         let cmd: SequencerCommand = match decode(command) {
@@ -68,21 +110,7 @@ impl GroupLogic for SequencerLogic {
             }
         };
         match cmd {
-            SequencerCommand::Seal { proposed_timestamp_us, inputs } => {
-                let mut last = self.last.lock();
-                let sealed = Sealed {
-                    number: last.number + 1,
-                    // A new leader's clock may be behind the old one's: time
-                    // never goes back, and every epoch gets its own instant.
-                    timestamp_us: proposed_timestamp_us.max(last.timestamp_us + 1),
-                };
-                let epoch = Epoch { number: sealed.number, timestamp_us: sealed.timestamp_us, inputs };
-                ctx.put(&epoch_key(sealed.number), &encode(&epoch));
-                ctx.put(LAST_KEY, &encode(&sealed));
-                *last = sealed;
-                *self.unpublished.lock() = Some(sealed.number);
-                encode(&sealed)
-            }
+            SequencerCommand::Seal { proposed_timestamp_us, inputs } => self.seal(ctx, proposed_timestamp_us, inputs),
             SequencerCommand::Collect { through } => {
                 let last = self.last.lock().number;
                 let mut first = self.first.lock();

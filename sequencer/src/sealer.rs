@@ -11,7 +11,7 @@ use ordo_raft::{Consensus, ConsensusError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::constants::{EPOCH_BYTES_MAX, EPOCH_INPUTS_MAX, EPOCH_MS_DEFAULT, SEAL_QUEUE_MAX};
-use crate::epoch::{decode, encode, EpochInput, Sealed, SequencerCommand};
+use crate::epoch::{decode, encode, EpochInput, Placed, SealReply, SequencerCommand};
 
 #[derive(Clone, Debug)]
 pub struct SealerConfig {
@@ -44,18 +44,14 @@ pub enum SealError {
     Overloaded(usize),
     #[error("sequencer unavailable: {0}")]
     Unavailable(String),
+    /// The epoch proposal's fate is unknown (see `ConsensusError::Unknown`).
+    #[error("sequencer: outcome unknown: {0}")]
+    Unknown(String),
 }
 
 struct Pending {
     input: EpochInput,
     done: oneshot::Sender<Result<Placed, SealError>>,
-}
-
-/// Where one input landed: its epoch and its index among the epoch's inputs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Placed {
-    pub epoch: Sealed,
-    pub index: u32,
 }
 
 pub struct Sealer {
@@ -108,12 +104,16 @@ async fn run(group: Arc<dyn Consensus>, config: SealerConfig, mut rx: mpsc::Rece
         let (inputs, waiters): (Vec<EpochInput>, Vec<_>) = batch.into_iter().map(|p| (p.input, p.done)).unzip();
         let cmd = SequencerCommand::Seal { proposed_timestamp_us: wall_clock_us(), inputs };
         let result = match group.propose(encode(&cmd)).await {
-            Ok(reply) => decode::<Sealed>(&reply).map_err(SealError::Unavailable),
+            Ok(reply) => decode::<SealReply>(&reply).map_err(SealError::Unavailable),
             Err(ConsensusError::NotLeader { leader, .. }) => Err(SealError::NotLeader(leader)),
+            Err(ConsensusError::Unknown { reason, .. }) => Err(SealError::Unknown(reason)),
             Err(e) => Err(SealError::Unavailable(e.to_string())),
         };
         for (i, w) in waiters.into_iter().enumerate() {
-            let _ = w.send(result.clone().map(|epoch| Placed { epoch, index: i as u32 }));
+            let placed = result.as_ref().map_err(Clone::clone).and_then(|r| {
+                r.placed.get(i).copied().ok_or_else(|| SealError::Unavailable("a seal reply lacks an input".into()))
+            });
+            let _ = w.send(placed);
         }
     }
 }

@@ -20,7 +20,7 @@ async fn open(engine: &Arc<Engine>, logic: &Arc<SequencerLogic>) -> Arc<RaftGrou
 }
 
 fn input(i: u32) -> EpochInput {
-    EpochInput { participants: vec![i % 7, 7 + i % 5], program: i.to_be_bytes().to_vec() }
+    EpochInput { participants: vec![i % 7, 7 + i % 5], program: i.to_be_bytes().to_vec(), request: None }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,4 +96,43 @@ async fn inputs_are_sealed_into_gap_free_monotonic_epochs_that_survive_reopen() 
     assert_eq!(log.read(1, 10).unwrap().iter().map(|e| e.number).collect::<Vec<_>>(), vec![last + 1, last + 2]);
     group3.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A retried input (same request id) keeps the place its first attempt got,
+/// within one epoch, across epochs and after the group is reopened; inputs
+/// without an id are never merged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_input_is_sequenced_once() {
+    let dir = std::env::temp_dir().join(format!("ordo-seq-once-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let id = |seq| Some(ordo_raft::RequestId { node: 2, session: 7, seq });
+    let with_id = |i: u32, seq| EpochInput { request: id(seq), ..input(i) };
+    let first;
+    {
+        let engine = Engine::open(&dir).unwrap();
+        let logic = Arc::new(SequencerLogic::default());
+        let group = open(&engine, &logic).await;
+        let sealer = Sealer::start(group.clone(), SealerConfig { epoch_ms: 20, inputs_max: 64, ..Default::default() });
+        // Two attempts in one epoch, a third in a later one.
+        let (a, b) = futures::join!(sealer.submit(with_id(1, 1)), sealer.submit(with_id(1, 1)));
+        first = a.unwrap();
+        assert_eq!(b.unwrap(), first, "a retry in the same epoch gets the first place");
+        let c = sealer.submit(with_id(1, 1)).await.unwrap();
+        assert_eq!(c, first, "a retry in a later epoch gets the first place");
+        let other = sealer.submit(with_id(1, 2)).await.unwrap();
+        assert_ne!(other, first, "another request is another input");
+        let (x, y) = futures::join!(sealer.submit(input(9)), sealer.submit(input(9)));
+        assert_ne!(x.unwrap(), y.unwrap(), "inputs without an id are never merged");
+        group.shutdown().await;
+    }
+    let engine = Engine::open(&dir).unwrap();
+    let logic = Arc::new(SequencerLogic::default());
+    let group = open(&engine, &logic).await;
+    let sealer = Sealer::start(group.clone(), SealerConfig { epoch_ms: 5, ..Default::default() });
+    assert_eq!(sealer.submit(with_id(1, 1)).await.unwrap(), first, "records survive a restart");
+    let log = EpochLog::new(SEQUENCER_GROUP, engine.clone());
+    let sealed_once =
+        log.read(1, 1000).unwrap().iter().flat_map(|e| e.inputs.iter()).filter(|i| i.request == id(1)).count();
+    assert_eq!(sealed_once, 1, "the retried input is in the epoch log once");
+    group.shutdown().await;
 }

@@ -37,6 +37,8 @@ pub struct Cluster {
     root: PathBuf,
     peers: String,
     extra_args: Vec<String>,
+    /// Environment variables of every node started from now on.
+    env: Vec<(String, String)>,
     pub nodes: Vec<NodeProc>,
     client: reqwest::Client,
     _guard: MutexGuard<'static, ()>,
@@ -61,6 +63,12 @@ impl Cluster {
     /// Starts `n` nodes running `bin` (the `ordo` binary under test) with
     /// `extra_args` added to every `ordo start`.
     pub fn start(bin: &str, n: u64, extra_args: &[&str]) -> Cluster {
+        Cluster::start_with_env(bin, n, extra_args, &[])
+    }
+
+    /// [`Cluster::start`] with environment variables for every node (e.g.
+    /// `FAILPOINTS` to inject faults).
+    pub fn start_with_env(bin: &str, n: u64, extra_args: &[&str], env: &[(&str, &str)]) -> Cluster {
         let guard = CLUSTER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let root = std::env::temp_dir().join(format!("ordo-test-{}-{}", std::process::id(), free_port()));
         let _ = std::fs::remove_dir_all(&root);
@@ -80,6 +88,7 @@ impl Cluster {
             root,
             peers,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             nodes,
             client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client"),
             _guard: guard,
@@ -95,7 +104,8 @@ impl Cluster {
     }
 
     fn spawn(&mut self, id: u64) {
-        let (bin, peers, extra) = (self.bin.clone(), self.peers.clone(), self.extra_args.clone());
+        let (bin, peers, extra, env) =
+            (self.bin.clone(), self.peers.clone(), self.extra_args.clone(), self.env.clone());
         let node = &mut self.nodes[(id - 1) as usize];
         std::fs::create_dir_all(&node.data_dir).expect("node dir");
         let log = std::fs::OpenOptions::new()
@@ -112,6 +122,7 @@ impl Cluster {
             .args(["--http", &format!("127.0.0.1:{}", node.http_port)])
             .args(["--peers", &peers])
             .args(&extra)
+            .envs(env)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -139,6 +150,12 @@ impl Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Sets the environment of nodes started from now on (see
+    /// [`Cluster::start_with_env`]).
+    pub fn set_env(&mut self, env: &[(&str, &str)]) {
+        self.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     }
 
     pub fn restart(&mut self, id: u64) {

@@ -21,7 +21,8 @@ pub(super) async fn sequenced(
     participants: Vec<u32>,
     waited: Vec<u32>,
 ) -> ExecResult<Vec<StmtOutput>> {
-    let input = EpochInput { participants: participants.clone(), program: encode(&input) };
+    // The request id is the router's to give (it sends the input once).
+    let input = EpochInput { participants: participants.clone(), program: encode(&input), request: None };
     let pos = router.sequence(input).await?;
     // From here the outcome is decided (the epoch is committed); waiting
     // for every participant that writes makes the transaction visible on
@@ -38,8 +39,8 @@ pub(super) async fn sequenced(
                 Err(e) => return Err(e),
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(ExecError::Unavailable(format!(
-                    "transaction at epoch {} is ordered but vShard {v} has not applied it yet; its outcome is unknown",
+                return Err(ExecError::OutcomeUnknown(format!(
+                    "transaction at epoch {} is ordered but vShard {v} has not applied it yet",
                     pos.epoch
                 )));
             }
@@ -53,8 +54,8 @@ pub(super) async fn sequenced(
         // Only after `--collect-lag-ms` (well past OUTCOME_WAIT_MS): the
         // transaction was applied everywhere, its result is gone.
         .ok_or_else(|| {
-            ExecError::Unavailable(format!(
-                "the transaction at epoch {} was applied, but its outcome was already collected; its result is unknown",
+            ExecError::OutcomeUnknown(format!(
+                "the transaction at epoch {} was applied, but its outcome was already collected",
                 pos.epoch
             ))
         })?;

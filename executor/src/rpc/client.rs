@@ -173,10 +173,10 @@ impl Router {
 
 /// The sequencer group.
 impl Router {
-    /// Orders a cross-shard input. Sent at most once: an input lost in
-    /// transit may or may not have been ordered, and is reported so.
+    /// Orders a cross-shard input, once: a retry after a lost reply gets
+    /// the position the first attempt was given.
     pub async fn sequence(&self, input: EpochInput) -> ExecResult<TxnPos> {
-        match self.call_once(SEQUENCER_GROUP, &ShardRequest::Sequence(input)).await? {
+        match self.call(SEQUENCER_GROUP, &ShardRequest::Sequence(input)).await? {
             ShardResponse::Sequenced { pos, .. } => Ok(pos),
             other => Err(unexpected("Sequence", other)),
         }
@@ -186,9 +186,10 @@ impl Router {
     /// resending it is harmless): its position is in an epoch committed
     /// after this call began.
     pub(super) async fn sequence_marker(&self) -> ExecResult<TxnPos> {
-        let input = EpochInput { participants: Vec::new(), program: Vec::new() };
-        // Unfenced and sent directly: the fence's own fetches go this way.
-        match self.send(SEQUENCER_GROUP, &ShardRequest::Sequence(input), true).await? {
+        let input = EpochInput { participants: Vec::new(), program: Vec::new(), request: None };
+        // Unfenced and sent directly (no request id): the fence's own
+        // fetches go this way.
+        match self.send(SEQUENCER_GROUP, &ShardRequest::Sequence(input)).await? {
             ShardResponse::Sequenced { pos, .. } => Ok(pos),
             other => Err(unexpected("Sequence", other)),
         }
@@ -196,7 +197,7 @@ impl Router {
 
     /// The last committed epoch, read linearizably from the sequencer leader.
     pub(super) async fn fetch_frontier(&self) -> ExecResult<u64> {
-        match self.send(SEQUENCER_GROUP, &ShardRequest::Frontier, true).await? {
+        match self.send(SEQUENCER_GROUP, &ShardRequest::Frontier).await? {
             ShardResponse::Count(epoch) => Ok(epoch),
             other => Err(unexpected("Frontier", other)),
         }

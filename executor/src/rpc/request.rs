@@ -2,6 +2,7 @@
 
 use ordo_meta::catalog::TableDef;
 use ordo_meta::command::{MetaCommand, MetaResult};
+use ordo_raft::RequestId;
 use ordo_sequencer::EpochInput;
 use ordo_vshard::shard::TxnPos;
 use serde::{Deserialize, Serialize};
@@ -94,9 +95,37 @@ pub enum ShardRequest {
     /// position `pos`, as of a read barrier (committed entries count).
     /// Answers `Count(1)` or `Count(0)` at once.
     AppliedNow { pos: TxnPos },
+    /// A client write (see [`ShardRequest::is_write`]) under the id that
+    /// names it across retries: the group applies it once per id and
+    /// answers a retry with the first answer (`ordo_raft::requests`).
+    Once { id: RequestId, req: Box<ShardRequest> },
 }
 
 impl ShardRequest {
+    /// Whether this changes a group on a client's behalf: such a request is
+    /// sent [`ShardRequest::Once`], so a retry after a lost reply cannot
+    /// apply it twice.
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            ShardRequest::Meta(_)
+                | ShardRequest::Insert { .. }
+                | ShardRequest::Dml(_)
+                | ShardRequest::DropTable { .. }
+                | ShardRequest::Program(_)
+                | ShardRequest::Sequence(_)
+        )
+    }
+
+    /// The id of a [`ShardRequest::Once`] request (looking inside a fence).
+    pub fn request_id(&self) -> Option<RequestId> {
+        match self {
+            ShardRequest::Once { id, .. } => Some(*id),
+            ShardRequest::Fenced { req, .. } => req.request_id(),
+            _ => None,
+        }
+    }
+
     /// Whether this is a client's request to one vShard that the vShard
     /// orders itself (not through the sequencer): those are fenced, so they
     /// follow every cross-shard transaction committed before they arrived.

@@ -4,12 +4,13 @@
 //! outside this module use the typed methods of `client.rs`.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ordo_expr::{ExecError, ExecResult};
 use ordo_meta::placement::Placement;
-use ordo_raft::{Consensus, ForwardError, GroupId, Transport};
+use ordo_raft::{Consensus, ForwardError, GroupId, RequestId, Transport};
 
 use crate::codec::{decode, encode};
 use crate::constants::{
@@ -25,8 +26,28 @@ pub trait LocalServer: Send + Sync {
     async fn handle(&self, gid: GroupId, req: ShardRequest) -> ShardResponse;
 }
 
+/// What one attempt of a request came to.
+enum Attempt {
+    Answer(ShardResponse),
+    /// Not delivered: it did not run.
+    Undelivered(String),
+    /// Failed after it may have been delivered: it may have run.
+    Lost(String),
+}
+
+/// Whether `req` (maybe inside [`ShardRequest::Once`]) must be fenced.
+fn req_needs_fence(req: &ShardRequest) -> bool {
+    match req {
+        ShardRequest::Once { req, .. } => req.needs_fence(),
+        req => req.needs_fence(),
+    }
+}
+
 pub struct Router {
     node_id: u64,
+    /// This start of the node: request ids of an earlier start differ.
+    session: u64,
+    request_seq: AtomicU64,
     transport: Arc<Transport>,
     local: Arc<dyn LocalServer>,
     /// This node's replicas, for leader hints and local catch-up.
@@ -46,7 +67,12 @@ impl Router {
         placement: Placement,
     ) -> Router {
         let (frontier, marker) = (EpochFrontier::default(), EpochFrontier::default());
-        Router { node_id, transport, local, groups, placement, frontier, marker }
+        // Distinct per start of the node (ids must never repeat, and the
+        // sequence restarts at 0): the start time in ns.
+        let session =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let request_seq = AtomicU64::new(0);
+        Router { node_id, session, request_seq, transport, local, groups, placement, frontier, marker }
     }
 
     pub fn node_id(&self) -> u64 {
@@ -72,24 +98,28 @@ impl Router {
     }
 
     /// Runs `req` on the leader of `gid`. `NotLeader` and unreachable nodes
-    /// are retried against the next candidate until a leader answers.
+    /// are retried against the next candidate until a leader answers. A
+    /// write goes [`ShardRequest::Once`] under one id for all its attempts,
+    /// so an attempt that may have been applied is retried safely: the
+    /// group answers a repeat with the first answer.
     pub(super) async fn call(&self, gid: GroupId, req: &ShardRequest) -> ExecResult<ShardResponse> {
-        self.call_with(gid, req, true).await
-    }
-
-    /// Like [`Router::call`] for requests that must not run twice: only an
-    /// explicit `NotLeader` answer is retried. A call that failed in transit
-    /// may or may not have run, and is reported as such.
-    pub(super) async fn call_once(&self, gid: GroupId, req: &ShardRequest) -> ExecResult<ShardResponse> {
-        self.call_with(gid, req, false).await
-    }
-
-    async fn call_with(&self, gid: GroupId, req: &ShardRequest, idempotent: bool) -> ExecResult<ShardResponse> {
-        if req.needs_fence() {
+        let once;
+        let req = if req.is_write() {
+            once = ShardRequest::Once { id: self.next_request_id(), req: Box::new(req.clone()) };
+            &once
+        } else {
+            req
+        };
+        if req_needs_fence(req) {
             let fenced = ShardRequest::Fenced { after_epoch: self.frontier().await?, req: Box::new(req.clone()) };
-            return self.send(gid, &fenced, idempotent).await;
+            return self.send(gid, &fenced).await;
         }
-        self.send(gid, req, idempotent).await
+        self.send(gid, req).await
+    }
+
+    /// A new id for a client write sent from this node.
+    fn next_request_id(&self) -> RequestId {
+        RequestId { node: self.node_id, session: self.session, seq: self.request_seq.fetch_add(1, Ordering::Relaxed) }
     }
 
     /// An epoch the sequencer committed after this call began: the epoch of
@@ -105,58 +135,77 @@ impl Router {
         self.frontier.get(|| self.fetch_frontier()).await
     }
 
-    /// Sends `req` as it is (no fence) to `gid`'s leader; `idempotent`:
-    /// a call that failed in transit may be sent again.
-    pub(super) async fn send(&self, gid: GroupId, req: &ShardRequest, idempotent: bool) -> ExecResult<ShardResponse> {
+    /// Sends `req` as it is (no fence) to `gid`'s leader. A request with an
+    /// id is retried after a failure that leaves its fate open (a lost
+    /// reply, an outcome the leader could not tell); if no leader answers
+    /// before the search ends, its outcome is unknown.
+    pub(super) async fn send(&self, gid: GroupId, req: &ShardRequest) -> ExecResult<ShardResponse> {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(LEADER_SEARCH_MS);
         let replicas = self.placement.replicas(gid);
+        let once = req.request_id().is_some();
         let mut target = self.guess_leader(gid);
         let mut attempt: u32 = 0;
         let mut last_problem = String::from("no leader elected yet");
+        // Whether an attempt may have been applied.
+        let mut maybe_applied = false;
         loop {
-            let resp = if target == self.node_id {
-                self.local.handle(gid, req.clone()).await
-            } else {
-                match self.transport.peer(target) {
-                    Some(peer) => {
-                        match peer.forward(gid, encode(req), Duration::from_millis(FORWARD_TIMEOUT_MS)).await {
-                            Ok(bytes) => decode::<ShardResponse>(&bytes)?,
-                            Err(ForwardError::Failed(e)) if !idempotent => {
-                                return Err(ExecError::Unavailable(format!(
-                                    "lost contact with node {target} during the request; it may or may not have taken effect: {e}"
-                                )))
-                            }
-                            Err(e) => {
-                                last_problem = e.to_string();
-                                ShardResponse::NotLeader { leader: None }
-                            }
-                        }
-                    }
-                    None => ShardResponse::NotLeader { leader: None },
+            let resp = self.attempt(target, gid, req).await;
+            let leader = match resp {
+                Attempt::Answer(ShardResponse::NotLeader { leader }) => leader,
+                Attempt::Answer(ShardResponse::Error(ExecError::OutcomeUnknown(m))) if once => {
+                    maybe_applied = true;
+                    last_problem = m;
+                    None
+                }
+                Attempt::Answer(ShardResponse::Error(e)) => return Err(e),
+                Attempt::Answer(other) => return Ok(other),
+                Attempt::Undelivered(problem) => {
+                    last_problem = problem;
+                    None
+                }
+                Attempt::Lost(problem) => {
+                    maybe_applied = true;
+                    last_problem = problem;
+                    None
                 }
             };
-            match resp {
-                ShardResponse::NotLeader { leader } => {
-                    target = match leader {
-                        Some(l) if l != target => l,
-                        _ => {
-                            // Unknown or self-referential hint: try the next replica.
-                            let pos = replicas.iter().position(|&r| r == target).unwrap_or(0);
-                            replicas[(pos + 1) % replicas.len()]
-                        }
-                    };
-                    if tokio::time::Instant::now() >= deadline {
-                        return Err(ExecError::Unavailable(format!(
-                            "group {gid} has no reachable leader: {last_problem}"
-                        )));
-                    }
-                    attempt += 1;
-                    let backoff = (LEADER_RETRY_BACKOFF_MS_MIN << attempt.min(6)).min(LEADER_RETRY_BACKOFF_MS_MAX);
-                    tokio::time::sleep(Duration::from_millis(backoff)).await;
-                }
-                ShardResponse::Error(e) => return Err(e),
-                other => return Ok(other),
+            if tokio::time::Instant::now() >= deadline {
+                let m = format!("group {gid} has no reachable leader: {last_problem}");
+                return Err(if maybe_applied && once {
+                    ExecError::OutcomeUnknown(format!("{m}; the request may or may not have been applied"))
+                } else {
+                    ExecError::Unavailable(m)
+                });
             }
+            target = match leader {
+                Some(l) if l != target => l,
+                // Unknown or self-referential hint: try the next replica.
+                _ => {
+                    let pos = replicas.iter().position(|&r| r == target).unwrap_or(0);
+                    replicas[(pos + 1) % replicas.len()]
+                }
+            };
+            attempt += 1;
+            let backoff = (LEADER_RETRY_BACKOFF_MS_MIN << attempt.min(6)).min(LEADER_RETRY_BACKOFF_MS_MAX);
+            tokio::time::sleep(Duration::from_millis(backoff)).await;
+        }
+    }
+
+    /// One attempt of `req` at node `target`.
+    async fn attempt(&self, target: u64, gid: GroupId, req: &ShardRequest) -> Attempt {
+        if target == self.node_id {
+            return Attempt::Answer(self.local.handle(gid, req.clone()).await);
+        }
+        let Some(peer) = self.transport.peer(target) else {
+            return Attempt::Undelivered(format!("unknown node {target}"));
+        };
+        match peer.forward(gid, encode(req), Duration::from_millis(FORWARD_TIMEOUT_MS)).await {
+            Ok(bytes) => match decode::<ShardResponse>(&bytes) {
+                Ok(resp) => Attempt::Answer(resp),
+                Err(e) => Attempt::Answer(ShardResponse::Error(e)),
+            },
+            Err(ForwardError::Unreachable(e)) => Attempt::Undelivered(e),
+            Err(ForwardError::Failed(e)) => Attempt::Lost(format!("lost contact with node {target}: {e}")),
         }
     }
 

@@ -10,12 +10,12 @@ use ordo_expr::ExecError;
 use ordo_meta::command::MetaCommand;
 use ordo_meta::logic::{decode_result, encode_command, CATALOG_KEY};
 use ordo_raft::groups::{META_GROUP, SEQUENCER_GROUP};
-use ordo_raft::{Consensus, GroupId};
+use ordo_raft::{Consensus, GroupId, RequestId};
 use ordo_sequencer::constants::EPOCHS_PER_READ_MAX;
 use ordo_sequencer::{EpochInput, SealError};
 use ordo_vshard::shard::{ShardCommand, TxnPos};
 
-use super::{storage, Fail, LeaderExecutor};
+use super::{request_reply, storage, Fail, LeaderExecutor};
 use crate::constants::LONG_POLL_MS;
 use crate::rpc::ShardResponse;
 use crate::sequenced::LocalEpochs;
@@ -28,8 +28,16 @@ impl LeaderExecutor {
     }
 
     /// `Meta`: a catalog change, on the meta leader.
-    pub(super) async fn meta(&self, group: &dyn Consensus, cmd: &MetaCommand) -> Result<ShardResponse, Fail> {
-        let reply = group.propose(encode_command(cmd)).await?;
+    pub(super) async fn meta(
+        &self,
+        group: &dyn Consensus,
+        cmd: &MetaCommand,
+        id: Option<RequestId>,
+    ) -> Result<ShardResponse, Fail> {
+        let reply = match id {
+            Some(id) => request_reply(group.propose_request(id, encode_command(cmd), None).await?)?,
+            None => group.propose(encode_command(cmd)).await?,
+        };
         let result = decode_result(&reply).map_err(ExecError::Internal)?;
         Ok(ShardResponse::Meta(result))
     }
@@ -47,16 +55,24 @@ impl LeaderExecutor {
     }
 
     /// `Sequence`: orders a cross-shard input, on the sequencer leader.
-    pub(super) async fn sequence(&self, gid: GroupId, input: EpochInput) -> Result<ShardResponse, Fail> {
+    pub(super) async fn sequence(
+        &self,
+        gid: GroupId,
+        mut input: EpochInput,
+        id: Option<RequestId>,
+    ) -> Result<ShardResponse, Fail> {
         if gid != SEQUENCER_GROUP {
             return Err(ExecError::Internal(format!("group {gid} does not sequence")).into());
         }
+        // The sequencer orders an input once per request id.
+        input.request = id;
         let sealer = self.sealer.as_ref().ok_or(Fail::NotLeader(None))?;
         match sealer.submit(input).await {
             Ok(p) => Ok(ShardResponse::Sequenced {
                 pos: TxnPos { epoch: p.epoch.number, index: p.index },
                 timestamp_us: p.epoch.timestamp_us,
             }),
+            Err(SealError::Unknown(m)) => Err(ExecError::OutcomeUnknown(m).into()),
             Err(SealError::NotLeader(l)) => Err(Fail::NotLeader(l)),
             Err(SealError::Overloaded(n)) => {
                 Err(ExecError::Overloaded(format!("sequencer queue full ({n} inputs)")).into())

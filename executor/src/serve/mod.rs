@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use ordo_expr::{storage_error, ExecError};
 use ordo_raft::groups::group_vshard;
-use ordo_raft::{Consensus, ConsensusError, GroupId};
+use ordo_raft::{Consensus, ConsensusError, GroupId, RequestId, RequestReply};
 use ordo_scheduler::ShardLocks;
 use ordo_sequencer::Sealer;
 use ordo_vshard::shard::ShardReader;
@@ -55,7 +55,18 @@ impl From<ConsensusError> for Fail {
         match e {
             ConsensusError::NotLeader { leader, .. } => Fail::NotLeader(leader),
             ConsensusError::Unavailable { reason, .. } => Fail::Exec(ExecError::Unavailable(reason)),
+            ConsensusError::Unknown { reason, .. } => Fail::Exec(ExecError::OutcomeUnknown(reason)),
         }
+    }
+}
+
+/// The reply bytes of a request proposed once (see `ordo_raft::requests`).
+fn request_reply(reply: RequestReply) -> Result<Vec<u8>, Fail> {
+    match reply {
+        RequestReply::Applied(bytes) | RequestReply::Duplicate(Some(bytes)) => Ok(bytes),
+        RequestReply::Duplicate(None) => Err(Fail::Exec(ExecError::OutcomeUnknown(
+            "the request was applied by an earlier attempt; its reply was too large to keep".into(),
+        ))),
     }
 }
 
@@ -181,14 +192,21 @@ impl LeaderExecutor {
             },
             // Every write is fenced (`Router::call`): its row versions
             // are placed after the epochs its fence waited for.
-            req if req.needs_fence() => {
+            req if req.needs_fence() || matches!(&req, ShardRequest::Once { req, .. } if req.needs_fence()) => {
                 return ShardResponse::Error(ExecError::Internal(
                     "a request that must be fenced arrived unfenced".into(),
                 ))
             }
             req => (req, None),
         };
-        match self.dispatch(gid, group.as_ref(), req, fence).await {
+        let (req, id) = match req {
+            ShardRequest::Once { id, req } if req.is_write() => (*req, Some(id)),
+            ShardRequest::Once { .. } => {
+                return ShardResponse::Error(ExecError::Internal("a request id on a request that is no write".into()))
+            }
+            req => (req, None),
+        };
+        match self.dispatch(gid, group.as_ref(), req, fence, id).await {
             Ok(r) => r,
             Err(Fail::NotLeader(leader)) => ShardResponse::NotLeader { leader },
             Err(Fail::Exec(e)) => ShardResponse::Error(e),
@@ -202,6 +220,7 @@ impl LeaderExecutor {
         group: &dyn Consensus,
         req: ShardRequest,
         fence: Option<Fence>,
+        id: Option<RequestId>,
     ) -> Result<ShardResponse, Fail> {
         use ShardRequest as R;
         match req {
@@ -216,10 +235,10 @@ impl LeaderExecutor {
                 self.reconnoitre(gid, &table, &shape, &params).await
             }
             // Writes.
-            R::Insert { table, rows } => self.insert(gid, group, &table, rows, fence).await,
-            R::Dml(dml) => self.modify(gid, group, &dml, fence).await,
-            R::Program(program) => self.run_program(gid, group, &program, fence).await,
-            R::DropTable { table_id } => self.drop_table(gid, group, table_id, fence).await,
+            R::Insert { table, rows } => self.insert(gid, group, &table, rows, fence, id).await,
+            R::Dml(dml) => self.modify(gid, group, &dml, fence, id).await,
+            R::Program(program) => self.run_program(gid, group, &program, fence, id).await,
+            R::DropTable { table_id } => self.drop_table(gid, group, table_id, fence, id).await,
             // Sequenced positions.
             R::ReadAt { pos, vshard, key, prefix } => self.read_at(gid, group, pos, vshard, key, prefix).await,
             R::Outcome { pos, record } => self.outcome(gid, pos, record).await,
@@ -227,15 +246,17 @@ impl LeaderExecutor {
             R::CompleteThrough => self.complete_through(gid, group),
             // Group-level.
             R::ReadIndex => self.read_index(group).await,
-            R::Meta(cmd) => self.meta(group, &cmd).await,
+            R::Meta(cmd) => self.meta(group, &cmd, id).await,
             R::Catalog => self.catalog(gid, group).await,
-            R::Sequence(input) => self.sequence(gid, input).await,
+            R::Sequence(input) => self.sequence(gid, input, id).await,
             R::Frontier => self.frontier(gid, group).await,
             R::Epochs { from, max, wait_ms } => self.epochs(gid, group, from, max, wait_ms).await,
             R::Checksum => self.checksum(group).await,
             R::Collect { through_epoch } => self.collect(gid, group, through_epoch).await,
             R::ReplicaChecksum { .. } => unreachable!("handled before the leader check"),
-            R::Fenced { .. } => Err(ExecError::Internal("a fenced request inside a fenced request".into()).into()),
+            R::Fenced { .. } | R::Once { .. } => {
+                Err(ExecError::Internal("a fenced or once request inside another".into()).into())
+            }
         }
     }
 

@@ -20,11 +20,12 @@ use ordo_meta::catalog::TableDef;
 use ordo_meta::datum::{encode_row, Datum};
 use ordo_raft::codec::Pairs;
 use ordo_raft::groups::vshard_group;
-use ordo_raft::{Consensus, GroupId};
+use ordo_raft::{Consensus, GroupId, RequestId, RequestReply};
 use ordo_scheduler::{LockGuard, LockMode, LockSpan};
 use ordo_vshard::shard::{row_key, table_prefix, RowWrite, ShardCommand, ShardReader, TxnPos};
 
-use super::{queue_full, storage, vshard_of_group, Fail, Fence, LeaderExecutor};
+use super::{queue_full, request_reply, storage, vshard_of_group, Fail, Fence, LeaderExecutor};
+use crate::codec::{decode, encode};
 use crate::constants::STATEMENT_ROWS_MAX;
 use crate::rpc::ShardResponse;
 use crate::txn::interp::{decode_rows, modify_fast, modify_query, row_indexes, rows_with_index, run, TxnView};
@@ -41,14 +42,17 @@ impl LeaderExecutor {
         table: &TableDef,
         rows: Pairs,
         fence: Option<Fence>,
+        id: Option<RequestId>,
     ) -> Result<ShardResponse, Fail> {
         let spans = insert_locks(table.id, &rows);
         let (_locks, after) = self.lock(group, vshard_of_group(gid)?, spans, fence).await?;
         group.write_barrier().await?;
+        if let Some(first) = replayed(group, id)? {
+            return Ok(first);
+        }
         let writes = self.insert_writes(gid, table, rows)?;
         let n = writes.len() as u64;
-        group.propose(ShardCommand::Write { writes, after }.encode()).await?;
-        Ok(ShardResponse::Count(n))
+        commit(group, id, ShardCommand::Write { writes, after }, ShardResponse::Count(n)).await
     }
 
     /// `Dml`: an UPDATE or DELETE of the rows of this vShard it matches.
@@ -58,17 +62,21 @@ impl LeaderExecutor {
         group: &dyn Consensus,
         dml: &DmlRequest,
         fence: Option<Fence>,
+        id: Option<RequestId>,
     ) -> Result<ShardResponse, Fail> {
         let span = dml_lock(dml);
         let (_locks, after) = self.lock(group, vshard_of_group(gid)?, vec![span], fence).await?;
         group.write_barrier().await?;
+        if let Some(first) = replayed(group, id)? {
+            return Ok(first);
+        }
         // Its effects are logged, not the statement: the clock is safe.
         let writes = self.dml_writes(gid, dml, chrono::Utc::now().timestamp_micros()).await?;
         let n = writes.len() as u64;
-        if n > 0 {
-            group.propose(ShardCommand::Write { writes, after }.encode()).await?;
+        if n == 0 {
+            return Ok(ShardResponse::Count(0));
         }
-        Ok(ShardResponse::Count(n))
+        commit(group, id, ShardCommand::Write { writes, after }, ShardResponse::Count(n)).await
     }
 
     /// `Program`: a transaction whose rows all live in this vShard, run
@@ -79,6 +87,7 @@ impl LeaderExecutor {
         group: &dyn Consensus,
         program: &TxnProgram,
         fence: Option<Fence>,
+        id: Option<RequestId>,
     ) -> Result<ShardResponse, Fail> {
         let vshard = vshard_of_group(gid)?;
         let mut locks = lock_set(program, self.vshards);
@@ -90,15 +99,19 @@ impl LeaderExecutor {
         let (_locks, after) = self.lock(group, vshard, locks.get(&vshard).cloned().unwrap_or_default(), fence).await?;
         locks.entry(vshard).or_default();
         group.write_barrier().await?;
+        if let Some(first) = replayed(group, id)? {
+            return Ok(first);
+        }
         // Runs once, here; its effects (not the program) are logged,
         // so reading the clock for now() is safe.
         let now_us = chrono::Utc::now().timestamp_micros();
         let view = LocalView { reader: &self.reader };
         let mut out = run(program, now_us, self.vshards, Some(&locks), &view).await?;
-        if let Some(writes) = out.writes.remove(&vshard) {
-            group.propose(ShardCommand::Write { writes, after }.encode()).await?;
+        let response = ShardResponse::Outputs(out.outputs);
+        match out.writes.remove(&vshard) {
+            Some(writes) => commit(group, id, ShardCommand::Write { writes, after }, response).await,
+            None => Ok(response),
         }
-        Ok(ShardResponse::Outputs(out.outputs))
     }
 
     /// `DropTable`: deletes every row of a dropped table in this vShard.
@@ -108,11 +121,11 @@ impl LeaderExecutor {
         group: &dyn Consensus,
         table_id: u64,
         fence: Option<Fence>,
+        id: Option<RequestId>,
     ) -> Result<ShardResponse, Fail> {
         let span = LockSpan::prefix(&table_prefix(table_id), LockMode::Write);
         let _locks = self.lock(group, vshard_of_group(gid)?, vec![span], fence).await?;
-        group.propose(ShardCommand::DropTable { table_id }.encode()).await?;
-        Ok(ShardResponse::Done)
+        commit(group, id, ShardCommand::DropTable { table_id }, ShardResponse::Done).await
     }
 
     /// Takes `spans` in `vshard`'s lock table (in arrival order) and waits
@@ -233,6 +246,39 @@ impl LeaderExecutor {
             }
         }
         Ok(writes)
+    }
+}
+
+/// The first answer to request `id` if an earlier attempt of it was
+/// applied. Asked holding the request's locks after a write barrier: every
+/// write any leader committed is applied here, and an attempt still running
+/// on this leader holds the same locks, so it is done.
+fn replayed(group: &dyn Consensus, id: Option<RequestId>) -> Result<Option<ShardResponse>, Fail> {
+    let Some(id) = id else { return Ok(None) };
+    match group.applied_request(id)? {
+        Some(record) => Ok(Some(decode(&request_reply(RequestReply::Duplicate(record.reply))?)?)),
+        None => Ok(None),
+    }
+}
+
+/// Proposes a client's write and returns `response`, the answer it gets —
+/// or, when an earlier attempt of request `id` was applied first (the
+/// group applies each id once), that attempt's answer.
+async fn commit(
+    group: &dyn Consensus,
+    id: Option<RequestId>,
+    command: ShardCommand,
+    response: ShardResponse,
+) -> Result<ShardResponse, Fail> {
+    match id {
+        None => {
+            group.propose(command.encode()).await?;
+            Ok(response)
+        }
+        Some(id) => {
+            let reply = group.propose_request(id, command.encode(), Some(encode(&response))).await?;
+            Ok(decode(&request_reply(reply)?)?)
+        }
     }
 }
 

@@ -1,0 +1,201 @@
+//! Exactly-once requests. A client request that changes a group carries a
+//! [`RequestId`], the same on every retry of it. The group's state machine
+//! records the reply of each request it applied, in its data section (so
+//! the records are replicated, hashed by `verify`, carried by snapshots and
+//! survive leader changes), and answers a retry with the recorded reply
+//! instead of applying the command again.
+//!
+//! Records are kept for [`REQUEST_RETENTION_MS`] of the proposers' clocks:
+//! every command carries its proposer's wall-clock stamp, and expiry and
+//! lookups compare stamps of the log only, so every replica decides alike
+//! whatever its own clock or how its apply batches fall. A client must stop
+//! retrying well within the retention (the executor asserts it at compile
+//! time); clocks of the nodes are assumed to agree within the rest of it.
+
+use std::collections::BTreeMap;
+
+use rocksdb::{Direction, IteratorMode};
+use serde::{Deserialize, Serialize};
+
+use crate::constants::{REQUEST_REPLY_BYTES_MAX, REQUEST_RETENTION_MS};
+use crate::keys::{self, Section};
+use crate::state_machine::ApplyContext;
+
+/// Names one client request across its retries: the node that first sent
+/// it, that node's session (a new one at every start) and a sequence
+/// number within the session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RequestId {
+    pub node: u64,
+    pub session: u64,
+    pub seq: u64,
+}
+
+impl RequestId {
+    fn bytes(&self) -> [u8; 24] {
+        let mut b = [0u8; 24];
+        b[..8].copy_from_slice(&self.node.to_be_bytes());
+        b[8..16].copy_from_slice(&self.session.to_be_bytes());
+        b[16..].copy_from_slice(&self.seq.to_be_bytes());
+        b
+    }
+}
+
+/// Data-key prefix of the records, by request id. Starts with 0xFF 0x01:
+/// no group's own keys do (vShard rows start with a table id, reserved
+/// vShard keys with 0xFF and a letter; meta and sequencer keys are ASCII).
+const RECORD_PREFIX: &[u8] = b"\xff\x01rq";
+/// Data-key prefix of the expiry index: stamp (ms, BE) ++ request id.
+const EXPIRY_PREFIX: &[u8] = b"\xff\x01rx";
+
+fn record_key(id: RequestId) -> Vec<u8> {
+    [RECORD_PREFIX, &id.bytes()].concat()
+}
+
+fn expiry_key(stamp_ms: u64, id: RequestId) -> Vec<u8> {
+    [EXPIRY_PREFIX, &stamp_ms.to_be_bytes(), &id.bytes()].concat()
+}
+
+/// What a group remembers of an applied request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    pub stamp_ms: u64,
+    /// The reply the request got; `None` when it was larger than
+    /// [`REQUEST_REPLY_BYTES_MAX`] (a retry learns it was applied, not what
+    /// it returned).
+    #[serde(with = "serde_bytes")]
+    pub reply: Option<Vec<u8>>,
+}
+
+impl RequestRecord {
+    /// Whether a command stamped `stamp_ms` still sees this record: the
+    /// same answer on every replica, whether or not expiry has removed it
+    /// from storage yet.
+    fn live_at(&self, stamp_ms: u64) -> bool {
+        self.stamp_ms.saturating_add(REQUEST_RETENTION_MS) >= stamp_ms
+    }
+}
+
+/// The answer to a proposed request, as applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestReply {
+    /// Applied now; the command's reply.
+    Applied(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Applied before (a retry): the reply recorded then, if kept.
+    Duplicate(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
+}
+
+/// Records written by the apply batch in progress: RocksDB does not show
+/// them until the batch is written, and later entries of the same batch
+/// must see them. Bounded by the entries of one apply batch.
+#[derive(Default)]
+pub(crate) struct PendingRecords {
+    records: BTreeMap<RequestId, RequestRecord>,
+}
+
+impl PendingRecords {
+    /// The batch is written: its records are readable from RocksDB.
+    pub(crate) fn clear(&mut self) {
+        self.records.clear();
+    }
+}
+
+impl ApplyContext<'_> {
+    /// The record of request `id` as a command stamped `stamp_ms` sees it.
+    pub fn applied_request(&self, id: RequestId, stamp_ms: u64) -> Result<Option<RequestRecord>, String> {
+        let record = match self.pending().records.get(&id) {
+            Some(r) => Some(r.clone()),
+            None => match self.get(&record_key(id)).map_err(|e| e.to_string())? {
+                Some(b) => Some(crate::codec::decode::<RequestRecord>(&b).map_err(|e| e.to_string())?),
+                None => None,
+            },
+        };
+        Ok(record.filter(|r| r.live_at(stamp_ms)))
+    }
+
+    /// Records that request `id`, stamped `stamp_ms`, was applied with `reply`.
+    pub fn record_request(&mut self, id: RequestId, stamp_ms: u64, reply: &[u8]) {
+        let kept = (reply.len() <= REQUEST_REPLY_BYTES_MAX).then(|| reply.to_vec());
+        let record = RequestRecord { stamp_ms, reply: kept };
+        self.put(&record_key(id), &crate::codec::encode(&record));
+        self.put(&expiry_key(stamp_ms, id), b"");
+        self.pending_mut().records.insert(id, record);
+    }
+
+    /// Removes the records a command stamped `stamp_ms` no longer sees.
+    /// Deletes every expired one (stored or pending), so what remains does
+    /// not depend on how entries fell into apply batches.
+    pub fn expire_requests(&mut self, stamp_ms: u64) -> Result<(), String> {
+        let Some(cutoff) = stamp_ms.checked_sub(REQUEST_RETENTION_MS) else { return Ok(()) };
+        let start = keys::key(self.group_id(), Section::Data, EXPIRY_PREFIX);
+        let end = keys::key(self.group_id(), Section::Data, &[EXPIRY_PREFIX, &cutoff.to_be_bytes()].concat());
+        let mut expired = Vec::new();
+        for item in self.db().iterator(IteratorMode::From(&start, Direction::Forward)) {
+            let (k, _) = item.map_err(|e| e.to_string())?;
+            if *k >= *end {
+                break;
+            }
+            expired.push(k[keys::SECTION_PREFIX_LEN..].to_vec());
+        }
+        for k in expired {
+            let id_bytes = &k[EXPIRY_PREFIX.len() + 8..];
+            self.delete(&[RECORD_PREFIX, id_bytes].concat());
+            self.delete(&k);
+        }
+        let old: Vec<(RequestId, u64)> = self
+            .pending()
+            .records
+            .iter()
+            .filter(|(_, r)| r.stamp_ms < cutoff)
+            .map(|(id, r)| (*id, r.stamp_ms))
+            .collect();
+        for (id, stamp) in old {
+            self.delete(&record_key(id));
+            self.delete(&expiry_key(stamp, id));
+            self.pending_mut().records.remove(&id);
+        }
+        Ok(())
+    }
+}
+
+/// The reply of request `id` if this replica has applied it (a leader
+/// asks after a write barrier, before computing a write of its own).
+pub fn stored_request(
+    gid: crate::GroupId,
+    engine: &crate::engine::Engine,
+    id: RequestId,
+) -> Result<Option<RequestRecord>, String> {
+    match engine.db().get(keys::key(gid, Section::Data, &record_key(id))).map_err(|e| e.to_string())? {
+        Some(b) => crate::codec::decode(&b).map(Some).map_err(|e| e.to_string()),
+        None => Ok(None),
+    }
+}
+
+/// The wall clock of the proposer, in ms since the Unix epoch: a request's
+/// stamp, carried in the log (replicas never read their own clock for it).
+pub(crate) fn stamp_now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_live_for_the_retention_only() {
+        let r = RequestRecord { stamp_ms: 1_000, reply: None };
+        assert!(r.live_at(1_000));
+        assert!(r.live_at(1_000 + REQUEST_RETENTION_MS));
+        assert!(!r.live_at(1_001 + REQUEST_RETENTION_MS));
+        // A proposer whose clock is behind still sees it.
+        assert!(r.live_at(0));
+    }
+
+    #[test]
+    fn expiry_keys_sort_by_stamp() {
+        let a = RequestId { node: 9, session: 9, seq: 9 };
+        let b = RequestId { node: 1, session: 1, seq: 1 };
+        assert!(expiry_key(5, a) < expiry_key(6, b));
+        assert!(record_key(a).starts_with(RECORD_PREFIX));
+    }
+}
