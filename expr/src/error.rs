@@ -73,6 +73,9 @@ pub enum ExecError {
     /// client must find out, e.g. by reading what it wrote.
     #[error("outcome unknown: {0}")]
     OutcomeUnknown(String),
+    /// A statement nesting expressions too deeply to process safely.
+    #[error("{0}")]
+    StatementTooComplex(String),
 }
 
 /// A storage read that failed: trouble of this node, not a property of the
@@ -125,6 +128,7 @@ impl ExecError {
             ExecError::SerializationFailure(_) | ExecError::StaleReconnaissance(_) => "40001",
             // PostgreSQL's transaction_resolution_unknown.
             ExecError::OutcomeUnknown(_) => "08007",
+            ExecError::StatementTooComplex(_) => "54001",
         }
     }
 

@@ -21,6 +21,8 @@
 pub mod arrow;
 pub mod coerce;
 pub mod constant;
+pub mod constants;
+pub mod depth;
 pub mod error;
 pub mod fast;
 pub mod param;

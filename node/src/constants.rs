@@ -12,5 +12,10 @@ pub const REBALANCE_EVERY_MS: u64 = 3_000;
 pub const REBALANCE_TRANSFERS_PER_ROUND_MAX: usize = 8;
 /// How long a stopping node waits for its HTTP and gRPC servers to finish.
 pub const SHUTDOWN_GRACE_MS: u64 = 5_000;
+/// Stack of each runtime worker thread: statements are parsed, planned
+/// and evaluated on them by recursive walks of expression trees, which
+/// `ordo_expr::constants::EXPRESSION_DEPTH_MAX` bounds (virtual memory:
+/// only the pages a deep statement touches are used).
+pub const WORKER_STACK_BYTES: usize = 16 << 20;
 /// Most vShards a cluster may have (`--vshards`).
 pub const VSHARDS_MAX: u32 = 4096;

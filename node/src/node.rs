@@ -25,14 +25,18 @@ use tokio::task::JoinHandle;
 use crate::cli::StartArgs;
 use crate::constants::{
     CATALOG_REFRESH_MS, REBALANCE_EVERY_MS, REBALANCE_TRANSFERS_PER_ROUND_MAX, SHUTDOWN_GRACE_MS,
-    SQL_REQUESTS_INFLIGHT_MAX, VSHARDS_MAX,
+    SQL_REQUESTS_INFLIGHT_MAX, VSHARDS_MAX, WORKER_STACK_BYTES,
 };
 use crate::state::NodeState;
 
 type Groups = BTreeMap<GroupId, Arc<dyn Consensus>>;
 
 pub fn run(args: StartArgs) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("ordo").build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ordo")
+        .thread_stack_size(WORKER_STACK_BYTES)
+        .build()?;
     rt.block_on(serve(args))
 }
 

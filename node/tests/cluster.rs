@@ -585,3 +585,33 @@ async fn autocommit_statements_over_several_vshards_are_atomic() {
     assert_eq!(count_and_sum(&c, 3).await, (100, (7..=106).sum::<i64>()));
     assert_consistent(&c, 1).await;
 }
+
+/// Statements whose expressions nest too deeply get 54001 (not a stack
+/// overflow that kills the node); one just under the bound runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deeply_nested_expressions_are_refused_and_the_node_lives() {
+    let c = three_nodes(&[]).await;
+    c.sql(1, "CREATE TABLE deep (id BIGINT PRIMARY KEY, s TEXT)", json!([])).await.unwrap();
+    c.sql(1, "INSERT INTO deep VALUES (1, 'q')", json!([])).await.unwrap();
+    let bad = [
+        format!("SELECT {}", vec!["1"; 20_000].join("+")),
+        format!("SELECT s FROM deep WHERE {}", vec!["id = 1"; 5_000].join(" AND ")),
+        format!("UPDATE deep SET s = 'r' WHERE {}", vec!["s = 'q'"; 5_000].join(" OR ")),
+        format!("SELECT {}1{}", "(".repeat(5_000), ")".repeat(5_000)),
+    ];
+    for (i, sql) in bad.iter().enumerate() {
+        let node = 1 + i as u64 % 3;
+        let e = c.sql(node, sql, json!([])).await.expect_err("refused");
+        assert!(e.code == "54001" || e.code == "42601", "statement {i}: {e:?}");
+    }
+    // Just under the bound: planned and evaluated on every path.
+    let n = 490;
+    let r = c.sql(2, &format!("SELECT {}", vec!["1"; n].join("+")), json!([])).await.unwrap();
+    assert_eq!(as_i64(&r[0]["rows"][0][0]), n as i64);
+    let r = c.sql(3, &format!("SELECT s FROM deep WHERE {}", vec!["id = 1"; 240].join(" AND ")), json!([])).await;
+    assert_eq!(r.unwrap()[0]["rows"], json!([["q"]]));
+    let txn = format!("BEGIN; UPDATE deep SET s = 'r' WHERE {}; COMMIT", vec!["s = 'q'"; 240].join(" OR "));
+    c.sql(1, &txn, json!([])).await.unwrap();
+    c.wait_healthy(HEALTHY_WITHIN).await;
+    assert_eq!(c.scalar(2, "SELECT s FROM deep WHERE id = 1").await, json!("r"));
+}

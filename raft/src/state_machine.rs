@@ -164,7 +164,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         while let Some((entry, responder)) = entries.try_next().await? {
             let reply = match entry.payload {
                 EntryPayload::Blank => Vec::new(),
-                EntryPayload::Normal(Command::App(cmd)) => {
+                EntryPayload::Normal(cmd @ (Command::App(_) | Command::Request(_))) => {
                     let mut ctx = ApplyContext {
                         gid: self.gid,
                         index: entry.log_id.index,
@@ -172,17 +172,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         db: self.engine.db(),
                         pending: &mut self.pending,
                     };
-                    self.logic.apply(&mut ctx, &cmd)
-                }
-                EntryPayload::Normal(Command::Request(req)) => {
-                    let mut ctx = ApplyContext {
-                        gid: self.gid,
-                        index: entry.log_id.index,
-                        batch: &mut batch,
-                        db: self.engine.db(),
-                        pending: &mut self.pending,
-                    };
-                    apply_request(&mut ctx, self.logic.as_ref(), *req)?
+                    match cmd {
+                        Command::Request(req) => apply_request(&mut ctx, self.logic.as_ref(), *req)?,
+                        Command::App(cmd) => self.logic.apply(&mut ctx, &cmd),
+                        Command::Checksum => unreachable!("matched above"),
+                    }
                 }
                 EntryPayload::Normal(Command::Checksum) => {
                     // Hash the state as of this entry: earlier entries of

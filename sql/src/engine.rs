@@ -65,6 +65,7 @@ impl SqlEngine {
     /// Parses `sql` (one or more `;`-separated statements) and runs each as
     /// its own auto-committed statement, stopping at the first error.
     pub async fn execute(&self, sql: &str, params: &[Param]) -> ExecResult<Vec<StatementResult>> {
+        ordo_expr::depth::check_depth(sql)?;
         let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| ExecError::Syntax(e.to_string()))?;
         if statements.is_empty() {
             return Err(ExecError::Syntax("empty query".into()));

@@ -100,8 +100,8 @@ impl fmt::Display for Anomaly {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = self.name();
         match self {
-            Anomaly::NonUniqueAppend { key, value, ops } => {
-                write!(f, "{name}: ops {} and {} both appended {value} to key {key}", ops[0], ops[1])
+            Anomaly::NonUniqueAppend { key, value, ops: [first, second] } => {
+                write!(f, "{name}: ops {first} and {second} both appended {value} to key {key}")
             }
             Anomaly::BadTimes { op } => write!(f, "{name}: op {op} completed before it was invoked"),
             Anomaly::Internal { key, op } => {

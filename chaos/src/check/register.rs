@@ -84,7 +84,7 @@ pub const DEFAULT_MAX_STATES: usize = 1 << 20;
 
 /// Memory the remembered states of one key may use, whatever the state bound, because each state
 /// holds a bit per operation of the key.
-const MAX_MEMORY_BYTES: usize = 512 << 20;
+const MAX_MEMORY_BYTES: usize = 256 << 20;
 
 /// Checks every key with the default bound of [`DEFAULT_MAX_STATES`].
 pub fn check(ops: &[RegOp]) -> Linearizability {
@@ -164,7 +164,8 @@ struct Search<'a> {
 impl<'a> Search<'a> {
     fn new(key: u64, entries: &'a [Entry], max_states: usize) -> Self {
         let words = entries.len().div_ceil(64).max(1);
-        let by_memory = MAX_MEMORY_BYTES / (words * 8 + 48);
+        // Each state is held twice (visited set and stack), plus allocation and hashing overhead.
+        let by_memory = MAX_MEMORY_BYTES / (words * 16 + 96);
         let required = entries.iter().filter(|e| e.required).count();
         Search { key, entries, required, max_states: max_states.min(by_memory) }
     }
@@ -339,6 +340,30 @@ mod tests {
     fn malformed_times_are_reported() {
         assert_eq!(check(&[ok(4, 10, 5, RegF::Write(1))]), Linearizability::Malformed { op: 4 });
         assert_eq!(check(&[]), Linearizability::Linearizable);
+    }
+
+    #[test]
+    fn random_garbage_histories_do_not_panic() {
+        let mut seed = 5u64;
+        let mut below = |bound: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % bound
+        };
+        for _ in 0..200 {
+            let history: Vec<RegOp> = (0..12)
+                .map(|i| {
+                    let kind = [OpKind::Ok, OpKind::Fail, OpKind::Info][below(3) as usize];
+                    let f = match below(3) {
+                        0 => RegF::Write(below(3) as i64),
+                        1 => RegF::Read(below(4).checked_sub(1).map(|v| v as i64)),
+                        _ => RegF::Cas { from: below(3) as i64, to: below(3) as i64 },
+                    };
+                    let invoke_ns = below(40);
+                    RegOp { key: below(2), ..op(i, kind, invoke_ns, invoke_ns + below(30), f) }
+                })
+                .collect();
+            assert!(!check_with_budget(&history, 10_000).to_string().is_empty());
+        }
     }
 
     #[test]

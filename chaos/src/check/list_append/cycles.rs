@@ -13,6 +13,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
+use std::rc::Rc;
 
 use petgraph::algo::{tarjan_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -142,7 +143,7 @@ fn single_rw_cycle(graph: &DepGraph, component: &[usize]) -> Option<Vec<Edge>> {
     let ordered = candidates.filter(|(u, v, _)| rank.get(*v) < rank.get(*u));
     for (u, v, label) in ordered.take(SINGLE_RW_ATTEMPTS) {
         if let Some(path) = dag.path(v, u) {
-            let mut cycle = vec![Edge { from: u, to: v, label, global: with_rw.nodes.clone() }];
+            let mut cycle = vec![with_rw.edge(u, v, label)];
             cycle.extend(path);
             return Some(cycle);
         }
@@ -164,7 +165,7 @@ fn realtime_cycle(graph: &DepGraph, component: &[usize], component_of: &[usize])
             let crosses = data_component(sub.global(u)) != data_component(sub.global(v));
             if crosses && label.kinds & RT != 0 {
                 let rt_only = label.masked(RT);
-                let mut cycle = vec![Edge { from: u, to: v, label: rt_only, global: sub.nodes.clone() }];
+                let mut cycle = vec![sub.edge(u, v, rt_only)];
                 cycle.extend(sub.path(v, u)?);
                 return Some(cycle);
             }
@@ -217,7 +218,7 @@ struct Edge {
     to: usize,
     label: Label,
     /// The subgraph's local-to-global node map (shared by all edges of a path).
-    global: std::rc::Rc<[usize]>,
+    global: Rc<[usize]>,
 }
 
 impl Edge {
@@ -232,7 +233,7 @@ impl Edge {
 
 /// The subgraph induced by some nodes, keeping only edge kinds in a mask, numbered locally.
 struct Sub {
-    nodes: std::rc::Rc<[usize]>,
+    nodes: Rc<[usize]>,
     adj: Vec<Vec<(usize, Label)>>,
 }
 
@@ -314,10 +315,12 @@ impl Sub {
             }
             for &(to, label) in self.adj.get(node).map_or(&[][..], Vec::as_slice) {
                 let next = c.saturating_add(edge_cost(label));
-                if cost.get(to).is_some_and(|&best| next < best) {
-                    cost[to] = next;
-                    via[to] = Some((node, label));
-                    heap.push(Reverse((next, to)));
+                if let (Some(best), Some(slot)) = (cost.get_mut(to), via.get_mut(to)) {
+                    if next < *best {
+                        *best = next;
+                        *slot = Some((node, label));
+                        heap.push(Reverse((next, to)));
+                    }
                 }
             }
         }
@@ -370,5 +373,60 @@ fn edge_cost(label: Label) -> u64 {
         1
     } else {
         EXPENSIVE + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::history::OpKind;
+
+    /// A graph over `n` ops with ids `10 + i`, from `(from, to, kinds, key)` edges.
+    fn graph(n: usize, edges: &[(usize, usize, u8, u64)]) -> (DepGraph, Vec<Op>) {
+        let history = (0..n)
+            .map(|i| Op { id: 10 + i, process: 0, kind: OpKind::Ok, invoke_ns: 0, complete_ns: 1, mops: vec![] })
+            .collect();
+        let mut adj = vec![Vec::new(); n];
+        for &(from, to, kinds, key) in edges {
+            adj[from].push((to, Label { kinds, keys: [key; 3] }));
+        }
+        (DepGraph { ops: (0..n).collect(), adj }, history)
+    }
+
+    fn names(edges: &[(usize, usize, u8, u64)], n: usize) -> Vec<&'static str> {
+        let (g, history) = graph(n, edges);
+        find(&g, &history).iter().map(Anomaly::name).collect()
+    }
+
+    #[test]
+    fn weakest_cycle_names_the_component() {
+        // 0 -> 1 -> 2 -> 0 by ww, plus 1 -rw-> 0: one component, reported as G0.
+        assert_eq!(names(&[(0, 1, WW, 1), (1, 2, WW, 1), (2, 0, WW, 1), (1, 0, RW, 2)], 3), ["G0"]);
+        // A two-rw cycle and a one-rw cycle through the same ops: G-single wins.
+        assert_eq!(names(&[(0, 1, RW, 1), (1, 0, RW, 1), (1, 2, WR, 1), (2, 0, WW, 1)], 3), ["G-single"]);
+        assert_eq!(names(&[(0, 1, RW, 1), (1, 0, RW, 1)], 2), ["G2"]);
+        assert_eq!(names(&[(0, 1, WR, 1), (1, 0, WW, 1)], 2), ["G1c"]);
+        assert!(names(&[(0, 1, WW | RT, 1), (1, 2, RW, 1)], 3).is_empty());
+    }
+
+    #[test]
+    fn cycles_that_need_real_time() {
+        assert_eq!(names(&[(0, 1, RT, 0), (1, 0, RW, 1)], 2), ["strict-serializability"]);
+        // Real time inside a data cycle adds nothing; beside it, it adds a second report.
+        assert_eq!(names(&[(0, 1, WW | RT, 1), (1, 0, WW, 1)], 2), ["G0"]);
+        assert_eq!(
+            names(&[(0, 1, WW, 1), (1, 0, WW, 1), (1, 2, RT, 0), (2, 0, WR, 1)], 3),
+            ["G0", "strict-serializability"]
+        );
+    }
+
+    #[test]
+    fn cycle_display_and_counts() {
+        let (g, history) = graph(2, &[(0, 1, WW, 3), (1, 0, RW, 4)]);
+        let found = find(&g, &history);
+        let Some(Anomaly::GSingle(cycle)) = found.first() else { panic!("{found:?}") };
+        assert_eq!(cycle.to_string(), "op 11 -rw[key 4]-> op 10 -ww[key 3]-> op 11");
+        assert_eq!((cycle.ops(), cycle.count(EdgeKind::Rw)), (vec![11, 10], 1));
+        assert_eq!(Cycle::default().to_string(), "(empty cycle)");
     }
 }

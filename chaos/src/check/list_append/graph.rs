@@ -89,7 +89,8 @@ pub(crate) fn build(
     let writer = |key: u64, value: u64| writers.get(&(key, value)).map(|w| w.op);
     for (&key, order) in orders {
         for pair in order.windows(2) {
-            if let (Some(a), Some(c)) = (writer(key, pair[0]), writer(key, pair[1])) {
+            let &[earlier, later] = pair else { continue };
+            if let (Some(a), Some(c)) = (writer(key, earlier), writer(key, later)) {
                 b.add(a, c, WW, key);
             }
         }

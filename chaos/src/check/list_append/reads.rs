@@ -263,3 +263,75 @@ fn observe<'a>(history: &[Op], writers: &Writers, view: ReadView<'a>, out: &mut 
     }
     Observation { op: reader, key, seen: Cow::Owned(seen), external_len, consistent: false }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::list_append::index_appends;
+
+    const K: u64 = 1;
+
+    fn op(id: usize, mops: Vec<Mop>) -> Op {
+        Op { id, process: 0, kind: OpKind::Ok, invoke_ns: 0, complete_ns: 1, mops }
+    }
+
+    fn rd(list: &[u64]) -> Mop {
+        Mop::Read { key: K, value: Some(list.to_vec()) }
+    }
+
+    /// Six writers of one value each, then one op per read list.
+    fn history(reads: &[&[u64]]) -> Vec<Op> {
+        let writers = (1..=6).map(|v| op(v as usize, vec![Mop::Append { key: K, value: v }]));
+        writers.chain(reads.iter().enumerate().map(|(i, list)| op(100 + i, vec![rd(list)]))).collect()
+    }
+
+    fn run(history: &[Op]) -> (Reads<'_>, Vec<Anomaly>) {
+        let mut out = Vec::new();
+        let writers = index_appends(history, &mut out);
+        let reads = collect(history, &writers, &mut out);
+        (reads, out)
+    }
+
+    #[test]
+    fn diverging_reads_are_inspected_and_remembered() {
+        let history = history(&[&[1, 2, 3], &[1, 4, 5, 6], &[1, 2], &[1, 4, 9], &[1, 2, 3]]);
+        let (reads, out) = run(&history);
+        assert_eq!(out, [Anomaly::Garbage { key: K, value: 9, op: 103 }]);
+        assert!((1..=6).chain([9]).all(|v| reads.observed(K, v)));
+        assert!(!reads.observed(K, 7) && !reads.observed(2, 1));
+        assert_eq!(reads.obs.len(), 5);
+    }
+
+    #[test]
+    fn findings_in_a_cached_prefix_are_reported_for_every_reader() {
+        let history = history(&[&[1, 1, 1, 8, 2], &[1, 1, 1], &[1, 1, 1, 8]]);
+        let (reads, out) = run(&history);
+        let dup = |op| Anomaly::Duplicate { key: K, value: 1, op };
+        let garbage = Anomaly::Garbage { key: K, value: 8, op: 102 };
+        assert_eq!(out, [dup(100), Anomaly::Garbage { key: K, value: 8, op: 100 }, dup(101), dup(102), garbage]);
+        assert_eq!(reads.obs.first().map(|o| o.seen.to_vec()), Some(vec![1, 8, 2]));
+    }
+
+    #[test]
+    fn own_appends_are_not_external() {
+        let history = vec![op(
+            1,
+            vec![rd(&[]), Mop::Append { key: K, value: 1 }, rd(&[1]), Mop::Append { key: K, value: 2 }, rd(&[1, 2])],
+        )];
+        let (reads, out) = run(&history);
+        assert!(out.is_empty(), "{out:?}");
+        assert!(reads.obs.iter().all(|o| o.external_len == 0));
+    }
+
+    #[test]
+    fn reads_must_agree_within_a_transaction() {
+        let history = vec![
+            op(1, vec![Mop::Append { key: K, value: 1 }]),
+            op(2, vec![Mop::Append { key: K, value: 2 }]),
+            op(3, vec![rd(&[1]), rd(&[1, 2])]),
+        ];
+        let (reads, out) = run(&history);
+        assert_eq!(out, [Anomaly::Internal { key: K, op: 3 }]);
+        assert_eq!(reads.obs.len(), 1);
+    }
+}

@@ -296,6 +296,45 @@ fn random_serial_histories_are_valid() {
     }
 }
 
+/// Like [`serial_history`], but ops overlap in time: each takes effect at a random point inside its
+/// interval, and the model runs them in the order of those points.
+fn concurrent_history(seed: u64, count: usize) -> Vec<Op> {
+    let mut rng = Lcg(seed);
+    let mut points: Vec<(u64, u64, u64)> = (0..count as u64)
+        .map(|i| {
+            let invoke = 10 * i + rng.below(10);
+            let point = invoke + 1 + rng.below(40);
+            (point, invoke, point + 1 + rng.below(40))
+        })
+        .collect();
+    points.sort_unstable();
+    let serial = serial_history(seed, count);
+    // Reuse the serial ops in linearization order: only their times change.
+    let mut history: Vec<Op> = serial
+        .iter()
+        .zip(&points)
+        .map(|(op, &(_, invoke_ns, complete_ns))| {
+            let complete_ns = if op.kind == OpKind::Info { u64::MAX } else { complete_ns };
+            Op { invoke_ns, complete_ns, ..op.clone() }
+        })
+        .collect();
+    if let Some(last) = serial.last() {
+        let start = points.iter().map(|p| p.2).max().unwrap_or(0) + 1;
+        history.push(Op { invoke_ns: start, complete_ns: start + 1, ..last.clone() });
+    }
+    history
+}
+
+#[test]
+fn random_concurrent_histories_are_valid() {
+    for seed in 1..=5 {
+        let history = concurrent_history(seed, 200);
+        assert!(history.windows(2).any(|w| w[0].kind == OpKind::Ok && !w[0].precedes(&w[1])), "ops should overlap");
+        let report = check(&history);
+        assert!(report.is_valid(), "seed {seed}: {report}");
+    }
+}
+
 #[test]
 fn random_history_with_a_dropped_append_is_caught() {
     let mut history = serial_history(3, 200);
@@ -307,4 +346,31 @@ fn random_history_with_a_dropped_append_is_caught() {
         list.remove(0);
     }
     assert!(!check(&history).is_valid());
+}
+
+#[test]
+fn random_garbage_histories_do_not_panic() {
+    let mut rng = Lcg(99);
+    for _ in 0..200 {
+        let history: Vec<Op> = (0..30)
+            .map(|i| {
+                let kind = [OpKind::Ok, OpKind::Fail, OpKind::Info][rng.below(3) as usize];
+                let mops = (0..rng.below(5))
+                    .map(|_| match rng.below(3) {
+                        0 => ap(rng.below(3), rng.below(8)),
+                        1 => Mop::Read { key: rng.below(3), value: None },
+                        _ => Mop::Read {
+                            key: rng.below(3),
+                            value: Some((0..rng.below(6)).map(|_| rng.below(8)).collect()),
+                        },
+                    })
+                    .collect();
+                // Ids need not be unique, and times need not make sense.
+                let id = if i % 2 == 0 { i } else { rng.below(20) as usize };
+                timed(id, kind, rng.below(50), rng.below(60), mops)
+            })
+            .collect();
+        let report = check(&history);
+        assert!(report.anomalies.iter().all(|a| !a.to_string().is_empty()));
+    }
 }
