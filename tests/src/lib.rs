@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod links;
+
 static CLUSTER_LOCK: Mutex<()> = Mutex::new(());
 
 /// An error answer of `POST /v1/sql`.
@@ -39,6 +41,11 @@ pub struct Cluster {
     extra_args: Vec<String>,
     /// Environment variables of every node started from now on.
     env: Vec<(String, String)>,
+    /// Per node, the `--peers` it is started with, when it differs from
+    /// `peers` (links through [`links::Links`]).
+    node_peers: std::collections::BTreeMap<u64, String>,
+    /// Keep data and logs when dropped (see [`Cluster::keep`]).
+    keep: bool,
     pub nodes: Vec<NodeProc>,
     client: reqwest::Client,
     _guard: MutexGuard<'static, ()>,
@@ -89,6 +96,8 @@ impl Cluster {
             peers,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            node_peers: Default::default(),
+            keep: false,
             nodes,
             client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client"),
             _guard: guard,
@@ -99,13 +108,45 @@ impl Cluster {
         c
     }
 
+    /// Like [`Cluster::start_with_env`], but every node reaches every other
+    /// through a proxy of the returned [`links::Links`], which can cut links.
+    pub async fn start_linked(bin: &str, n: u64, extra_args: &[&str], env: &[(&str, &str)]) -> (Cluster, links::Links) {
+        let mut c = Cluster::start_with_env(bin, 0, extra_args, env);
+        c.nodes = (1..=n)
+            .map(|id| NodeProc {
+                id,
+                http_port: free_port(),
+                rpc_port: free_port(),
+                data_dir: c.root.join(format!("node{id}")),
+                child: None,
+            })
+            .collect();
+        let ports = c.nodes.iter().map(|p| (p.id, p.rpc_port)).collect();
+        let links = links::Links::start(&ports).await.expect("link proxies");
+        for me in 1..=n {
+            let peers: Vec<String> = c
+                .nodes
+                .iter()
+                .map(|p| {
+                    let port = if p.id == me { p.rpc_port } else { links.port(me, p.id).expect("link") };
+                    format!("{}=127.0.0.1:{port}", p.id)
+                })
+                .collect();
+            c.node_peers.insert(me, peers.join(","));
+        }
+        for id in 1..=n {
+            c.spawn(id);
+        }
+        (c, links)
+    }
+
     fn node(&self, id: u64) -> &NodeProc {
         &self.nodes[(id - 1) as usize]
     }
 
     fn spawn(&mut self, id: u64) {
-        let (bin, peers, extra, env) =
-            (self.bin.clone(), self.peers.clone(), self.extra_args.clone(), self.env.clone());
+        let peers = self.node_peers.get(&id).cloned().unwrap_or_else(|| self.peers.clone());
+        let (bin, extra, env) = (self.bin.clone(), self.extra_args.clone(), self.env.clone());
         let node = &mut self.nodes[(id - 1) as usize];
         std::fs::create_dir_all(&node.data_dir).expect("node dir");
         let log = std::fs::OpenOptions::new()
@@ -161,6 +202,40 @@ impl Cluster {
     pub fn restart(&mut self, id: u64) {
         self.kill(id);
         self.spawn(id);
+    }
+
+    /// SIGSTOP: the node freezes, its connections stay open (a long GC
+    /// pause or a stalled VM looks like this).
+    pub fn pause(&self, id: u64) {
+        self.signal(id, libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`Cluster::pause`].
+    pub fn resume(&self, id: u64) {
+        self.signal(id, libc::SIGCONT);
+    }
+
+    fn signal(&self, id: u64, sig: libc::c_int) {
+        if let Some(child) = &self.node(id).child {
+            // SAFETY: kill(2) on a pid we spawned and have not reaped.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, sig);
+            }
+        }
+    }
+
+    /// Removes node `id`'s data directory (the node must be stopped): a
+    /// disk lost or replaced.
+    pub fn wipe(&mut self, id: u64) {
+        self.kill(id);
+        let _ = std::fs::remove_dir_all(&self.node(id).data_dir);
+    }
+
+    /// Keeps the nodes' data directories and logs after the cluster is
+    /// dropped; returns where they are.
+    pub fn keep(&mut self) -> &Path {
+        self.keep = true;
+        &self.root
     }
 
     pub fn is_running(&self, id: u64) -> bool {
@@ -294,7 +369,12 @@ impl SqlClient {
             .body(body)
             .send()
             .await
-            .map_err(|e| SqlError { status: 0, code: "transport".into(), message: e.to_string() })?;
+            .map_err(|e| SqlError {
+                status: 0,
+                // Not connected: the request was not sent.
+                code: if e.is_connect() { "connect" } else { "transport" }.into(),
+                message: e.to_string(),
+            })?;
         let status = resp.status().as_u16();
         let v: Value =
             resp.json().await.map_err(|e| SqlError { status, code: "body".into(), message: e.to_string() })?;
@@ -318,7 +398,7 @@ impl Drop for Cluster {
                 let _ = c.wait();
             }
         }
-        if !std::thread::panicking() {
+        if !std::thread::panicking() && !self.keep {
             let _ = std::fs::remove_dir_all(&self.root);
         } else {
             eprintln!("cluster data and logs kept in {}", self.root.display());
