@@ -44,6 +44,18 @@ pub struct StartArgs {
     /// Address for the HTTP SQL API (`POST /v1/sql`, `GET /v1/cluster`, `GET /health`).
     #[arg(long)]
     pub http: SocketAddr,
+    /// The cluster's id, the same on every node; a data directory belongs
+    /// to the cluster it was first started in.
+    #[arg(long, env = "ORDO_CLUSTER_ID", default_value = "ordo")]
+    pub cluster_id: String,
+    /// The cluster secret every node-to-node call carries (a node refuses
+    /// calls without it). Prefer `--cluster-secret-file`: the environment
+    /// of a process is visible to its user.
+    #[arg(long, env = "ORDO_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    /// A file holding the cluster secret (surrounding whitespace ignored).
+    #[arg(long, env = "ORDO_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
     /// Every node's RPC address, this one included: `1=HOST:PORT,2=HOST:PORT,3=HOST:PORT`.
     #[arg(long, value_parser = parse_peers)]
     pub peers: BTreeMap<u64, String>,
@@ -102,6 +114,25 @@ pub struct DevArgs {
     /// Number of vShards.
     #[arg(long, default_value_t = 64)]
     pub vshards: u32,
+}
+
+impl StartArgs {
+    /// The cluster secret, from `--cluster-secret-file` or `--cluster-secret`.
+    pub fn secret(&self) -> anyhow::Result<String> {
+        let secret = match (&self.cluster_secret_file, &self.cluster_secret) {
+            (Some(path), _) => std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("reading --cluster-secret-file {}: {e}", path.display()))?
+                .trim()
+                .to_string(),
+            (None, Some(s)) => s.clone(),
+            (None, None) => anyhow::bail!(
+                "no cluster secret: set ORDO_CLUSTER_SECRET or --cluster-secret-file (the same on every node; \
+                 `ordo dev` makes one)"
+            ),
+        };
+        anyhow::ensure!(secret.len() >= 16, "the cluster secret must be at least 16 characters");
+        Ok(secret)
+    }
 }
 
 fn parse_peers(s: &str) -> Result<BTreeMap<u64, String>, String> {

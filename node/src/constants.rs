@@ -17,5 +17,8 @@ pub const SHUTDOWN_GRACE_MS: u64 = 5_000;
 /// `ordo_expr::constants::EXPRESSION_DEPTH_MAX` bounds (virtual memory:
 /// only the pages a deep statement touches are used).
 pub const WORKER_STACK_BYTES: usize = 16 << 20;
+/// How long a node starting on a new data directory waits for each peer
+/// to say whether it knew this node by another incarnation.
+pub const IDENTITY_PROBE_MS: u64 = 2_000;
 /// Most vShards a cluster may have (`--vshards`).
 pub const VSHARDS_MAX: u32 = 4096;

@@ -9,6 +9,9 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     let peers: Vec<String> =
         (1..=args.nodes).map(|n| format!("{n}=127.0.0.1:{}", args.rpc_port as u64 + n - 1)).collect();
     let peers = peers.join(",");
+    // One secret for this run's nodes (they store none: a new one each run
+    // is as good), from the kernel's random source.
+    let secret = new_secret()?;
     let mut children: Vec<Child> = Vec::new();
     for n in 1..=args.nodes {
         let dir = args.data_dir.join(format!("node{n}"));
@@ -22,6 +25,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
             .args(["--http", &format!("127.0.0.1:{}", args.http_port as u64 + n - 1)])
             .args(["--peers", &peers])
             .args(["--vshards", &args.vshards.to_string()])
+            .env("ORDO_CLUSTER_SECRET", &secret)
             .spawn()?;
         children.push(child);
     }
@@ -52,4 +56,12 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     println!("stopped");
     Ok(())
+}
+
+/// 32 hex digits from /dev/urandom.
+fn new_secret() -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -14,11 +14,14 @@ use tonic::{Request, Response, Status};
 pub struct NodeService {
     pub groups: BTreeMap<GroupId, Arc<dyn Consensus>>,
     pub executor: Arc<LeaderExecutor>,
+    /// Admits calls from this cluster's nodes only (`ordo_raft::identity`).
+    pub gate: Arc<ordo_raft::identity::Gate>,
 }
 
 #[tonic::async_trait]
 impl ordo_proto::Node for NodeService {
     async fn raft(&self, request: Request<RaftBatch>) -> Result<Response<RaftBatchReply>, Status> {
+        self.gate.admit(request.metadata())?;
         let batch = request.into_inner();
         // Messages of one group keep their order; groups proceed in parallel.
         let mut by_group: BTreeMap<GroupId, Vec<usize>> = BTreeMap::new();
@@ -54,6 +57,7 @@ impl ordo_proto::Node for NodeService {
     }
 
     async fn forward(&self, request: Request<ForwardRequest>) -> Result<Response<ForwardReply>, Status> {
+        self.gate.admit(request.metadata())?;
         let req = request.into_inner();
         let resp = match decode(&req.payload) {
             Ok(r) => self.executor.handle(req.group_id, r).await,

@@ -24,10 +24,11 @@ use tokio::task::JoinHandle;
 
 use crate::cli::StartArgs;
 use crate::constants::{
-    CATALOG_REFRESH_MS, REBALANCE_EVERY_MS, REBALANCE_TRANSFERS_PER_ROUND_MAX, SHUTDOWN_GRACE_MS,
+    CATALOG_REFRESH_MS, IDENTITY_PROBE_MS, REBALANCE_EVERY_MS, REBALANCE_TRANSFERS_PER_ROUND_MAX, SHUTDOWN_GRACE_MS,
     SQL_REQUESTS_INFLIGHT_MAX, VSHARDS_MAX, WORKER_STACK_BYTES,
 };
 use crate::state::NodeState;
+use ordo_raft::identity::{is_wiped_refusal, Gate, Identity};
 
 type Groups = BTreeMap<GroupId, Arc<dyn Consensus>>;
 
@@ -44,9 +45,12 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.peers.contains_key(&args.id), "--id {} is not in --peers", args.id);
     anyhow::ensure!(args.vshards >= 1 && args.vshards <= VSHARDS_MAX, "--vshards must be between 1 and {VSHARDS_MAX}");
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let secret = args.secret()?;
+    let (identity, transport) = identify(&args, &secret).await?;
+    let gate = Gate::open(&args.data_dir, identity.credentials(&secret), args.peers.keys().copied().collect())
+        .map_err(anyhow::Error::msg)?;
     let engine = Engine::open(&args.data_dir.join("db")).context("opening RocksDB")?;
     let placement = Placement { nodes: args.peers.clone(), vshards: args.vshards, replication: args.replication };
-    let transport = Transport::new(args.id, &args.peers).map_err(anyhow::Error::msg)?;
     let meta = Arc::new(MetaLogic::default());
     let sequencer = Arc::new(SequencerLogic::default());
     let groups = open_groups(&args, &placement, &engine, &transport, &meta, &sequencer).await?;
@@ -66,7 +70,7 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let grpc = serve_grpc(&args, &groups, &executor, stop_rx.clone()).await?;
+    let grpc = serve_grpc(&args, &groups, &executor, Arc::new(gate), stop_rx.clone()).await?;
     spawn_heartbeats(groups.values().cloned().collect(), Duration::from_millis(args.heartbeat_ms.max(10)));
     spawn_rebalancer(args.id, placement.clone(), groups.values().cloned().collect());
     let state = Arc::new(NodeState {
@@ -164,13 +168,42 @@ fn spawn_background(
 }
 
 /// The gRPC server peers send Raft messages and forwarded requests to.
+/// This node's identity and its transport. A data directory without an
+/// identity gets a new incarnation, stored only once no peer refuses it: a
+/// peer that knew this node by another incarnation means its data was lost
+/// (see `ordo_raft::identity`), and the node must not rejoin as itself.
+async fn identify(args: &StartArgs, secret: &str) -> anyhow::Result<(Identity, Arc<Transport>)> {
+    let stored = Identity::load(&args.data_dir, &args.cluster_id, args.id).map_err(anyhow::Error::msg)?;
+    let identity = stored.clone().unwrap_or_else(|| Identity::new(&args.cluster_id, args.id));
+    let transport = Transport::new(identity.credentials(secret), &args.peers).map_err(anyhow::Error::msg)?;
+    if stored.is_none() {
+        for &peer in args.peers.keys().filter(|&&p| p != args.id) {
+            let Some(link) = transport.peer(peer) else { continue };
+            let ping = tokio::time::timeout(Duration::from_millis(IDENTITY_PROBE_MS), link.ping()).await;
+            if let Ok(Err(status)) = ping {
+                if is_wiped_refusal(&status) {
+                    anyhow::bail!(
+                        "node {peer} refuses this node: {}. Its data directory {} is new; restore the old one, \
+                         or see README \"Replacing a node\"",
+                        status.message(),
+                        args.data_dir.display()
+                    );
+                }
+            }
+        }
+        identity.store(&args.data_dir).map_err(anyhow::Error::msg)?;
+    }
+    Ok((identity, transport))
+}
+
 async fn serve_grpc(
     args: &StartArgs,
     groups: &Groups,
     executor: &Arc<LeaderExecutor>,
+    gate: Arc<Gate>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinHandle<Result<(), tonic::transport::Error>>> {
-    let svc = crate::grpc::NodeService { groups: groups.clone(), executor: executor.clone() };
+    let svc = crate::grpc::NodeService { groups: groups.clone(), executor: executor.clone(), gate };
     let server = ordo_proto::NodeServer::new(svc)
         .max_decoding_message_size(ordo_raft::constants::GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(ordo_raft::constants::GRPC_MESSAGE_BYTES_MAX);

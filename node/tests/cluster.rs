@@ -615,3 +615,37 @@ async fn deeply_nested_expressions_are_refused_and_the_node_lives() {
     c.wait_healthy(HEALTHY_WITHIN).await;
     assert_eq!(c.scalar(2, "SELECT s FROM deep WHERE id = 1").await, json!("r"));
 }
+
+/// The RPC port admits this cluster's nodes only: a client without the
+/// cluster secret is refused (and the refusal logged), and a node whose data
+/// directory was wiped cannot rejoin as itself (it would have forgotten its
+/// votes): it exits with a message, and the others go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn strangers_and_wiped_nodes_are_refused() {
+    let mut c = three_nodes(&[]).await;
+    c.sql(1, "CREATE TABLE kept (id BIGINT PRIMARY KEY)", json!([])).await.unwrap();
+    let addr = format!("http://127.0.0.1:{}", c.nodes[0].rpc_port);
+    let mut stranger = ordo_proto::NodeClient::connect(addr).await.expect("connect");
+    let forward = ordo_proto::ForwardRequest { group_id: 0, payload: vec![0; 16] };
+    let refused = stranger.forward(forward).await.expect_err("a stranger's forward");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let vote = ordo_proto::RaftMsg { group_id: 0, kind: ordo_proto::RaftKind::Vote as i32, payload: vec![0xFF; 64] };
+    let refused = stranger.raft(ordo_proto::RaftBatch { from_node: 2, msgs: vec![vote] }).await.expect_err("a vote");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(c.log_tail(1).contains("refused a call"), "{}", c.log_tail(1));
+
+    c.wipe(3);
+    c.restart(3);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = c.exited(3) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "a wiped node kept running: {}", c.log_tail(3));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success());
+    assert!(c.log_tail(3).contains("refuses this node"), "{}", c.log_tail(3));
+    c.sql_retry(2, "INSERT INTO kept VALUES (1)", json!([]), RETRY_FOR).await.unwrap();
+    assert_eq!(as_i64(&c.scalar(1, "SELECT count(*) FROM kept").await), 1);
+}

@@ -17,10 +17,14 @@ pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     bincode::serde::encode_to_vec(v, bincode::config::standard()).expect("serde types always encode with bincode")
 }
 
+/// Most bytes one decode may claim for what it allocates: a forged length
+/// prefix in a peer's message fails at once instead of allocating.
+const DECODE_BYTES_MAX: usize = crate::constants::GRPC_MESSAGE_BYTES_MAX;
+
+/// Decodes `bytes` (from storage or a peer: never trusted to be well formed).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-        .map(|(v, _)| v)
-        .map_err(|e| DecodeError(e.to_string()))
+    let config = bincode::config::standard().with_limit::<DECODE_BYTES_MAX>();
+    bincode::serde::decode_from_slice(bytes, config).map(|(v, _)| v).map_err(|e| DecodeError(e.to_string()))
 }
 
 /// `#[serde(with = "bytes_seq")]` for `Vec<Vec<u8>>` (rows, keys): each
@@ -56,6 +60,20 @@ pub mod byte_pairs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forged_lengths_are_refused() {
+        // A varint length prefix of 2^60 elements, and nothing after it.
+        let mut forged = vec![0xFD];
+        forged.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        assert!(decode::<Vec<u64>>(&forged).is_err());
+        assert!(decode::<Pairs>(&forged).is_err());
+        assert!(decode::<String>(&forged).is_err());
+        let mut bytes = vec![0xFD];
+        bytes.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        bytes.extend_from_slice(&[1, 2, 3]);
+        assert!(decode::<serde_bytes::ByteBuf>(&bytes).is_err());
+    }
 
     #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
     struct Plain(Vec<Vec<u8>>, Vec<(Vec<u8>, Vec<u8>)>);

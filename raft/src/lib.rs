@@ -9,6 +9,9 @@
 //! - [`groups`]: the well-known group ids (meta, sequencer, vShard `v`);
 //! - [`codec`]: the one bincode encoding every crate stores and sends;
 //! - [`hash`]: FNV-1a, the stable hash of placement and replica checksums;
+//! - [`identity`]: who may call a node (cluster id and secret, peers, each
+//!   peer's incarnation), checked on every call;
+//! - [`requests`]: exactly-once client requests (records of applied ids);
 //! - Raft groups ([`RaftGroup`], [`Consensus`]), their log and state-machine
 //!   storage over the engine, and the per-node [`Transport`] that carries
 //!   every group over one connection per peer.
@@ -21,6 +24,7 @@ pub mod constants;
 pub mod engine;
 pub mod groups;
 pub mod hash;
+pub mod identity;
 pub mod keys;
 pub mod requests;
 

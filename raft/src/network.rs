@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::entry_codec::{decode, encode};
+use crate::identity::{attach, Credentials};
 use crate::keys::GroupId;
 use crate::types::{RaftKind, Snapshot, SnapshotData, TypeConfig, Vote};
 
@@ -44,10 +45,11 @@ pub struct PeerTransport {
     addr: String,
     queue: mpsc::Sender<Outgoing>,
     client: NodeClient<Channel>,
+    creds: Arc<Credentials>,
 }
 
 impl PeerTransport {
-    fn new(self_id: u64, node_id: u64, addr: String) -> Result<Arc<PeerTransport>, String> {
+    fn new(node_id: u64, addr: String, creds: Arc<Credentials>) -> Result<Arc<PeerTransport>, String> {
         let channel = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| format!("bad address {addr}: {e}"))?
             .connect_timeout(Duration::from_millis(PEER_CONNECT_TIMEOUT_MS))
@@ -58,8 +60,8 @@ impl PeerTransport {
             .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
         let (queue, rx) = mpsc::channel(PEER_QUEUE_MAX);
-        tokio::spawn(run_sender(self_id, rx, client.clone()));
-        Ok(Arc::new(PeerTransport { node_id, addr, queue, client }))
+        tokio::spawn(run_sender(rx, client.clone(), creds.clone()));
+        Ok(Arc::new(PeerTransport { node_id, addr, queue, client, creds }))
     }
 
     pub fn node_id(&self) -> u64 {
@@ -95,10 +97,20 @@ impl PeerTransport {
         }
     }
 
+    /// An empty batch through the peer's gate: `Err` with the peer's
+    /// refusal if it does not admit this node (see [`crate::identity`]).
+    pub async fn ping(&self) -> Result<(), tonic::Status> {
+        let mut client = self.client.clone();
+        let mut req = tonic::Request::new(RaftBatch { from_node: self.creds.node_id, msgs: Vec::new() });
+        attach(&mut req, &self.creds);
+        client.raft(req).await.map(|_| ())
+    }
+
     /// Forwards an opaque client request for `gid` to this peer.
     pub async fn forward(&self, gid: GroupId, payload: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, ForwardError> {
         let mut client = self.client.clone();
-        let req = ForwardRequest { group_id: gid, payload };
+        let mut req = tonic::Request::new(ForwardRequest { group_id: gid, payload });
+        attach(&mut req, &self.creds);
         match tokio::time::timeout(timeout, client.forward(req)).await {
             Ok(Ok(resp)) => Ok(resp.into_inner().payload),
             // No connection could be made: the request never left.
@@ -135,7 +147,7 @@ fn is_connect_error(status: &tonic::Status) -> bool {
     m.contains("tcp connect error") || m.contains("Connection refused")
 }
 
-async fn run_sender(self_id: u64, mut rx: mpsc::Receiver<Outgoing>, client: NodeClient<Channel>) {
+async fn run_sender(mut rx: mpsc::Receiver<Outgoing>, client: NodeClient<Channel>, creds: Arc<Credentials>) {
     let inflight = Arc::new(Semaphore::new(PEER_INFLIGHT_MAX));
     while let Some(first) = rx.recv().await {
         let mut bytes = first.msg.payload.len();
@@ -164,10 +176,13 @@ async fn run_sender(self_id: u64, mut rx: mpsc::Receiver<Outgoing>, client: Node
         }
         let Ok(permit) = inflight.clone().acquire_owned().await else { return };
         let mut client = client.clone();
+        let creds = creds.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let (msgs, replies): (Vec<RaftMsg>, Vec<_>) = batch.into_iter().map(|o| (o.msg, o.reply)).unzip();
-            let call = client.raft(RaftBatch { from_node: self_id, msgs });
+            let mut req = tonic::Request::new(RaftBatch { from_node: creds.node_id, msgs });
+            attach(&mut req, &creds);
+            let call = client.raft(req);
             match tokio::time::timeout(Duration::from_millis(BATCH_TIMEOUT_MS), call).await {
                 Ok(Ok(resp)) => {
                     let resp = resp.into_inner();
@@ -203,12 +218,15 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// Connects (lazily) to every node in `nodes` but this one.
-    pub fn new(self_id: u64, nodes: &BTreeMap<u64, String>) -> Result<Arc<Transport>, String> {
+    /// Connects (lazily) to every node in `nodes` but this one, presenting
+    /// `creds` (whose `node_id` is this node's) on every call.
+    pub fn new(creds: Credentials, nodes: &BTreeMap<u64, String>) -> Result<Arc<Transport>, String> {
+        let self_id = creds.node_id;
+        let creds = Arc::new(creds);
         let mut peers = BTreeMap::new();
         for (&id, addr) in nodes {
             if id != self_id {
-                peers.insert(id, PeerTransport::new(self_id, id, addr.clone())?);
+                peers.insert(id, PeerTransport::new(id, addr.clone(), creds.clone())?);
             }
         }
         Ok(Arc::new(Transport { self_id, peers }))

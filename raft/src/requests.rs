@@ -1,9 +1,12 @@
 //! Exactly-once requests. A client request that changes a group carries a
 //! [`RequestId`], the same on every retry of it. The group's state machine
 //! records the reply of each request it applied, in its data section (so
-//! the records are replicated, hashed by `verify`, carried by snapshots and
-//! survive leader changes), and answers a retry with the recorded reply
-//! instead of applying the command again.
+//! the records are replicated, carried by snapshots and survive leader
+//! changes), and answers a retry with the recorded reply instead of
+//! applying the command again. The records are not hashed by `verify`
+//! (they sit under [`keys::UNHASHED_PREFIX`]): they hold each run's request
+//! ids and clock stamps, and would make the content of two runs of the same
+//! workload differ; they follow the log like everything else.
 //!
 //! Records are kept for [`REQUEST_RETENTION_MS`] of the proposers' clocks:
 //! every command carries its proposer's wall-clock stamp, and expiry and
@@ -41,12 +44,13 @@ impl RequestId {
     }
 }
 
-/// Data-key prefix of the records, by request id. Starts with 0xFF 0x01:
-/// no group's own keys do (vShard rows start with a table id, reserved
-/// vShard keys with 0xFF and a letter; meta and sequencer keys are ASCII).
-const RECORD_PREFIX: &[u8] = b"\xff\x01rq";
+/// Data-key prefix of the records, by request id: under the unhashed
+/// prefix (`\xff~`), apart from a vShard's row versions (`\xff~h`); no
+/// group's own keys start so (vShard rows start with a table id, meta and
+/// sequencer keys are ASCII).
+const RECORD_PREFIX: &[u8] = b"\xff~rq";
 /// Data-key prefix of the expiry index: stamp (ms, BE) ++ request id.
-const EXPIRY_PREFIX: &[u8] = b"\xff\x01rx";
+const EXPIRY_PREFIX: &[u8] = b"\xff~rx";
 
 fn record_key(id: RequestId) -> Vec<u8> {
     [RECORD_PREFIX, &id.bytes()].concat()
@@ -189,6 +193,12 @@ mod tests {
         assert!(!r.live_at(1_001 + REQUEST_RETENTION_MS));
         // A proposer whose clock is behind still sees it.
         assert!(r.live_at(0));
+    }
+
+    #[test]
+    fn records_are_replicated_but_not_hashed() {
+        assert!(RECORD_PREFIX.starts_with(keys::UNHASHED_PREFIX) && EXPIRY_PREFIX.starts_with(keys::UNHASHED_PREFIX));
+        assert!(!RECORD_PREFIX.starts_with(b"\xff~h") && !EXPIRY_PREFIX.starts_with(b"\xff~h"));
     }
 
     #[test]

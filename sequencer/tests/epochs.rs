@@ -11,7 +11,9 @@ use ordo_sequencer::{EpochInput, EpochLog, Sealer, SealerConfig, SequencerLogic}
 
 async fn open(engine: &Arc<Engine>, logic: &Arc<SequencerLogic>) -> Arc<RaftGroup> {
     let members: BTreeMap<u64, String> = [(1, "127.0.0.1:1".to_string())].into();
-    let transport = Transport::new(1, &members).unwrap();
+    let creds =
+        ordo_raft::identity::Credentials { cluster: "t".into(), secret: "t".into(), node_id: 1, incarnation: 1 };
+    let transport = Transport::new(creds, &members).unwrap();
     let config = GroupConfig { heartbeat_ms: 50, snapshot_logs: 1000 };
     let host = GroupHost { node_id: 1, engine: engine.clone(), transport, config };
     let group = RaftGroup::open(&host, SEQUENCER_GROUP, &members, true, logic.clone()).await.unwrap();

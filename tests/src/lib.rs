@@ -51,6 +51,12 @@ pub struct Cluster {
     _guard: MutexGuard<'static, ()>,
 }
 
+/// A secret for one test cluster (its nodes refuse calls without it).
+fn cluster_secret() -> String {
+    let ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("test-secret-{}-{ns}", std::process::id())
+}
+
 /// A port that is free now, taken from below Linux's ephemeral range
 /// (32768+) so that outgoing connections cannot grab it before the node
 /// binds it; each test process walks its own stretch of the range.
@@ -95,7 +101,11 @@ impl Cluster {
             root,
             peers,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .chain([("ORDO_CLUSTER_SECRET".to_string(), cluster_secret())])
+                .collect(),
             node_peers: Default::default(),
             keep: false,
             nodes,
@@ -196,7 +206,8 @@ impl Cluster {
     /// Sets the environment of nodes started from now on (see
     /// [`Cluster::start_with_env`]).
     pub fn set_env(&mut self, env: &[(&str, &str)]) {
-        self.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let secret = self.env.iter().find(|(k, _)| k == "ORDO_CLUSTER_SECRET").cloned();
+        self.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).chain(secret).collect();
     }
 
     pub fn restart(&mut self, id: u64) {
@@ -236,6 +247,15 @@ impl Cluster {
     pub fn keep(&mut self) -> &Path {
         self.keep = true;
         &self.root
+    }
+
+    /// Node `id`'s exit status if its process has ended (it is then no
+    /// longer running).
+    pub fn exited(&mut self, id: u64) -> Option<std::process::ExitStatus> {
+        let node = &mut self.nodes[(id - 1) as usize];
+        let status = node.child.as_mut()?.try_wait().ok()??;
+        node.child = None;
+        Some(status)
     }
 
     pub fn is_running(&self, id: u64) -> bool {

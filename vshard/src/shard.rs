@@ -62,6 +62,10 @@ pub enum ShardCommand {
 /// Starts with 0xFF: table ids never do (they count up from 1), so it
 /// cannot collide with a row.
 pub const APPLIED_POS_KEY: &[u8] = b"\xffpos";
+/// Data key of the last epoch collected through (`ShardCommand::Collect`):
+/// every sequenced transaction of the vShard up to it is complete, so its
+/// scheduler never needs epochs up to it again.
+pub const COLLECTED_KEY: &[u8] = b"\xffcollected";
 /// Data key prefix of the outcomes a coordinator recorded, by position.
 pub const OUTCOME_PREFIX: &[u8] = b"\xffout";
 /// Data key prefix of sequenced positions applied above the watermark.
@@ -176,6 +180,8 @@ pub struct ShardLogic {
     /// here, not found by a scan at apply, because entries of one apply
     /// batch are not in RocksDB yet and batches differ between replicas.
     outcomes: parking_lot::Mutex<std::collections::BTreeSet<TxnPos>>,
+    /// The epoch collected through (see [`COLLECTED_KEY`]).
+    collected: parking_lot::Mutex<u64>,
 }
 
 impl GroupLogic for ShardLogic {
@@ -226,6 +232,11 @@ impl GroupLogic for ShardLogic {
                 }
             }
             ShardCommand::Collect { through_epoch } => {
+                let mut collected = self.collected.lock();
+                if through_epoch > *collected {
+                    *collected = through_epoch;
+                    ctx.put(COLLECTED_KEY, &through_epoch.to_be_bytes());
+                }
                 let mut outcomes = self.outcomes.lock();
                 let keep = outcomes.split_off(&TxnPos { epoch: through_epoch.saturating_add(1), index: 0 });
                 for pos in std::mem::replace(&mut *outcomes, keep) {
@@ -243,6 +254,8 @@ impl GroupLogic for ShardLogic {
         let outcomes = read_positions(gid, db, OUTCOME_PREFIX)
             .unwrap_or_else(|e| panic!("cannot read outcomes of group {gid}: {e}"));
         *self.outcomes.lock() = outcomes;
+        let collected = read_collected(gid, db).unwrap_or_else(|e| panic!("cannot read group {gid}: {e}"));
+        *self.collected.lock() = collected;
     }
 }
 
@@ -302,6 +315,11 @@ impl ShardReader {
             Some(item) => Ok(*item.map_err(|e| e.to_string())?.0 < *end),
             None => Ok(false),
         }
+    }
+
+    /// The epoch `gid` was collected through (see [`COLLECTED_KEY`]).
+    pub fn collected_through(&self, gid: GroupId) -> Result<u64, String> {
+        read_collected(gid, self.engine.db())
     }
 
     /// Whether this replica of `gid` has applied sequenced position `pos`.
@@ -376,6 +394,13 @@ impl ShardReader {
             out.push((k[keys::SECTION_PREFIX_LEN..].to_vec(), v.to_vec()));
         }
         Ok(out)
+    }
+}
+
+fn read_collected(gid: GroupId, db: &rocksdb::DB) -> Result<u64, String> {
+    match db.get(keys::key(gid, Section::Data, COLLECTED_KEY)).map_err(|e| e.to_string())? {
+        Some(b) => Ok(u64::from_be_bytes(b.as_slice().try_into().map_err(|_| "corrupt collected epoch")?)),
+        None => Ok(0),
     }
 }
 

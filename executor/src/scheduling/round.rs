@@ -130,7 +130,11 @@ impl Scheduler {
         let floor = self.router.frontier().await.map_err(|e| e.to_string())?;
         let inflight = Arc::new(Semaphore::new(SEQUENCED_INFLIGHT_MAX));
         let round = Round { resume, progress, inflight, mark, floor, broken: Arc::new(AtomicBool::new(false)) };
-        let mut next = round.resume.watermark.epoch.max(1);
+        // Epochs up to the one collected through hold nothing left to do
+        // here (the collector saw this vShard complete them); the sequencer
+        // may have dropped them. Any later epoch missing is a gap.
+        let collected = self.local.reader().collected_through(vshard_group(self.vshard))?;
+        let mut next = round.resume.watermark.epoch.max(collected.saturating_add(1)).max(1);
         // Epochs before the watermark's are complete, so enqueued.
         self.publish_ingested(&round, next - 1);
         // It outlives the loop's turns that a finished task ends: dropping
@@ -145,6 +149,10 @@ impl Scheduler {
             }
             self.publish(next, &round.progress.lock());
             let Some(epochs) = self.next_epochs(&mut reading, next, &mut tasks).await? else { continue };
+            if let Err(m) = contiguous(self.vshard, next, &epochs) {
+                tracing::error!("{m}");
+                return Err(m);
+            }
             for epoch in epochs {
                 let number = epoch.number;
                 self.enqueue_epoch(&round, Arc::new(epoch), &mut tasks).await?;
@@ -255,5 +263,32 @@ impl Scheduler {
                 Err(_) => tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await,
             }
         }
+    }
+}
+
+/// Epochs read from `next` on must start at `next`: skipping would
+/// silently drop this vShard's part of the missing epochs' transactions
+/// (a premature collection), so a gap stops the scheduler, loudly.
+fn contiguous(vshard: u32, next: u64, epochs: &[Epoch]) -> Result<(), String> {
+    match epochs.first() {
+        Some(first) if first.number != next => Err(format!(
+            "vShard {vshard}: gap in the epoch log: needed epoch {next}, the log starts at {}",
+            first.number
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gap_in_the_epochs_read_is_an_error() {
+        let epoch = |number| Epoch { number, timestamp_us: 0, inputs: Vec::new() };
+        assert!(contiguous(3, 5, &[epoch(5), epoch(6)]).is_ok());
+        assert!(contiguous(3, 5, &[]).is_ok());
+        let e = contiguous(3, 5, &[epoch(7)]).unwrap_err();
+        assert!(e.contains("needed epoch 5"), "{e}");
     }
 }
