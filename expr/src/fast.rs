@@ -195,6 +195,9 @@ impl From<ExecError> for EvalError {
     }
 }
 
+/// Largest scale of a NUMERIC value while evaluating (its digits max).
+const DECIMAL_SCALE_MAX: i8 = 38;
+
 fn overflow() -> EvalError {
     EvalError::Sql(ExecError::NumericValueOutOfRange("value out of range".into()))
 }
@@ -342,7 +345,12 @@ pub fn binary(a: Val, op: Op, b: Val) -> Eval {
             (Val::Dec(x, sx), Val::Dec(y, sy)) => match op {
                 Op::Add => x.checked_add(y).map(|v| Val::Dec(v, sx)).ok_or_else(overflow),
                 Op::Sub => x.checked_sub(y).map(|v| Val::Dec(v, sx)).ok_or_else(overflow),
-                _ => x.checked_mul(y).map(|v| Val::Dec(v, sx + sy)).ok_or_else(overflow),
+                // A product's scale is the sum of its factors' (bounded by
+                // NUMERIC's 38 digits: a chain of products cannot wrap it).
+                _ => match sx.checked_add(sy).filter(|s| *s <= DECIMAL_SCALE_MAX) {
+                    Some(s) => x.checked_mul(y).map(|v| Val::Dec(v, s)).ok_or_else(overflow),
+                    None => Err(overflow()),
+                },
             },
             _ => Err(EvalError::Unsupported),
         },
@@ -444,6 +452,9 @@ mod tests {
         assert_eq!(eval("substr(name, 5, 2)", &row).unwrap(), Val::Text("".into()));
         assert_eq!(eval("substr(n, 1, 2)", &row).unwrap(), Val::Null);
         assert!(matches!(eval("n + 1", &big), Err(EvalError::Sql(ExecError::NumericValueOutOfRange(_)))));
+        // Scales add up in products: bounded, never wrapped.
+        let product = vec!["bal"; 40].join(" * ");
+        assert!(matches!(eval(&product, &row), Err(EvalError::Sql(ExecError::NumericValueOutOfRange(_)))));
     }
 
     #[test]

@@ -930,3 +930,32 @@ async fn queries_over_every_vshard_see_single_and_cross_shard_writes_consistentl
     let v = c.verify(1).await;
     assert_eq!(v["consistent"], true, "replicas differ: {v}");
 }
+
+/// A transaction whose evaluation panics (the failpoint `txn-evaluate`,
+/// standing in for a bug) is aborted with XX000 on every path — single
+/// vShard and sequenced — instead of retrying forever and blocking its
+/// vShards; once the failpoint is off, the same vShards serve again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_panicking_evaluation_aborts_instead_of_blocking() {
+    let mut c = Cluster::start_with_env(ORDO, 3, &[], &[("FAILPOINTS", "txn-evaluate=panic")]);
+    c.wait_healthy(HEALTHY_WITHIN).await;
+    c.sql(1, "CREATE TABLE pp (id BIGINT PRIMARY KEY, n BIGINT)", json!([])).await.unwrap();
+    c.sql(1, "INSERT INTO pp VALUES (1, 0), (2, 0), (3, 0), (4, 0)", json!([])).await.unwrap();
+    let bump = "BEGIN; UPDATE pp SET n = n + 1 WHERE id = $1; UPDATE pp SET n = n + 1 WHERE id = $2; COMMIT";
+    for (a, b) in [(1, 1), (1, 2), (3, 4), (2, 3)] {
+        let started = Instant::now();
+        let e = c.sql(1 + a % 3, bump, json!([a, b])).await.expect_err("aborted");
+        assert_eq!(e.code, "XX000", "{e:?}");
+        assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    }
+    assert_eq!(as_i64(&c.scalar(2, "SELECT sum(n) FROM pp").await), 0, "nothing applied");
+    c.set_env(&[]);
+    for n in 1..=3 {
+        c.restart(n);
+    }
+    c.wait_healthy(HEALTHY_WITHIN).await;
+    for (a, b) in [(1, 2), (3, 4)] {
+        c.sql_retry(1, bump, json!([a, b]), HEALTHY_WITHIN).await.unwrap();
+    }
+    assert_eq!(as_i64(&c.scalar(3, "SELECT sum(n) FROM pp").await), 4);
+}

@@ -17,12 +17,10 @@
 
 use std::collections::BTreeMap;
 
-use rocksdb::{Direction, IteratorMode};
 use serde::{Deserialize, Serialize};
 
-use crate::constants::{REQUEST_REPLY_BYTES_MAX, REQUEST_RETENTION_MS};
+use crate::constants::REQUEST_RETENTION_MS;
 use crate::keys::{self, Section};
-use crate::state_machine::ApplyContext;
 
 /// Names one client request across its retries: the node that first sent
 /// it, that node's session (a new one at every start) and a sequence
@@ -48,15 +46,15 @@ impl RequestId {
 /// prefix (`\xff~`), apart from a vShard's row versions (`\xff~h`); no
 /// group's own keys start so (vShard rows start with a table id, meta and
 /// sequencer keys are ASCII).
-const RECORD_PREFIX: &[u8] = b"\xff~rq";
+pub(crate) const RECORD_PREFIX: &[u8] = b"\xff~rq";
 /// Data-key prefix of the expiry index: stamp (ms, BE) ++ request id.
-const EXPIRY_PREFIX: &[u8] = b"\xff~rx";
+pub(crate) const EXPIRY_PREFIX: &[u8] = b"\xff~rx";
 
-fn record_key(id: RequestId) -> Vec<u8> {
+pub(crate) fn record_key(id: RequestId) -> Vec<u8> {
     [RECORD_PREFIX, &id.bytes()].concat()
 }
 
-fn expiry_key(stamp_ms: u64, id: RequestId) -> Vec<u8> {
+pub(crate) fn expiry_key(stamp_ms: u64, id: RequestId) -> Vec<u8> {
     [EXPIRY_PREFIX, &stamp_ms.to_be_bytes(), &id.bytes()].concat()
 }
 
@@ -75,7 +73,7 @@ impl RequestRecord {
     /// Whether a command stamped `stamp_ms` still sees this record: the
     /// same answer on every replica, whether or not expiry has removed it
     /// from storage yet.
-    fn live_at(&self, stamp_ms: u64) -> bool {
+    pub(crate) fn live_at(&self, stamp_ms: u64) -> bool {
         self.stamp_ms.saturating_add(REQUEST_RETENTION_MS) >= stamp_ms
     }
 }
@@ -94,71 +92,13 @@ pub enum RequestReply {
 /// must see them. Bounded by the entries of one apply batch.
 #[derive(Default)]
 pub(crate) struct PendingRecords {
-    records: BTreeMap<RequestId, RequestRecord>,
+    pub(crate) records: BTreeMap<RequestId, RequestRecord>,
 }
 
 impl PendingRecords {
     /// The batch is written: its records are readable from RocksDB.
     pub(crate) fn clear(&mut self) {
         self.records.clear();
-    }
-}
-
-impl ApplyContext<'_> {
-    /// The record of request `id` as a command stamped `stamp_ms` sees it.
-    pub fn applied_request(&self, id: RequestId, stamp_ms: u64) -> Result<Option<RequestRecord>, String> {
-        let record = match self.pending().records.get(&id) {
-            Some(r) => Some(r.clone()),
-            None => match self.get(&record_key(id)).map_err(|e| e.to_string())? {
-                Some(b) => Some(crate::codec::decode::<RequestRecord>(&b).map_err(|e| e.to_string())?),
-                None => None,
-            },
-        };
-        Ok(record.filter(|r| r.live_at(stamp_ms)))
-    }
-
-    /// Records that request `id`, stamped `stamp_ms`, was applied with `reply`.
-    pub fn record_request(&mut self, id: RequestId, stamp_ms: u64, reply: &[u8]) {
-        let kept = (reply.len() <= REQUEST_REPLY_BYTES_MAX).then(|| reply.to_vec());
-        let record = RequestRecord { stamp_ms, reply: kept };
-        self.put(&record_key(id), &crate::codec::encode(&record));
-        self.put(&expiry_key(stamp_ms, id), b"");
-        self.pending_mut().records.insert(id, record);
-    }
-
-    /// Removes the records a command stamped `stamp_ms` no longer sees.
-    /// Deletes every expired one (stored or pending), so what remains does
-    /// not depend on how entries fell into apply batches.
-    pub fn expire_requests(&mut self, stamp_ms: u64) -> Result<(), String> {
-        let Some(cutoff) = stamp_ms.checked_sub(REQUEST_RETENTION_MS) else { return Ok(()) };
-        let start = keys::key(self.group_id(), Section::Data, EXPIRY_PREFIX);
-        let end = keys::key(self.group_id(), Section::Data, &[EXPIRY_PREFIX, &cutoff.to_be_bytes()].concat());
-        let mut expired = Vec::new();
-        for item in self.db().iterator(IteratorMode::From(&start, Direction::Forward)) {
-            let (k, _) = item.map_err(|e| e.to_string())?;
-            if *k >= *end {
-                break;
-            }
-            expired.push(k[keys::SECTION_PREFIX_LEN..].to_vec());
-        }
-        for k in expired {
-            let id_bytes = &k[EXPIRY_PREFIX.len() + 8..];
-            self.delete(&[RECORD_PREFIX, id_bytes].concat());
-            self.delete(&k);
-        }
-        let old: Vec<(RequestId, u64)> = self
-            .pending()
-            .records
-            .iter()
-            .filter(|(_, r)| r.stamp_ms < cutoff)
-            .map(|(id, r)| (*id, r.stamp_ms))
-            .collect();
-        for (id, stamp) in old {
-            self.delete(&record_key(id));
-            self.delete(&expiry_key(stamp, id));
-            self.pending_mut().records.remove(&id);
-        }
-        Ok(())
     }
 }
 

@@ -14,10 +14,13 @@ use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 
+use crate::constants::{REQUEST_REPLY_BYTES_MAX, REQUEST_RETENTION_MS};
 use crate::engine::Engine;
 use crate::entry_codec::{decode, encode};
 use crate::keys::{self, GroupId, Section};
-use crate::requests::{PendingRecords, RequestReply};
+use crate::requests::{
+    expiry_key, record_key, PendingRecords, RequestId, RequestRecord, RequestReply, EXPIRY_PREFIX, RECORD_PREFIX,
+};
 use crate::types::{
     Command, LogId, Reply, RequestCommand, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig,
 };
@@ -79,6 +82,65 @@ impl ApplyContext<'_> {
 
     pub(crate) fn pending_mut(&mut self) -> &mut PendingRecords {
         self.pending
+    }
+}
+
+/// Request records (see [`crate::requests`]).
+impl ApplyContext<'_> {
+    /// The record of request `id` as a command stamped `stamp_ms` sees it.
+    pub fn applied_request(&self, id: RequestId, stamp_ms: u64) -> Result<Option<RequestRecord>, String> {
+        let record = match self.pending().records.get(&id) {
+            Some(r) => Some(r.clone()),
+            None => match self.get(&record_key(id)).map_err(|e| e.to_string())? {
+                Some(b) => Some(crate::codec::decode::<RequestRecord>(&b).map_err(|e| e.to_string())?),
+                None => None,
+            },
+        };
+        Ok(record.filter(|r| r.live_at(stamp_ms)))
+    }
+
+    /// Records that request `id`, stamped `stamp_ms`, was applied with `reply`.
+    pub fn record_request(&mut self, id: RequestId, stamp_ms: u64, reply: &[u8]) {
+        let kept = (reply.len() <= REQUEST_REPLY_BYTES_MAX).then(|| reply.to_vec());
+        let record = RequestRecord { stamp_ms, reply: kept };
+        self.put(&record_key(id), &crate::codec::encode(&record));
+        self.put(&expiry_key(stamp_ms, id), b"");
+        self.pending_mut().records.insert(id, record);
+    }
+
+    /// Removes the records a command stamped `stamp_ms` no longer sees.
+    /// Deletes every expired one (stored or pending), so what remains does
+    /// not depend on how entries fell into apply batches.
+    pub fn expire_requests(&mut self, stamp_ms: u64) -> Result<(), String> {
+        let Some(cutoff) = stamp_ms.checked_sub(REQUEST_RETENTION_MS) else { return Ok(()) };
+        let start = keys::key(self.group_id(), Section::Data, EXPIRY_PREFIX);
+        let end = keys::key(self.group_id(), Section::Data, &[EXPIRY_PREFIX, &cutoff.to_be_bytes()].concat());
+        let mut expired = Vec::new();
+        for item in self.db().iterator(IteratorMode::From(&start, Direction::Forward)) {
+            let (k, _) = item.map_err(|e| e.to_string())?;
+            if *k >= *end {
+                break;
+            }
+            expired.push(k[keys::SECTION_PREFIX_LEN..].to_vec());
+        }
+        for k in expired {
+            let id_bytes = &k[EXPIRY_PREFIX.len() + 8..];
+            self.delete(&[RECORD_PREFIX, id_bytes].concat());
+            self.delete(&k);
+        }
+        let old: Vec<(RequestId, u64)> = self
+            .pending()
+            .records
+            .iter()
+            .filter(|(_, r)| r.stamp_ms < cutoff)
+            .map(|(id, r)| (*id, r.stamp_ms))
+            .collect();
+        for (id, stamp) in old {
+            self.delete(&record_key(id));
+            self.delete(&expiry_key(stamp, id));
+            self.pending_mut().records.remove(&id);
+        }
+        Ok(())
     }
 }
 

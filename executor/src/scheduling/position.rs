@@ -139,7 +139,7 @@ impl Scheduler {
                     self.await_applied(pos, &active).await?;
                     return Ok((Vec::new(), TxnRecord::default()));
                 }
-                match interp::run(&program, epoch.timestamp_us, vshards, Some(&locks), &view).await {
+                match interp::run_guarded(&program, epoch.timestamp_us, vshards, Some(&locks), &view).await {
                     Ok(out) => (TxnResult::Committed(out.outputs), out.writes),
                     // Transient trouble reaching another participant is
                     // not a decision: give up this attempt, run it again.

@@ -135,7 +135,11 @@ impl LeaderExecutor {
     ) -> Result<ShardResponse, Fail> {
         if gid == SEQUENCER_GROUP {
             group.propose(ordo_sequencer::collect_command(through_epoch)).await?;
-        } else if self.reader.has_outcome_through(gid, through_epoch).map_err(ExecError::Internal)? {
+        } else if self.reader.has_outcome_through(gid, through_epoch).map_err(ExecError::Internal)?
+            // The vShard also stores how far it was collected, which its
+            // scheduler resumes from (a vShard with no outcome to drop too).
+            || self.reader.collected_through(gid).map_err(ExecError::Internal)? < through_epoch
+        {
             group.propose(ShardCommand::Collect { through_epoch }.encode()).await?;
         }
         Ok(ShardResponse::Done)

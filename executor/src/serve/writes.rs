@@ -28,7 +28,7 @@ use super::{queue_full, request_reply, storage, vshard_of_group, Fail, Fence, Le
 use crate::codec::{decode, encode};
 use crate::constants::STATEMENT_ROWS_MAX;
 use crate::rpc::ShardResponse;
-use crate::txn::interp::{decode_rows, modify_fast, modify_query, row_indexes, rows_with_index, run, TxnView};
+use crate::txn::interp::{decode_rows, modify_fast, modify_query, row_indexes, rows_with_index, run_guarded, TxnView};
 use crate::txn::locks::{dml_lock, insert_locks, lock_set};
 use crate::txn::program::TxnProgram;
 use crate::txn::statement::{DmlRequest, MultiShardStatement};
@@ -106,7 +106,7 @@ impl LeaderExecutor {
         // so reading the clock for now() is safe.
         let now_us = chrono::Utc::now().timestamp_micros();
         let view = LocalView { reader: &self.reader };
-        let mut out = run(program, now_us, self.vshards, Some(&locks), &view).await?;
+        let mut out = run_guarded(program, now_us, self.vshards, Some(&locks), &view).await?;
         let response = ShardResponse::Outputs(out.outputs);
         match out.writes.remove(&vshard) {
             Some(writes) => commit(group, id, ShardCommand::Write { writes, after }, response).await,

@@ -56,6 +56,30 @@ pub struct RunOutput {
     pub writes: BTreeMap<u32, Vec<RowWrite>>,
 }
 
+/// [`run`], with a panic while evaluating turned into an error. The same
+/// program on the same rows panics alike on every participant and every
+/// replay, so it becomes the same abort everywhere, instead of a task that
+/// fails and is retried forever while its vShards wait behind it.
+pub async fn run_guarded(
+    program: &TxnProgram,
+    now_us: i64,
+    vshards: u32,
+    locks: Option<&LockSet>,
+    view: &dyn TxnView,
+) -> ExecResult<RunOutput> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(run(program, now_us, vshards, locks, view)).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let what =
+                panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+            tracing::error!("a transaction's evaluation panicked (a bug; the transaction is aborted): {what:?}");
+            // A fixed text: the record every participant stores must agree.
+            Err(ExecError::Internal("the transaction's evaluation failed on an internal error; it was aborted".into()))
+        }
+    }
+}
+
 /// Runs `program`. `locks` (its lock set, see [`crate::txn::locks`]) bounds what
 /// it may read and write: anything outside is a `40001` — never expected,
 /// since the set is derived from the same program, but checked because a
@@ -68,6 +92,8 @@ pub async fn run(
     locks: Option<&LockSet>,
     view: &dyn TxnView,
 ) -> ExecResult<RunOutput> {
+    // Fault injection: `FAILPOINTS=txn-evaluate=panic` (see docs/RELIABILITY.md).
+    fail::fail_point!("txn-evaluate");
     let mut params = program.params.clone();
     params.resize(program.params.len() + program.vars.max(1), Param::Null);
     params[program.params.len()] = Param::Timestamp(now_us);
