@@ -16,7 +16,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Start one node of a cluster.
-    Start(StartArgs),
+    Start(Box<StartArgs>),
     /// Start a local cluster of several nodes as child processes (Ctrl-C stops it).
     Dev(DevArgs),
     /// Compare content hashes of every replica of every group; exits 1 if any differ.

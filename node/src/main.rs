@@ -35,7 +35,7 @@ fn main() -> anyhow::Result<()> {
     // `FAILPOINTS=forward-reply-lost=10%return` (see `grpc::forward`).
     let _failpoints = fail::FailScenario::setup();
     match cli.command {
-        cli::Command::Start(args) => node::run(args),
+        cli::Command::Start(args) => node::run(*args),
         cli::Command::Dev(args) => dev::run(args),
         cli::Command::Verify(args) => verify::run(args),
     }

@@ -13,10 +13,16 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+/// One directed link's proxy: where it listens, and its switch.
+struct Link {
+    port: u16,
+    cut: Arc<watch::Sender<bool>>,
+}
+
 /// The proxies of every directed link of a cluster.
 pub struct Links {
-    /// `(from, to)` -> (proxy port, cut switch).
-    links: BTreeMap<(u64, u64), (u16, Arc<watch::Sender<bool>>)>,
+    /// By `(from, to)`.
+    links: BTreeMap<(u64, u64), Link>,
 }
 
 impl Links {
@@ -32,7 +38,7 @@ impl Links {
                 let port = listener.local_addr()?.port();
                 let cut = Arc::new(watch::channel(false).0);
                 tokio::spawn(serve(listener, target, cut.clone()));
-                links.insert((from, to), (port, cut));
+                links.insert((from, to), Link { port, cut });
             }
         }
         Ok(Links { links })
@@ -40,20 +46,20 @@ impl Links {
 
     /// The port node `from` reaches node `to` at.
     pub fn port(&self, from: u64, to: u64) -> Option<u16> {
-        self.links.get(&(from, to)).map(|(p, _)| *p)
+        self.links.get(&(from, to)).map(|l| l.port)
     }
 
     /// Cuts (or heals) the link `from -> to`.
     pub fn set_cut(&self, from: u64, to: u64, cut: bool) {
-        if let Some((_, switch)) = self.links.get(&(from, to)) {
-            switch.send_replace(cut);
+        if let Some(link) = self.links.get(&(from, to)) {
+            link.cut.send_replace(cut);
         }
     }
 
     /// Heals every link.
     pub fn heal_all(&self) {
-        for (_, switch) in self.links.values() {
-            switch.send_replace(false);
+        for link in self.links.values() {
+            link.cut.send_replace(false);
         }
     }
 }
