@@ -76,6 +76,9 @@ pub enum ExecError {
     /// A statement nesting expressions too deeply to process safely.
     #[error("{0}")]
     StatementTooComplex(String),
+    /// Retryable: the node's query memory is used up (nothing was written).
+    #[error("out of memory: {0}")]
+    OutOfMemory(String),
 }
 
 /// A storage read that failed: trouble of this node, not a property of the
@@ -129,6 +132,7 @@ impl ExecError {
             // PostgreSQL's transaction_resolution_unknown.
             ExecError::OutcomeUnknown(_) => "08007",
             ExecError::StatementTooComplex(_) => "54001",
+            ExecError::OutOfMemory(_) => "53200",
         }
     }
 
@@ -141,6 +145,7 @@ impl ExecError {
                 | ExecError::SerializationFailure(_)
                 | ExecError::StaleReconnaissance(_)
                 | ExecError::StatementTimeout(_)
+                | ExecError::OutOfMemory(_)
         )
     }
 }
@@ -190,7 +195,7 @@ pub fn from_datafusion(e: datafusion::error::DataFusionError) -> ExecError {
             ExecError::InvalidRegularExpression(inner.to_string())
         }
         D::Execution(m) => ExecError::DataException(m.clone()),
-        D::ResourcesExhausted(m) => ExecError::ProgramLimitExceeded(m.clone()),
+        D::ResourcesExhausted(m) => ExecError::OutOfMemory(m.clone()),
         other => ExecError::Internal(other.to_string()),
     }
 }

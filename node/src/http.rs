@@ -20,7 +20,9 @@ use crate::state::NodeState;
 
 pub fn router(state: Arc<NodeState>, body_bytes_max: usize) -> axum::Router {
     axum::Router::new()
-        .route("/v1/sql", post(sql))
+        // Admitted before its body is read: the bound covers the bytes a
+        // request holds too, not only the statements it runs.
+        .route("/v1/sql", post(sql).layer(axum::middleware::from_fn_with_state(state.clone(), admit)))
         .route("/v1/cluster", get(cluster))
         .route("/health", get(health))
         .route("/v1/admin/verify", post(verify))
@@ -55,6 +57,19 @@ fn exec_error(e: &ExecError) -> Response {
     error(status, code, e.to_string())
 }
 
+/// Takes one of the node's SQL slots for the whole request (body included),
+/// or answers 53300 at once.
+async fn admit(
+    State(state): State<Arc<NodeState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Ok(_slot) = state.sql_slots.try_acquire() else {
+        return exec_error(&ExecError::Overloaded("too many concurrent requests; retry".into()));
+    };
+    next.run(request).await
+}
+
 async fn sql(State(state): State<Arc<NodeState>>, body: Result<Bytes, BytesRejection>) -> Response {
     let body = match body {
         Ok(b) => b,
@@ -70,9 +85,6 @@ async fn sql(State(state): State<Arc<NodeState>>, body: Result<Bytes, BytesRejec
     let params: Vec<Param> = match req.params.iter().map(Param::from_json).collect() {
         Ok(p) => p,
         Err(e) => return exec_error(&e),
-    };
-    let Ok(_slot) = state.sql_slots.try_acquire() else {
-        return exec_error(&ExecError::Overloaded("too many concurrent requests; retry".into()));
     };
     match state.sql.execute(&req.sql, &params).await {
         Ok(results) => Json(json!({ "results": results })).into_response(),
@@ -139,6 +151,11 @@ async fn health(State(state): State<Arc<NodeState>>) -> Response {
 /// Compares content hashes of every replica of every group at a common log
 /// position. 200 with `"consistent": true|false` and the per-group detail.
 async fn verify(State(state): State<Arc<NodeState>>) -> Response {
+    // Heavy (a checksum point and a full hash of every group): one at a
+    // time per node, so it cannot be used to stall the node.
+    let Ok(_busy) = state.verify_slot.try_acquire() else {
+        return exec_error(&ExecError::Overloaded("a verification is already running on this node; retry".into()));
+    };
     let verdict = ordo_executor::verify::verify_all(&state.router).await;
     Json(verdict).into_response()
 }

@@ -81,6 +81,7 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
         router,
         executor,
         sql_slots: tokio::sync::Semaphore::new(SQL_REQUESTS_INFLIGHT_MAX),
+        verify_slot: tokio::sync::Semaphore::new(1),
         engine: engine.clone(),
         epochs: local_epochs.map(|l| l.applied),
         versions,

@@ -20,6 +20,8 @@ pub struct NodeState {
     /// This node's server of the groups it leads.
     pub executor: Arc<LeaderExecutor>,
     pub sql_slots: tokio::sync::Semaphore,
+    /// One `verify` at a time (see `http::verify`).
+    pub verify_slot: tokio::sync::Semaphore,
     pub engine: Arc<Engine>,
     /// The last epoch this node's sequencer replica applied, if it has one.
     pub epochs: Option<tokio::sync::watch::Receiver<u64>>,

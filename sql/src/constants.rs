@@ -10,6 +10,11 @@ pub const QUERY_RETRIES_MAX: usize = 3;
 /// Longest a query runs, retries included (reads only: a write's outcome
 /// is awaited separately, see `ordo_executor::constants::OUTCOME_WAIT_MS`).
 pub const QUERY_TIMEOUT_MS: u64 = 30_000;
+/// Memory the operators of this node's queries (sorts, joins, grouping)
+/// may hold together; beyond it a query fails with 53200.
+pub const QUERY_MEMORY_BYTES_MAX: usize = 1 << 30;
+/// Largest result one statement returns (Arrow bytes); beyond it 54000.
+pub const RESULT_BYTES_MAX: usize = 256 << 20;
 /// vShards one query scans at once.
 pub const SCAN_FANOUT_MAX: usize = 16;
 /// vShards one statement writes at once.

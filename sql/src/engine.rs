@@ -15,7 +15,8 @@ use ordo_meta::command::{MetaCommand, MetaResult};
 use ordo_meta::logic::MetaLogic;
 
 use crate::constants::{
-    DROP_ATTEMPTS_MAX, DROP_FANOUT_MAX, QUERY_RETRIES_MAX, QUERY_TIMEOUT_MS, STATEMENTS_PER_REQUEST_MAX,
+    DROP_ATTEMPTS_MAX, DROP_FANOUT_MAX, QUERY_MEMORY_BYTES_MAX, QUERY_RETRIES_MAX, QUERY_TIMEOUT_MS, RESULT_BYTES_MAX,
+    STATEMENTS_PER_REQUEST_MAX,
 };
 use crate::names::object_name;
 use crate::provider::{OrdoSchema, QuerySnapshot, Shared};
@@ -32,7 +33,13 @@ impl SqlEngine {
         let shared = Arc::new(Shared { router, meta, vshards, gateway });
         let mut cfg = SessionConfig::new().with_target_partitions(2).with_information_schema(false);
         cfg.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
-        let ctx = SessionContext::new_with_config(cfg);
+        // One pool for every query of the node: an operator that would
+        // exceed it fails its query (53200) instead of the node.
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_memory_limit(QUERY_MEMORY_BYTES_MAX, 1.0)
+            .build_arc()
+            .map_err(from_datafusion)?;
+        let ctx = SessionContext::new_with_config_rt(cfg, runtime);
         ctx.catalog("datafusion")
             .ok_or_else(|| ExecError::Internal("no default catalog".into()))?
             .register_schema("public", Arc::new(OrdoSchema::new(shared.clone())))
@@ -246,7 +253,18 @@ impl SqlEngine {
         };
         let df = DataFrame::new(state, plan);
         let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await.map_err(from_datafusion)?;
+        let mut stream = df.execute_stream().await.map_err(from_datafusion)?;
+        let (mut batches, mut bytes) = (Vec::new(), 0usize);
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(from_datafusion)?;
+            bytes += batch.get_array_memory_size();
+            if bytes > RESULT_BYTES_MAX {
+                return Err(ExecError::ProgramLimitExceeded(format!(
+                    "the result is larger than {RESULT_BYTES_MAX} bytes: add a LIMIT or a narrower WHERE"
+                )));
+            }
+            batches.push(batch);
+        }
         StatementResult::from_batches(&schema, &batches)
     }
 }
