@@ -98,6 +98,10 @@ pub trait Consensus: Send + Sync {
     /// longer lead, the write it then proposes cannot commit. Uses the
     /// leader lease when valid (no round trip), else ReadIndex.
     async fn write_barrier(&self) -> Result<(), ConsensusError>;
+    /// On the leader: `Err` while a proposal of this term timed out and may
+    /// still commit (see `RaftGroup`'s `undecided`): no write may be
+    /// computed until it is settled. The barriers check it too.
+    fn settled(&self) -> Result<(), ConsensusError>;
     /// Waits until this replica has applied `index` (or `timeout` passes).
     async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), ConsensusError>;
     /// Handles a Raft message from a peer (encoded by the peer's transport).
@@ -162,6 +166,46 @@ pub struct RaftGroup {
     gid: GroupId,
     raft: Raft,
     engine: Arc<Engine>,
+    /// Proposals given up on and not resolved yet (see `check_decided`).
+    undecided: Arc<parking_lot::Mutex<Undecided>>,
+}
+
+/// Proposals a leader gave up on (timed out) whose entries may still
+/// commit, counted for the term they were made in.
+#[derive(Default)]
+struct Undecided {
+    term: u64,
+    count: u64,
+}
+
+/// Settles one proposal counted in [`Undecided`] when dropped.
+struct Settle {
+    undecided: Arc<parking_lot::Mutex<Undecided>>,
+    term: u64,
+}
+
+impl Undecided {
+    fn add(this: &Arc<parking_lot::Mutex<Undecided>>, term: u64) -> Settle {
+        let mut u = this.lock();
+        if u.term != term {
+            *u = Undecided { term, count: 0 };
+        }
+        u.count += 1;
+        Settle { undecided: this.clone(), term }
+    }
+}
+
+impl Settle {
+    fn done(self) {}
+}
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        let mut u = self.undecided.lock();
+        if u.term == self.term {
+            u.count = u.count.saturating_sub(1);
+        }
+    }
 }
 
 fn forward_or_unavailable<E>(
@@ -183,21 +227,59 @@ impl RaftGroup {
     /// Proposes `command` and waits for its reply, up to
     /// [`PROPOSE_TIMEOUT_MS`]. Only a refusal before the entry was appended
     /// is `NotLeader`; an entry discarded by a leader change, a timeout or
-    /// a stopped Raft leave the outcome unknown.
+    /// a stopped Raft leave the outcome unknown. A proposal given up on is
+    /// still followed to its end (see [`Undecided`]).
     async fn write(&self, command: Command) -> Result<Vec<u8>, ConsensusError> {
         use openraft::errors::{ClientWriteError, RaftError};
         let unknown = |reason: String| ConsensusError::Unknown { group: self.gid, reason };
-        let timeout = Duration::from_millis(PROPOSE_TIMEOUT_MS);
-        match tokio::time::timeout(timeout, self.raft.client_write(command)).await {
-            Err(_) => Err(unknown(format!("not committed within {PROPOSE_TIMEOUT_MS} ms"))),
-            Ok(Ok(resp)) => Ok(resp.data.0),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+        let mut timeout = Duration::from_millis(PROPOSE_TIMEOUT_MS);
+        // Fault injection: `FAILPOINTS=propose-timeout=10%return` gives up
+        // on a proposal at once, after it was submitted (its entry goes on).
+        if fail::eval("propose-timeout", |_| ()).is_some() {
+            timeout = Duration::ZERO;
+        }
+        let raft = self.raft.clone();
+        let mut proposal = Box::pin(async move { raft.client_write(command).await });
+        let outcome = tokio::select! {
+            biased;
+            r = &mut proposal => r,
+            _ = tokio::time::sleep(timeout) => {
+                // Before the caller releases its locks: no write may be
+                // computed here until this entry's fate is settled.
+                let term = self.raft.metrics().borrow_watched().current_term;
+                let settled = Undecided::add(&self.undecided, term);
+                tokio::spawn(async move {
+                    let _ = proposal.await;
+                    settled.done();
+                });
+                return Err(unknown(format!("not committed within {} ms", timeout.as_millis())));
+            }
+        };
+        match outcome {
+            Ok(resp) => Ok(resp.data.0),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(ConsensusError::NotLeader { group: self.gid, leader: f.leader_id })
             }
-            Ok(Err(e @ RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)))) => Err(unknown(e.to_string())),
-            Ok(Err(e @ RaftError::Fatal(_))) => Err(unknown(e.to_string())),
-            Ok(Err(e)) => Err(ConsensusError::Unavailable { group: self.gid, reason: e.to_string() }),
+            Err(e @ RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => Err(unknown(e.to_string())),
+            Err(e @ RaftError::Fatal(_)) => Err(unknown(e.to_string())),
+            Err(e) => Err(ConsensusError::Unavailable { group: self.gid, reason: e.to_string() }),
         }
+    }
+
+    /// Refuses while a proposal this leader gave up on (in its current
+    /// term) is unresolved: a write computed now would not see that entry,
+    /// which may yet commit before it (a lost update). A new term settles
+    /// it: the next leader applies or drops the entry before it serves.
+    fn check_decided(&self) -> Result<(), ConsensusError> {
+        let term = self.raft.metrics().borrow_watched().current_term;
+        let u = self.undecided.lock();
+        if u.count > 0 && u.term == term {
+            return Err(ConsensusError::Unavailable {
+                group: self.gid,
+                reason: format!("{} proposal(s) of term {term} not settled yet", u.count),
+            });
+        }
+        Ok(())
     }
 
     /// Opens (or creates) this node's replica of group `gid`. `members` maps
@@ -224,7 +306,7 @@ impl RaftGroup {
                 tracing::debug!(group = gid, "initialize: {e}");
             }
         }
-        Ok(Arc::new(RaftGroup { gid, raft, engine }))
+        Ok(Arc::new(RaftGroup { gid, raft, engine, undecided: Default::default() }))
     }
 }
 
@@ -302,9 +384,13 @@ impl Consensus for RaftGroup {
 
     async fn read_barrier(&self) -> Result<(), ConsensusError> {
         match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
-            Ok(_) => Ok(()),
+            Ok(_) => self.check_decided(),
             Err(e) => Err(forward_or_unavailable(self.gid, &e)),
         }
+    }
+
+    fn settled(&self) -> Result<(), ConsensusError> {
+        self.check_decided()
     }
 
     async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), ConsensusError> {
@@ -318,7 +404,7 @@ impl Consensus for RaftGroup {
 
     async fn write_barrier(&self) -> Result<(), ConsensusError> {
         match self.raft.ensure_linearizable(ReadPolicy::LeaseRead).await {
-            Ok(_) => Ok(()),
+            Ok(_) => self.check_decided(),
             Err(e) if e.forward_to_leader().is_some() => Err(forward_or_unavailable(self.gid, &e)),
             Err(_) => self.read_barrier().await,
         }

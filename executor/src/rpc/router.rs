@@ -157,6 +157,12 @@ impl Router {
                     last_problem = m;
                     None
                 }
+                // This attempt did nothing, but an earlier one may have:
+                // only an answer from a leader that can tell settles it.
+                Attempt::Answer(ShardResponse::Error(e)) if maybe_applied && e.is_retryable() => {
+                    last_problem = e.to_string();
+                    None
+                }
                 Attempt::Answer(ShardResponse::Error(e)) => return Err(e),
                 Attempt::Answer(other) => return Ok(other),
                 Attempt::Undelivered(problem) => {

@@ -87,6 +87,9 @@ impl Scheduler {
         program: &ExecResult<SequencedInput>,
         published: &mut Option<Published<'b>>,
     ) -> Result<Evaluated, String> {
+        // Granted after a position whose commit timed out released its
+        // locks: its entry may still commit, so reading now could miss it.
+        self.group.settled().map_err(|e| e.to_string())?;
         if let Ok(SequencedInput::Statement(st)) = program {
             return self.run_statement(pos, epoch.timestamp_us, participants, st, published).await;
         }
