@@ -152,8 +152,11 @@ impl Router {
             let resp = self.attempt(target, gid, req).await;
             let leader = match resp {
                 Attempt::Answer(ShardResponse::NotLeader { leader }) => leader,
-                Attempt::Answer(ShardResponse::Error(ExecError::OutcomeUnknown(m))) if once => {
-                    maybe_applied = true;
+                // Under an id the group can tell on a later attempt; without
+                // one the request is idempotent (reads, markers), so sending
+                // it again is harmless.
+                Attempt::Answer(ShardResponse::Error(ExecError::OutcomeUnknown(m))) => {
+                    maybe_applied |= once;
                     last_problem = m;
                     None
                 }
