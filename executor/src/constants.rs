@@ -109,3 +109,10 @@ const _: () = assert!(SEQUENCED_INFLIGHT_MAX * 2 <= ordo_scheduler::LOCK_REQUEST
 // A scheduler's read of epochs is one answer of the sequencer.
 const _: () = assert!(EPOCHS_PER_STEP <= ordo_sequencer::constants::EPOCHS_PER_READ_MAX);
 const _: () = assert!(POSITION_POLL_MS < LONG_POLL_MS);
+// A write's retries (the leader search, plus its last forwarded call) end
+// well within the time a group remembers the write's request id, leaving
+// the rest for clock differences between nodes.
+const _: () = assert!(2 * (LEADER_SEARCH_MS + FORWARD_TIMEOUT_MS) <= ordo_raft::constants::REQUEST_RETENTION_MS);
+// A leader answers "outcome unknown" before the call carrying the proposal
+// times out, so the caller can retry under the same id.
+const _: () = assert!(ordo_raft::constants::PROPOSE_TIMEOUT_MS < FORWARD_TIMEOUT_MS);

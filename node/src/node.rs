@@ -46,10 +46,11 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.vshards >= 1 && args.vshards <= VSHARDS_MAX, "--vshards must be between 1 and {VSHARDS_MAX}");
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
     let secret = args.secret()?;
-    let (identity, transport) = identify(&args, &secret).await?;
+    let had_db = args.data_dir.join("db").join("CURRENT").exists();
+    let engine = Engine::open(&args.data_dir.join("db")).context("opening RocksDB")?;
+    let (identity, transport) = identify(&args, &secret, had_db).await?;
     let gate = Gate::open(&args.data_dir, identity.credentials(&secret), args.peers.keys().copied().collect())
         .map_err(anyhow::Error::msg)?;
-    let engine = Engine::open(&args.data_dir.join("db")).context("opening RocksDB")?;
     let placement = Placement { nodes: args.peers.clone(), vshards: args.vshards, replication: args.replication };
     let meta = Arc::new(MetaLogic::default());
     let sequencer = Arc::new(SequencerLogic::default());
@@ -168,16 +169,26 @@ fn spawn_background(
     spawn_version_collector(router.clone(), executor.reader().clone(), versions_config)
 }
 
-/// The gRPC server peers send Raft messages and forwarded requests to.
 /// This node's identity and its transport. A data directory without an
-/// identity gets a new incarnation, stored only once no peer refuses it: a
-/// peer that knew this node by another incarnation means its data was lost
-/// (see `ordo_raft::identity`), and the node must not rejoin as itself.
-async fn identify(args: &StartArgs, secret: &str) -> anyhow::Result<(Identity, Arc<Transport>)> {
+/// identity gets a new incarnation, and the node asks its peers whether
+/// they knew it by another: then its data was lost (see
+/// `ordo_raft::identity`) and it must not rejoin as itself. `had_db`: the
+/// database existed before this start (an identity without one means the
+/// database alone was lost).
+async fn identify(args: &StartArgs, secret: &str, had_db: bool) -> anyhow::Result<(Identity, Arc<Transport>)> {
     let stored = Identity::load(&args.data_dir, &args.cluster_id, args.id).map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(
+        stored.is_none() || had_db,
+        "{} has this node's identity but no database: its data was lost, and it must not rejoin as itself \
+         (see README \"Replacing a node\")",
+        args.data_dir.display()
+    );
     let identity = stored.clone().unwrap_or_else(|| Identity::new(&args.cluster_id, args.id));
     let transport = Transport::new(identity.credentials(secret), &args.peers).map_err(anyhow::Error::msg)?;
     if stored.is_none() {
+        // Stored first: a node stopped while probing comes back as the same
+        // incarnation. Probes are not recorded by the peers.
+        identity.store(&args.data_dir).map_err(anyhow::Error::msg)?;
         for &peer in args.peers.keys().filter(|&&p| p != args.id) {
             let Some(link) = transport.peer(peer) else { continue };
             let ping = tokio::time::timeout(Duration::from_millis(IDENTITY_PROBE_MS), link.ping()).await;
@@ -192,11 +203,11 @@ async fn identify(args: &StartArgs, secret: &str) -> anyhow::Result<(Identity, A
                 }
             }
         }
-        identity.store(&args.data_dir).map_err(anyhow::Error::msg)?;
     }
     Ok((identity, transport))
 }
 
+/// The gRPC server peers send Raft messages and forwarded requests to.
 async fn serve_grpc(
     args: &StartArgs,
     groups: &Groups,

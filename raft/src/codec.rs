@@ -18,8 +18,9 @@ pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 /// Most bytes one decode may claim for what it allocates: a forged length
-/// prefix in a peer's message fails at once instead of allocating.
-const DECODE_BYTES_MAX: usize = crate::constants::GRPC_MESSAGE_BYTES_MAX;
+/// prefix in a peer's message fails at once instead of allocating. Above
+/// the gRPC bound: a group's stored snapshot may be larger than a message.
+const DECODE_BYTES_MAX: usize = 8 * crate::constants::GRPC_MESSAGE_BYTES_MAX;
 
 /// Decodes `bytes` (from storage or a peer: never trusted to be well formed).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {

@@ -2,6 +2,8 @@
 //! group, and [`RaftGroup`], its openraft implementation.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -195,8 +197,34 @@ impl Undecided {
     }
 }
 
-impl Settle {
-    fn done(self) {}
+/// A proposal in flight. Dropped before it resolved (given up on after the
+/// timeout, or its caller's future cancelled, e.g. a forwarded call whose
+/// connection broke), it is followed to its end on its own task and counted
+/// [`Undecided`] meanwhile: the entry may still commit.
+struct InFlight<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send,
+{
+    proposal: Option<Pin<Box<F>>>,
+    undecided: Arc<parking_lot::Mutex<Undecided>>,
+    term: u64,
+}
+
+impl<F> Drop for InFlight<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send,
+{
+    fn drop(&mut self) {
+        if let Some(proposal) = self.proposal.take() {
+            let settle = Undecided::add(&self.undecided, self.term);
+            tokio::spawn(async move {
+                let _ = proposal.await;
+                drop(settle);
+            });
+        }
+    }
 }
 
 impl Drop for Settle {
@@ -227,8 +255,8 @@ impl RaftGroup {
     /// Proposes `command` and waits for its reply, up to
     /// [`PROPOSE_TIMEOUT_MS`]. Only a refusal before the entry was appended
     /// is `NotLeader`; an entry discarded by a leader change, a timeout or
-    /// a stopped Raft leave the outcome unknown. A proposal given up on is
-    /// still followed to its end (see [`Undecided`]).
+    /// a stopped Raft leave the outcome unknown. A proposal given up on (or
+    /// whose caller went away) is still followed to its end (see [`InFlight`]).
     async fn write(&self, command: Command) -> Result<Vec<u8>, ConsensusError> {
         use openraft::errors::{ClientWriteError, RaftError};
         let unknown = |reason: String| ConsensusError::Unknown { group: self.gid, reason };
@@ -238,22 +266,22 @@ impl RaftGroup {
         if fail::eval("propose-timeout", |_| ()).is_some() {
             timeout = Duration::ZERO;
         }
+        let term = self.raft.metrics().borrow_watched().current_term;
         let raft = self.raft.clone();
-        let mut proposal = Box::pin(async move { raft.client_write(command).await });
-        let outcome = tokio::select! {
-            biased;
-            r = &mut proposal => r,
-            _ = tokio::time::sleep(timeout) => {
-                // Before the caller releases its locks: no write may be
-                // computed here until this entry's fate is settled.
-                let term = self.raft.metrics().borrow_watched().current_term;
-                let settled = Undecided::add(&self.undecided, term);
-                tokio::spawn(async move {
-                    let _ = proposal.await;
-                    settled.done();
-                });
-                return Err(unknown(format!("not committed within {} ms", timeout.as_millis())));
+        let mut flight = InFlight {
+            proposal: Some(Box::pin(async move { raft.client_write(command).await })),
+            undecided: self.undecided.clone(),
+            term,
+        };
+        let polled = tokio::time::timeout(timeout, flight.proposal.as_mut().expect("set above")).await;
+        let outcome = match polled {
+            Ok(outcome) => {
+                flight.proposal = None;
+                outcome
             }
+            // Dropping `flight` counts the proposal as undecided before the
+            // caller releases its locks (see `InFlight`).
+            Err(_) => return Err(unknown(format!("not committed within {} ms", timeout.as_millis()))),
         };
         match outcome {
             Ok(resp) => Ok(resp.data.0),

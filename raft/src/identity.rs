@@ -25,6 +25,9 @@ const CLUSTER_HEADER: &str = "x-ordo-cluster";
 const SECRET_HEADER: &str = "x-ordo-secret";
 const NODE_HEADER: &str = "x-ordo-node";
 const INCARNATION_HEADER: &str = "x-ordo-incarnation";
+/// Marks a start-up probe: checked like any call, but the incarnation it
+/// carries is not recorded (the node may yet give it up).
+const PROBE_HEADER: &str = "x-ordo-probe";
 
 /// The message a wiped node's calls are refused with (the node looks for it
 /// at start, see [`is_wiped_refusal`]).
@@ -130,6 +133,11 @@ pub fn attach<T>(request: &mut tonic::Request<T>, creds: &Credentials) {
     }
 }
 
+/// Marks `request` as a start-up probe (see [`PROBE_HEADER`]).
+pub fn mark_probe<T>(request: &mut tonic::Request<T>) {
+    request.metadata_mut().insert(PROBE_HEADER, MetadataValue::from_static("1"));
+}
+
 /// Whether a refused call says this node was wiped (see [`Gate::admit`]).
 pub fn is_wiped_refusal(status: &Status) -> bool {
     status.code() == tonic::Code::PermissionDenied && status.message().contains(WIPED)
@@ -182,11 +190,13 @@ impl Gate {
         if node == self.creds.node_id || !self.peers.contains(&node) {
             return refused(format!("node {node} is not a peer of node {}", self.creds.node_id));
         }
-        self.check_incarnation(node, incarnation).map(|()| node).or_else(refused)
+        let record = metadata.get(PROBE_HEADER).is_none();
+        self.check_incarnation(node, incarnation, record).map(|()| node).or_else(refused)
     }
 
-    /// A peer is known by the first incarnation seen of it.
-    fn check_incarnation(&self, node: u64, incarnation: u64) -> Result<(), String> {
+    /// A peer is known by the first incarnation seen of it (`record`: this
+    /// call's incarnation is the one to remember if none is yet).
+    fn check_incarnation(&self, node: u64, incarnation: u64, record: bool) -> Result<(), String> {
         let mut book = self.book.lock();
         match book.get(&node) {
             Some(&known) if known == incarnation => Ok(()),
@@ -194,6 +204,7 @@ impl Gate {
                 "node {node} {WIPED} (incarnation {incarnation}, known as {known}): a node whose data directory \
                  was lost cannot rejoin as itself (see README, \"Replacing a node\")"
             )),
+            None if !record => Ok(()),
             None => {
                 book.insert(node, incarnation);
                 let bytes = serde_json::to_vec_pretty(&*book).map_err(|e| e.to_string())?;
@@ -240,6 +251,11 @@ mod tests {
     fn the_gate_refuses_strangers_other_clusters_and_wiped_nodes() {
         let d = dir("gate");
         let gate = Gate::open(&d, creds(1, 10, "s3cret"), vec![1, 2, 3]).unwrap();
+        // A probe is admitted but not remembered.
+        let mut probe = tonic::Request::new(());
+        attach(&mut probe, &creds(2, 19, "s3cret"));
+        mark_probe(&mut probe);
+        assert_eq!(gate.admit(probe.metadata()).unwrap(), 2);
         assert_eq!(gate.admit(&call(&creds(2, 20, "s3cret"))).unwrap(), 2);
         assert!(gate.admit(&MetadataMap::new()).is_err(), "no credentials");
         assert!(gate.admit(&call(&creds(2, 20, "guess"))).is_err(), "wrong secret");

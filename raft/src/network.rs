@@ -103,6 +103,7 @@ impl PeerTransport {
         let mut client = self.client.clone();
         let mut req = tonic::Request::new(RaftBatch { from_node: self.creds.node_id, msgs: Vec::new() });
         attach(&mut req, &self.creds);
+        crate::identity::mark_probe(&mut req);
         client.raft(req).await.map(|_| ())
     }
 

@@ -243,6 +243,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 EntryPayload::Normal(Command::Checksum) => {
                     // Hash the state as of this entry: earlier entries of
                     // this round must be in RocksDB first.
+                    // With the applied position of the entries before it, so
+                    // data and position agree after a crash here (and in a
+                    // snapshot built meanwhile).
+                    let applied: AppliedState = (self.last_applied, self.membership.clone());
+                    batch.put(self.applied_key(), encode(&applied));
                     self.engine.write(std::mem::take(&mut batch)).map_err(io_err)?;
                     let hash = data_checksum(self.gid, &self.engine)?;
                     let index = entry.log_id.index;

@@ -89,7 +89,9 @@ impl SequencerLogic {
                 ctx.record_request(id, stamp_ms, &encode(&here));
             }
             placed.push(here);
-            kept.push(input);
+            // The id served its purpose (the record above); stored epochs
+            // stay free of each run's session numbers.
+            kept.push(EpochInput { request: None, ..input });
         }
         let epoch = Epoch { number: sealed.number, timestamp_us: sealed.timestamp_us, inputs: kept };
         ctx.put(&epoch_key(sealed.number), &encode(&epoch));
