@@ -59,9 +59,21 @@ impl ordo_proto::Node for NodeService {
     async fn forward(&self, request: Request<ForwardRequest>) -> Result<Response<ForwardReply>, Status> {
         self.gate.admit(request.metadata())?;
         let req = request.into_inner();
-        let resp = match decode(&req.payload) {
-            Ok(r) => self.executor.handle(req.group_id, r).await,
-            Err(e) => ShardResponse::Error(e),
+        let request = match decode(&req.payload) {
+            Ok(r) => r,
+            Err(e) => return Ok(Response::new(ForwardReply { payload: encode(&ShardResponse::Error(e)) })),
+        };
+        let handling = self.executor.handle(req.group_id, request);
+        // Fault injection: `FAILPOINTS=forward-cancel=25%return(5)` drops
+        // the handling after 5 ms wherever it is (waiting for locks, mid
+        // proposal), as a broken connection cancels it; the caller cannot
+        // tell whether it was applied.
+        let resp = match fail::eval("forward-cancel", |ms| ms.and_then(|m| m.parse::<u64>().ok()).unwrap_or(0)) {
+            Some(ms) => match tokio::time::timeout(std::time::Duration::from_millis(ms), handling).await {
+                Ok(resp) => resp,
+                Err(_) => return Err(Status::cancelled("handling cancelled (failpoint forward-cancel)")),
+            },
+            None => handling.await,
         };
         // Fault injection: the request ran, its reply is lost on the way
         // back (as when the connection breaks): the caller cannot tell

@@ -645,7 +645,7 @@ async fn strangers_and_wiped_nodes_are_refused() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(!status.success());
-    assert!(c.log_tail(3).contains("refuses this node"), "{}", c.log_tail(3));
+    assert!(c.log(3).contains("refuses this node"), "{}", c.log(3));
     c.sql_retry(2, "INSERT INTO kept VALUES (1)", json!([]), RETRY_FOR).await.unwrap();
     assert_eq!(as_i64(&c.scalar(1, "SELECT count(*) FROM kept").await), 1);
 }

@@ -77,12 +77,26 @@ async fn lost_replies_never_apply_a_write_twice() {
 /// A proposal that times out (its outcome unknown) releases its locks while
 /// its entry may still commit; a write computed in between would not see it
 /// and overwrite it. The failpoint `propose-timeout` gives up on a tenth of
-/// all proposals at once while their entries go on: every acknowledged
-/// increment must be in the final values, and nothing beyond those whose
-/// outcome was unknown.
+/// all proposals at once while their entries go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_proposal_that_timed_out_is_not_overwritten() {
-    let c = Cluster::start_with_env(ORDO, 3, &[], &[("FAILPOINTS", "propose-timeout=10%return")]);
+    increments_are_counted_once(&[("FAILPOINTS", "propose-timeout=10%return")]).await;
+}
+
+/// A forwarded write whose handling is cancelled (its connection broke)
+/// mid-proposal: its entry may still commit after its locks are gone. The
+/// failpoint `forward-cancel` drops a quarter of all forwarded requests'
+/// handling after 5 ms, wherever it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancelled_forward_is_not_overwritten() {
+    increments_are_counted_once(&[("FAILPOINTS", "forward-cancel=25%return(5)")]).await;
+}
+
+/// Eight clients increment four rows through every node under `env`'s
+/// failpoints: every acknowledged increment must be in the final values,
+/// and nothing beyond those whose outcome was unknown.
+async fn increments_are_counted_once(env: &[(&str, &str)]) {
+    let c = Cluster::start_with_env(ORDO, 3, &[], env);
     c.wait_healthy(HEALTHY_WITHIN).await;
     let setup =
         ["CREATE TABLE ctr (id BIGINT PRIMARY KEY, n BIGINT)", "INSERT INTO ctr VALUES (1, 0), (2, 0), (3, 0), (4, 0)"];

@@ -285,8 +285,14 @@ impl Cluster {
         }
     }
 
+    /// Everything node `id` has logged (stderr included).
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.node(id).data_dir.join("node.log")).unwrap_or_default()
+    }
+
+    /// The last 30 lines of node `id`'s log.
     pub fn log_tail(&self, id: u64) -> String {
-        let text = std::fs::read_to_string(self.node(id).data_dir.join("node.log")).unwrap_or_default();
+        let text = self.log(id);
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
