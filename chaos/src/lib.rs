@@ -8,6 +8,7 @@
 //!   counters, bank), pure functions of a history;
 //! - [`nemesis`]: the faults and their seeded schedule;
 //! - [`workload`]: the list-append clients that record the history;
+//! - [`others`]: the register, set, counter and bank clients beside them;
 //! - [`run`]: one run, start to verdict.
 //!
 //! Dependency rule: talks to the cluster through `ordo-tests` (HTTP and
@@ -15,6 +16,7 @@
 
 pub mod check;
 pub mod nemesis;
+pub mod others;
 pub mod run;
 pub mod workload;
 

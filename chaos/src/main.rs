@@ -17,7 +17,7 @@ struct Args {
     /// Length of the workload under faults.
     #[arg(long, default_value_t = 120)]
     duration_s: u64,
-    /// Faults to draw from: kill, kill-sequencer, kill-vshard, pause, partition, all.
+    /// Faults to draw from: kill, kill-sequencer, kill-vshard, pause, partition, slow, all.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     nemesis: Vec<String>,
     #[arg(long, default_value_t = 3)]

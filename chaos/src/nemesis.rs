@@ -26,20 +26,23 @@ pub enum FaultKind {
     Isolate,
     /// Cut one direction of one link only.
     CutOneWay,
+    /// Delay every byte to and from a node (all its links, both ways).
+    Slow,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 6] = [
+    pub const ALL: [FaultKind; 7] = [
         FaultKind::Kill,
         FaultKind::KillSequencerLeader,
         FaultKind::KillVshardLeader,
         FaultKind::Pause,
         FaultKind::Isolate,
         FaultKind::CutOneWay,
+        FaultKind::Slow,
     ];
 
     /// Parses a `--nemesis` list item: kill, kill-sequencer, kill-vshard,
-    /// pause, partition (isolate and one-way cuts), all.
+    /// pause, partition (isolate and one-way cuts), slow, all.
     pub fn parse(name: &str) -> Result<Vec<FaultKind>, String> {
         Ok(match name {
             "kill" => vec![FaultKind::Kill],
@@ -47,6 +50,7 @@ impl FaultKind {
             "kill-vshard" => vec![FaultKind::KillVshardLeader],
             "pause" => vec![FaultKind::Pause],
             "partition" => vec![FaultKind::Isolate, FaultKind::CutOneWay],
+            "slow" => vec![FaultKind::Slow],
             "all" => FaultKind::ALL.to_vec(),
             other => return Err(format!("unknown nemesis {other:?}")),
         })
@@ -54,13 +58,15 @@ impl FaultKind {
 }
 
 /// One scheduled fault: `kind` at `at_ms` after the workload starts, on
-/// `node` (and `peer` for a one-way cut), healed `hold_ms` later.
+/// `node` (and `peer` for a one-way cut; `delay_ms` for a slow node),
+/// healed `hold_ms` later.
 #[derive(Clone, Debug, Serialize)]
 pub struct Step {
     pub at_ms: u64,
     pub kind: FaultKind,
     pub node: u64,
     pub peer: u64,
+    pub delay_ms: u64,
     pub hold_ms: u64,
 }
 
@@ -69,6 +75,9 @@ impl fmt::Display for Step {
         write!(f, "t+{:>6} ms {:?} node {}", self.at_ms, self.kind, self.node)?;
         if self.kind == FaultKind::CutOneWay {
             write!(f, " -> {}", self.peer)?;
+        }
+        if self.kind == FaultKind::Slow {
+            write!(f, " by {} ms", self.delay_ms)?;
         }
         write!(f, " for {} ms", self.hold_ms)
     }
@@ -81,6 +90,9 @@ const QUIET_MS: u64 = 3_000;
 const GAP_MS: std::ops::Range<u64> = 1_000..4_000;
 /// How long a fault lasts.
 const HOLD_MS: std::ops::Range<u64> = 1_500..6_000;
+/// How late a slow node's bytes arrive, each way: from a slow network to
+/// more than a heartbeat interval (500 ms).
+const DELAY_MS: std::ops::RangeInclusive<u64> = 20..=800;
 
 /// The faults of a run of `duration_ms` on `nodes` nodes, from `seed`.
 pub fn schedule(seed: u64, duration_ms: u64, nodes: u64, kinds: &[FaultKind]) -> Vec<Step> {
@@ -95,7 +107,8 @@ pub fn schedule(seed: u64, duration_ms: u64, nodes: u64, kinds: &[FaultKind]) ->
         }
         let node = rng.random_range(1..=nodes);
         let peer = 1 + (node + rng.random_range(0..nodes - 1)) % nodes;
-        steps.push(Step { at_ms: at, kind, node, peer, hold_ms });
+        let delay_ms = rng.random_range(DELAY_MS);
+        steps.push(Step { at_ms: at, kind, node, peer, delay_ms, hold_ms });
         at += hold_ms + rng.random_range(GAP_MS);
     }
     steps

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::check::{list_append, Anomaly, Mop, Op, OpKind};
 use crate::nemesis::{self, FaultKind, Step};
+use crate::others;
 use crate::workload::{self, Client};
 
 const HEALTHY_WITHIN: Duration = Duration::from_secs(90);
@@ -41,7 +42,9 @@ pub struct Verdict {
     pub fail: usize,
     pub info: usize,
     pub faults: BTreeMap<FaultKind, usize>,
-    /// Anomalies the checker reported, one line each.
+    /// Operations of the register, set, counter and bank workloads.
+    pub other_ops: usize,
+    /// Anomalies the checkers reported, one line each.
     pub anomalies: Vec<String>,
     /// Acknowledged appends missing from the final read.
     pub lost: usize,
@@ -63,6 +66,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Verdict> {
     let (mut cluster, links) = Cluster::start_linked(bin, cfg.nodes, &["--vshards", &vshards], &[]).await;
     cluster.wait_healthy(HEALTHY_WITHIN).await;
     workload::setup(&cluster, cfg.keys).await.map_err(|e| anyhow::anyhow!("setup: {e:?}"))?;
+    others::setup(&cluster).await.map_err(|e| anyhow::anyhow!("setup: {e:?}"))?;
     let duration_ms = cfg.duration_s * 1000;
     let steps = nemesis::schedule(cfg.seed, duration_ms, cfg.nodes, &cfg.nemeses);
     eprintln!("ordo-chaos: seed {} ({} faults); replay: ordo-chaos --seed {}", cfg.seed, steps.len(), cfg.seed);
@@ -75,6 +79,12 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Verdict> {
         Client { sql: cluster.client(), nodes: cfg.nodes, keys: cfg.keys, start, values: Arc::new(AtomicU64::new(1)) };
     let workers: Vec<_> =
         (0..cfg.clients).map(|p| tokio::spawn(client.clone().run(p, cfg.seed, stop.clone()))).collect();
+    let other = others::Client { sql: cluster.client(), nodes: cfg.nodes, start, values: client.values.clone() };
+    let kinds = others::CLIENTS.iter().flat_map(|&(kind, n)| std::iter::repeat_n(kind, n as usize));
+    let other_workers: Vec<_> = kinds
+        .enumerate()
+        .map(|(i, kind)| tokio::spawn(other.clone().run(kind, cfg.clients + 1 + i as u64, cfg.seed, stop.clone())))
+        .collect();
     for step in &steps {
         tokio::time::sleep_until((start + Duration::from_millis(step.at_ms)).into()).await;
         inflict(&mut cluster, &links, step).await;
@@ -85,10 +95,16 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Verdict> {
     for w in workers {
         history.extend(w.await?);
     }
+    let mut recorded = others::Recorded::default();
+    for w in other_workers {
+        recorded.extend(w.await?);
+    }
     heal(&mut cluster, &links, cfg.nodes).await;
     history.push(workload::final_read(&cluster, cfg.keys, start, cfg.clients).await.map_err(anyhow::Error::msg)?);
     let consistent = cluster.verify(1).await["consistent"] == true;
-    let verdict = judge(cfg.seed, history, nemesis::counts(&steps), consistent, cfg.history_out.as_deref())?;
+    let mut verdict = judge(cfg.seed, history, nemesis::counts(&steps), consistent, cfg.history_out.as_deref())?;
+    verdict.other_ops = recorded.ops();
+    verdict.anomalies.extend(others::check(&cluster, recorded).await.map_err(anyhow::Error::msg)?);
     if !verdict.passed() {
         eprintln!("ordo-chaos: node data and logs kept in {}", cluster.keep().display());
     }
@@ -127,6 +143,14 @@ async fn inflict(c: &mut Cluster, links: &Links, step: &Step) {
         }
         FaultKind::CutOneWay => {
             links.set_cut(node, step.peer, true);
+            tokio::time::sleep(hold).await;
+            links.heal_all();
+        }
+        FaultKind::Slow => {
+            for other in (1..=c.nodes.len() as u64).filter(|&o| o != node) {
+                links.set_delay(node, other, step.delay_ms);
+                links.set_delay(other, node, step.delay_ms);
+            }
             tokio::time::sleep(hold).await;
             links.heal_all();
         }
@@ -200,6 +224,7 @@ fn judge(
         fail: count(OpKind::Fail),
         info: count(OpKind::Info),
         faults,
+        other_ops: 0,
         anomalies,
         lost,
         consistent,

@@ -129,7 +129,7 @@ pub fn parse_list(text: &str) -> Option<Vec<u64>> {
 
 /// An error's meaning for the history: `Fail` only when the database (or
 /// the transport, before sending) guarantees nothing was applied.
-fn classify(e: &SqlError) -> OpKind {
+pub(crate) fn classify(e: &SqlError) -> OpKind {
     match (e.status, e.code.as_str()) {
         (0, "connect") => OpKind::Fail,
         // A lost connection or a timeout: the request may have run.

@@ -79,6 +79,23 @@ pub struct StartArgs {
     /// Largest accepted HTTP request body, in bytes.
     #[arg(long, default_value_t = 16 << 20)]
     pub http_body_bytes_max: usize,
+    /// Memory one query's operators (sorts, joins, grouping) may hold, in
+    /// bytes; beyond it the query fails with 53200. All queries of a node
+    /// share 1 GiB.
+    #[arg(long, default_value_t = ordo_sql::constants::QUERY_MEMORY_BYTES_MAX)]
+    pub query_memory_bytes_max: usize,
+    /// Largest result one statement returns, in Arrow bytes; beyond it 54000.
+    #[arg(long, default_value_t = ordo_sql::constants::RESULT_BYTES_MAX)]
+    pub result_bytes_max: usize,
+    /// Most HTTP connections open at once; more wait to be accepted until
+    /// one closes.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http_connections_max: u32,
+    /// How long a client may take to send a request's headers, and then
+    /// its body, in milliseconds; a connection idle this long between
+    /// requests is closed.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_read_timeout_ms: u64,
     /// How often the sequencer's leader measures how far every vShard has
     /// completed cross-shard transactions, in milliseconds.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]

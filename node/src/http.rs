@@ -2,9 +2,9 @@
 //! admin endpoints (`POST /v1/admin/verify`, `GET /v1/admin/transactions`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -16,18 +16,20 @@ use ordo_raft::groups::{group_vshard, META_GROUP, SEQUENCER_GROUP};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::listen::HttpLimits;
 use crate::state::NodeState;
 
-pub fn router(state: Arc<NodeState>, body_bytes_max: usize) -> axum::Router {
+pub fn router(state: Arc<NodeState>, limits: HttpLimits) -> axum::Router {
+    let sql_route = move |State(state): State<Arc<NodeState>>, body: Body| sql(state, body, limits);
     axum::Router::new()
         // Admitted before its body is read: the bound covers the bytes a
         // request holds too, not only the statements it runs.
-        .route("/v1/sql", post(sql).layer(axum::middleware::from_fn_with_state(state.clone(), admit)))
+        .route("/v1/sql", post(sql_route).layer(axum::middleware::from_fn_with_state(state.clone(), admit)))
         .route("/v1/cluster", get(cluster))
         .route("/health", get(health))
         .route("/v1/admin/verify", post(verify))
         .route("/v1/admin/transactions", get(transactions))
-        .layer(DefaultBodyLimit::max(body_bytes_max))
+        .layer(DefaultBodyLimit::max(limits.body_bytes_max))
         .with_state(state)
 }
 
@@ -57,6 +59,19 @@ fn exec_error(e: &ExecError) -> Response {
     error(status, code, e.to_string())
 }
 
+/// Whether reading a body failed on its size bound (axum reports it as a
+/// `LengthLimitError` somewhere in the error's sources).
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
 /// Takes one of the node's SQL slots for the whole request (body included),
 /// or answers 53300 at once.
 async fn admit(
@@ -70,13 +85,20 @@ async fn admit(
     next.run(request).await
 }
 
-async fn sql(State(state): State<Arc<NodeState>>, body: Result<Bytes, BytesRejection>) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+/// Reads the body (at most `body_bytes_max`, within the read timeout),
+/// then runs its statements.
+async fn sql(state: Arc<NodeState>, body: Body, limits: HttpLimits) -> Response {
+    let read = axum::body::to_bytes(body, limits.body_bytes_max);
+    let body = match tokio::time::timeout(Duration::from_millis(limits.read_timeout_ms), read).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) if is_length_limit(&e) => {
             return error(StatusCode::PAYLOAD_TOO_LARGE, "54000", "request body is too large")
         }
-        Err(rej) => return error(StatusCode::BAD_REQUEST, "08P01", rej.body_text()),
+        Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, "08P01", format!("reading the request body: {e}")),
+        Err(_) => {
+            let m = format!("the request body did not arrive within {} ms", limits.read_timeout_ms);
+            return error(StatusCode::REQUEST_TIMEOUT, "08P01", m);
+        }
     };
     let req: SqlRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,

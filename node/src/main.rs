@@ -1,5 +1,6 @@
 //! `ordo`: the OrdoDB server binary and CLI — startup of a node's groups
-//! (`node`), the gRPC service peers talk to (`grpc`), the HTTP API (`http`),
+//! (`node`), the gRPC service peers talk to (`grpc`), the HTTP API (`http`)
+//! and the server loop that bounds its clients (`listen`),
 //! a local dev cluster (`dev`) and replica verification (`verify`).
 //!
 //! Dependency rule: the top of the workspace; it wires the crates below
@@ -10,6 +11,7 @@ mod constants;
 mod dev;
 mod grpc;
 mod http;
+mod listen;
 mod node;
 mod state;
 mod verify;

@@ -65,7 +65,11 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
     let router = Arc::new(Router::new(args.id, transport.clone(), executor.clone(), groups.clone(), placement.clone()));
     executor.set_router(&router);
     let versions = spawn_background(&args, &router, &executor, local_epochs.clone());
-    let sql = SqlEngine::new(router.clone(), meta, args.vshards).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let limits = ordo_sql::QueryLimits {
+        memory_bytes_max: args.query_memory_bytes_max,
+        result_bytes_max: args.result_bytes_max,
+    };
+    let sql = SqlEngine::new(router.clone(), meta, args.vshards, limits).map_err(|e| anyhow::anyhow!("{e}"))?;
     if !groups.contains_key(&META_GROUP) {
         sql.follow_catalog(Duration::from_millis(CATALOG_REFRESH_MS));
     }
@@ -236,18 +240,17 @@ async fn serve_grpc(
 async fn serve_http(
     args: &StartArgs,
     state: Arc<NodeState>,
-    mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<JoinHandle<std::io::Result<()>>> {
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<JoinHandle<()>> {
     let listener =
         tokio::net::TcpListener::bind(args.http).await.with_context(|| format!("binding --http {}", args.http))?;
-    let app = crate::http::router(state, args.http_body_bytes_max);
-    Ok(tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop.changed().await;
-            })
-            .await
-    }))
+    let limits = crate::listen::HttpLimits {
+        connections_max: args.http_connections_max as usize,
+        read_timeout_ms: args.http_read_timeout_ms,
+        body_bytes_max: args.http_body_bytes_max,
+    };
+    let app = crate::http::router(state, limits);
+    Ok(tokio::spawn(crate::listen::serve(listener, app, limits, stop)))
 }
 
 /// Returns on Ctrl-C or SIGTERM.

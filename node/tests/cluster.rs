@@ -649,3 +649,86 @@ async fn strangers_and_wiped_nodes_are_refused() {
     c.sql_retry(2, "INSERT INTO kept VALUES (1)", json!([]), RETRY_FOR).await.unwrap();
     assert_eq!(as_i64(&c.scalar(1, "SELECT count(*) FROM kept").await), 1);
 }
+
+/// Reads one HTTP response from `s` until the server closes it (a request
+/// sent with `Connection: close`), or the socket's state when `wait` ends.
+async fn read_to_close(s: &mut tokio::net::TcpStream, wait: Duration) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    match tokio::time::timeout(wait, s.read_to_end(&mut out)).await {
+        Ok(Ok(_)) => Ok(out),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the server kept the connection open")),
+    }
+}
+
+/// Whether the server has closed `s` (without blocking): EOF or a reset.
+fn closed_by_server(s: &tokio::net::TcpStream) -> bool {
+    let mut buf = [0u8; 1];
+    match s.try_read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+/// HTTP clients are bounded in number and in time: connections that never
+/// send a request, or send a body that never ends, are closed after the
+/// read timeout, and at the connection bound a new client waits until one
+/// closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_and_slow_http_clients_are_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let c = Cluster::start(ORDO, 1, &["--http-connections-max", "2", "--http-read-timeout-ms", "1000"]);
+    c.wait_healthy(HEALTHY_WITHIN).await;
+    let addr = format!("127.0.0.1:{}", c.nodes[0].http_port);
+    let wait = Duration::from_secs(30);
+    // Two connections that send nothing take the two slots (or wait for one).
+    let idle = [TcpStream::connect(&addr).await.unwrap(), TcpStream::connect(&addr).await.unwrap()];
+    let body = r#"{"sql":"SELECT 41 + 1"}"#;
+    let request = format!(
+        "POST /v1/sql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut third = TcpStream::connect(&addr).await.unwrap();
+    third.write_all(request.as_bytes()).await.unwrap();
+    let answer = String::from_utf8_lossy(&read_to_close(&mut third, wait).await.unwrap()).to_string();
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("42"), "{answer}");
+    // It was served only once the server had closed an idle one.
+    assert!(idle.iter().any(closed_by_server), "a third connection was served while two idle ones held the slots");
+    for mut s in idle {
+        assert!(read_to_close(&mut s, wait).await.map(|b| b.is_empty()).unwrap_or(true), "idle connection kept");
+    }
+
+    // A body announced and never sent: 408 after the read timeout.
+    let mut slow = TcpStream::connect(&addr).await.unwrap();
+    let head = "POST /v1/sql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(wait, tokio::io::AsyncReadExt::read(&mut slow, &mut buf)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(as_i64(&c.scalar(1, "SELECT 1").await), 1);
+}
+
+/// Queries are bounded in memory (a pool per query in front of the node's)
+/// and in result size: past either bound the query fails with 53200 or
+/// 54000, and the node goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queries_past_their_memory_or_result_bound_fail_cleanly() {
+    let c = Cluster::start(ORDO, 1, &["--query-memory-bytes-max", "4194304", "--result-bytes-max", "1048576"]);
+    c.wait_healthy(HEALTHY_WITHIN).await;
+    // The join's hash table of 2,000,000 keys needs more than 4 MiB.
+    let join =
+        "SELECT count(*) FROM generate_series(1, 2000000) a JOIN generate_series(1, 2000000) b ON a.value = b.value";
+    let e = c.sql(1, join, json!([])).await.expect_err("past the query's memory");
+    assert_eq!(e.code, "53200", "{e:?}");
+    // 2,000,000 BIGINTs are 16 MB of result.
+    let e =
+        c.sql(1, "SELECT value FROM generate_series(1, 2000000)", json!([])).await.expect_err("past the result bound");
+    assert_eq!(e.code, "54000", "{e:?}");
+    assert_eq!(as_i64(&c.scalar(1, "SELECT count(*) FROM generate_series(1, 1000)").await), 1000);
+    let small = "SELECT count(*) FROM generate_series(1, 1000) a JOIN generate_series(1, 1000) b ON a.value = b.value";
+    assert_eq!(as_i64(&c.scalar(1, small).await), 1000);
+}

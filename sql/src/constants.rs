@@ -12,8 +12,12 @@ pub const QUERY_RETRIES_MAX: usize = 3;
 pub const QUERY_TIMEOUT_MS: u64 = 30_000;
 /// Memory the operators of this node's queries (sorts, joins, grouping)
 /// may hold together; beyond it a query fails with 53200.
-pub const QUERY_MEMORY_BYTES_MAX: usize = 1 << 30;
-/// Largest result one statement returns (Arrow bytes); beyond it 54000.
+pub const NODE_QUERY_MEMORY_BYTES_MAX: usize = 1 << 30;
+/// Memory one query's operators may hold (default of
+/// `--query-memory-bytes-max`); beyond it the query fails with 53200.
+pub const QUERY_MEMORY_BYTES_MAX: usize = 256 << 20;
+/// Largest result one statement returns (Arrow bytes; default of
+/// `--result-bytes-max`); beyond it 54000.
 pub const RESULT_BYTES_MAX: usize = 256 << 20;
 /// vShards one query scans at once.
 pub const SCAN_FANOUT_MAX: usize = 16;
@@ -30,3 +34,5 @@ pub const VARCHAR_LEN_MAX: u64 = 10 * 1024 * 1024;
 const _: () = assert!(STATEMENTS_PER_REQUEST_MAX <= ordo_executor::constants::PROGRAM_STATEMENTS_MAX);
 // A query gives up before a forwarded call carrying one of its reads would.
 const _: () = assert!(QUERY_TIMEOUT_MS > ordo_executor::constants::FORWARD_TIMEOUT_MS);
+// One query cannot take the whole node's pool by default.
+const _: () = assert!(QUERY_MEMORY_BYTES_MAX < NODE_QUERY_MEMORY_BYTES_MAX);

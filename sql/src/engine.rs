@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{ObjectType, Statement};
@@ -15,9 +17,10 @@ use ordo_meta::command::{MetaCommand, MetaResult};
 use ordo_meta::logic::MetaLogic;
 
 use crate::constants::{
-    DROP_ATTEMPTS_MAX, DROP_FANOUT_MAX, QUERY_MEMORY_BYTES_MAX, QUERY_RETRIES_MAX, QUERY_TIMEOUT_MS, RESULT_BYTES_MAX,
+    DROP_ATTEMPTS_MAX, DROP_FANOUT_MAX, NODE_QUERY_MEMORY_BYTES_MAX, QUERY_RETRIES_MAX, QUERY_TIMEOUT_MS,
     STATEMENTS_PER_REQUEST_MAX,
 };
+use crate::memory::{QueryLimits, QueryPool};
 use crate::names::object_name;
 use crate::provider::{OrdoSchema, QuerySnapshot, Shared};
 use crate::result::StatementResult;
@@ -25,18 +28,20 @@ use crate::result::StatementResult;
 pub struct SqlEngine {
     shared: Arc<Shared>,
     ctx: SessionContext,
+    limits: QueryLimits,
 }
 
 impl SqlEngine {
-    pub fn new(router: Arc<Router>, meta: Arc<MetaLogic>, vshards: u32) -> ExecResult<SqlEngine> {
+    pub fn new(router: Arc<Router>, meta: Arc<MetaLogic>, vshards: u32, limits: QueryLimits) -> ExecResult<SqlEngine> {
         let gateway = Gateway::new(router.clone());
         let shared = Arc::new(Shared { router, meta, vshards, gateway });
         let mut cfg = SessionConfig::new().with_target_partitions(2).with_information_schema(false);
         cfg.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
-        // One pool for every query of the node: an operator that would
-        // exceed it fails its query (53200) instead of the node.
-        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-            .with_memory_limit(QUERY_MEMORY_BYTES_MAX, 1.0)
+        // One pool for every query of the node, each query drawing on it
+        // through its own (`crate::memory`): an operator that would exceed
+        // either fails its query (53200) instead of the node.
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(NODE_QUERY_MEMORY_BYTES_MAX, 1.0)
             .build_arc()
             .map_err(from_datafusion)?;
         let ctx = SessionContext::new_with_config_rt(cfg, runtime);
@@ -44,7 +49,7 @@ impl SqlEngine {
             .ok_or_else(|| ExecError::Internal("no default catalog".into()))?
             .register_schema("public", Arc::new(OrdoSchema::new(shared.clone())))
             .map_err(from_datafusion)?;
-        Ok(SqlEngine { shared, ctx })
+        Ok(SqlEngine { shared, ctx, limits })
     }
 
     /// How this gateway's reconnaissances went, for operators.
@@ -233,8 +238,18 @@ impl SqlEngine {
         }
     }
 
+    /// The session state of one query: the node's, with a memory pool of
+    /// the query's own in front of the node's pool.
+    fn query_state(&self) -> ExecResult<SessionState> {
+        let node = self.ctx.runtime_env();
+        let pool = Arc::new(QueryPool::new(node.memory_pool.clone(), self.limits.memory_bytes_max));
+        let runtime = RuntimeEnvBuilder::from_runtime_env(&node).with_memory_pool(pool).build_arc();
+        let runtime = runtime.map_err(from_datafusion)?;
+        Ok(SessionStateBuilder::new_from_existing(self.ctx.state()).with_runtime_env(runtime).build())
+    }
+
     async fn query_once(&self, st: Statement, params: &[Param]) -> ExecResult<StatementResult> {
-        let mut state = self.ctx.state();
+        let mut state = self.query_state()?;
         let plan = state.statement_to_plan(DfStatement::Statement(Box::new(st))).await.map_err(from_datafusion)?;
         let mut scans = 0;
         plan.apply_with_subqueries(|node| {
@@ -258,9 +273,10 @@ impl SqlEngine {
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(from_datafusion)?;
             bytes += batch.get_array_memory_size();
-            if bytes > RESULT_BYTES_MAX {
+            if bytes > self.limits.result_bytes_max {
                 return Err(ExecError::ProgramLimitExceeded(format!(
-                    "the result is larger than {RESULT_BYTES_MAX} bytes: add a LIMIT or a narrower WHERE"
+                    "the result is larger than {} bytes: add a LIMIT or a narrower WHERE",
+                    self.limits.result_bytes_max
                 )));
             }
             batches.push(batch);

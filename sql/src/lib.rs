@@ -16,10 +16,12 @@ mod ddl;
 mod determinism;
 mod dml;
 mod engine;
+mod memory;
 mod names;
 mod provider;
 mod result;
 mod txn;
 
 pub use engine::SqlEngine;
+pub use memory::QueryLimits;
 pub use result::{Column, StatementResult};
