@@ -120,10 +120,96 @@ pub fn compile(expr: &Expr, table: &TableDef, params: &[Param]) -> Option<Fast> 
                 Some(e) => Some(Box::new(compile(e, table, params)?)),
                 None => None,
             };
-            Fast::Case(branches, otherwise)
+            let case = Fast::Case(branches, otherwise);
+            // PostgreSQL types a CASE once, for all rows: branches of
+            // integer and NUMERIC make it NUMERIC (arithmetic on it cannot
+            // overflow as bigint would). The fast path types values per
+            // row, so it leaves such a CASE to DataFusion.
+            if case.kind(table) == Kind::Mixed {
+                return None;
+            }
+            case
         }
         other => Fast::Const(input_val(eval_const(other, params).ok()?)?),
     })
+}
+
+/// The static type of a compiled expression, as far as the fast path
+/// needs it (see the CASE rule in [`compile`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Int,
+    Dec,
+    Float,
+    Text,
+    Bool,
+    Other,
+    /// NULL: fits any branch.
+    Unknown,
+    /// Branches of different types.
+    Mixed,
+}
+
+impl Kind {
+    fn of_column(ty: &SqlType) -> Kind {
+        match ty {
+            SqlType::SmallInt | SqlType::Int | SqlType::BigInt => Kind::Int,
+            SqlType::Numeric { .. } => Kind::Dec,
+            SqlType::Double => Kind::Float,
+            SqlType::Text | SqlType::Varchar(_) => Kind::Text,
+            SqlType::Bool => Kind::Bool,
+            SqlType::Timestamp | SqlType::Date => Kind::Other,
+        }
+    }
+
+    fn of_val(v: &Val) -> Kind {
+        match v {
+            Val::Null => Kind::Unknown,
+            Val::Int(_) => Kind::Int,
+            Val::Float(_) => Kind::Float,
+            Val::Dec(..) => Kind::Dec,
+            Val::Text(_) => Kind::Text,
+            Val::Bool(_) => Kind::Bool,
+            Val::Other(_) => Kind::Other,
+        }
+    }
+
+    /// The type of `a op b` for arithmetic: the wider of the two.
+    fn arithmetic(a: Kind, b: Kind) -> Kind {
+        match (a, b) {
+            (Kind::Mixed, _) | (_, Kind::Mixed) => Kind::Mixed,
+            (Kind::Float, _) | (_, Kind::Float) => Kind::Float,
+            (Kind::Dec, _) | (_, Kind::Dec) => Kind::Dec,
+            (Kind::Unknown, k) | (k, Kind::Unknown) => k,
+            (k, _) => k,
+        }
+    }
+
+    /// The type of a CASE whose branches have types `a` and `b`.
+    fn unify(a: Kind, b: Kind) -> Kind {
+        match (a, b) {
+            (Kind::Unknown, k) | (k, Kind::Unknown) => k,
+            (x, y) if x == y => x,
+            _ => Kind::Mixed,
+        }
+    }
+}
+
+impl Fast {
+    fn kind(&self, table: &TableDef) -> Kind {
+        match self {
+            Fast::Col(ci) => table.columns.get(*ci).map_or(Kind::Other, |c| Kind::of_column(&c.ty)),
+            Fast::Const(v) => Kind::of_val(v),
+            Fast::Bin(a, Op::Add | Op::Sub | Op::Mul, b) => Kind::arithmetic(a.kind(table), b.kind(table)),
+            Fast::Bin(_, Op::Concat, _) | Fast::Substr(..) => Kind::Text,
+            Fast::Bin(..) | Fast::Not(_) | Fast::IsNull(..) => Kind::Bool,
+            Fast::Neg(a) => a.kind(table),
+            Fast::Case(branches, otherwise) => {
+                let first = otherwise.as_ref().map_or(Kind::Unknown, |e| e.kind(table));
+                branches.iter().fold(first, |k, (_, v)| Kind::unify(k, v.kind(table)))
+            }
+        }
+    }
 }
 
 fn is_const(e: &Expr) -> bool {

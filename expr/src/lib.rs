@@ -13,12 +13,15 @@
 //!   [`select`]: SELECT shapes answered without a plan (ORDER BY + LIMIT, aggregates).
 //! - [`target`]: the rows a WHERE clause can touch (one row, one vShard, all).
 //! - [`arrow`]: rows <-> Arrow record batches, parameters <-> scalars.
+//! - [`session`]: the DataFusion settings of every plan (PostgreSQL's reading of SQL);
+//!   [`checked`]: integer arithmetic in plans that fails on overflow (22003).
 //!
 //! Dependency rule: depends on `ordo-meta` (types, rows), `ordo-vshard`
 //! (routing, scan errors) and DataFusion's parser and Arrow. It must not
 //! depend on Raft, the network, the scheduler or the executor.
 
 pub mod arrow;
+pub mod checked;
 pub mod coerce;
 pub mod constant;
 pub mod constants;
@@ -28,6 +31,7 @@ pub mod fast;
 pub mod param;
 pub mod parse;
 pub mod select;
+pub mod session;
 pub mod target;
 
 pub use coerce::{coerce, Input};

@@ -146,6 +146,9 @@ async fn bad_input_gets_sqlstate_and_node_stays_healthy() {
         (c.sql(3, "BEGIN; SELECT random() AS r; INSERT INTO t VALUES (7, 1, 'a'); COMMIT", json!([])).await, "0A000"),
         (c.sql(1, "INSERT INTO t VALUES (9, 1, 'a', 'extra')", json!([])).await, "42601"),
         (c.sql(1, "SELECT 1/0", json!([])).await, "22012"),
+        // Integer overflow is an error in plans too (DataFusion would wrap).
+        (c.sql(1, "SELECT 9223372036854775807 + id FROM t", json!([])).await, "22003"),
+        (c.sql(2, "SELECT sum(n) FROM t WHERE id * 9223372036854775807 + id > 0", json!([])).await, "22003"),
         (c.sql(2, "SELECT regexp_like('a', '(')", json!([])).await, "2201B"),
         (c.sql(3, "UPDATE t SET s = 'b' WHERE id = $2 OR now() IS NULL", json!([1])).await, "22023"),
         (c.post_raw(1, format!(r#"{{"sql": "SELECT '{}'"}}"#, "x".repeat(2 << 20)).into_bytes()).await, "54000"),

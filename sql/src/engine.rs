@@ -6,7 +6,7 @@ use futures::StreamExt;
 
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{SessionState, SessionStateBuilder};
-use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{ObjectType, Statement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -35,8 +35,7 @@ impl SqlEngine {
     pub fn new(router: Arc<Router>, meta: Arc<MetaLogic>, vshards: u32, limits: QueryLimits) -> ExecResult<SqlEngine> {
         let gateway = Gateway::new(router.clone());
         let shared = Arc::new(Shared { router, meta, vshards, gateway });
-        let mut cfg = SessionConfig::new().with_target_partitions(2).with_information_schema(false);
-        cfg.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+        let cfg = ordo_expr::session::config().with_target_partitions(2);
         // One pool for every query of the node, each query drawing on it
         // through its own (`crate::memory`): an operator that would exceed
         // either fails its query (53200) instead of the node.
@@ -45,6 +44,7 @@ impl SqlEngine {
             .build_arc()
             .map_err(from_datafusion)?;
         let ctx = SessionContext::new_with_config_rt(cfg, runtime);
+        ordo_expr::session::install(&ctx);
         ctx.catalog("datafusion")
             .ok_or_else(|| ExecError::Internal("no default catalog".into()))?
             .register_schema("public", Arc::new(OrdoSchema::new(shared.clone())))

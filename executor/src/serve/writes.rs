@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::catalog::MemTable;
-use datafusion::prelude::{SessionConfig, SessionContext};
 use ordo_expr::arrow::{input_at, param_scalar};
 use ordo_expr::parse::parse_expr;
 use ordo_expr::{coerce, from_datafusion, storage_error, ExecError, ExecResult, Param};
@@ -288,7 +287,7 @@ async fn commit(
 async fn plan_dml(dml: &DmlRequest, rows: &[Vec<Datum>], params: &[Param]) -> ExecResult<Vec<RecordBatch>> {
     let table = &dml.table;
     let batch = rows_with_index(table, rows)?;
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+    let ctx = ordo_expr::session::context();
     let mem = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(|e| ExecError::Internal(e.to_string()))?;
     ctx.register_table(table.name.as_str(), Arc::new(mem)).map_err(|e| ExecError::Internal(e.to_string()))?;
     let select = modify_query(table, &dml.assignments, dml.selection.as_deref());

@@ -20,7 +20,7 @@ mod select;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 use futures::{stream, StreamExt};
 use ordo_expr::arrow::{rows_to_batch, table_schema};
 use ordo_expr::parse::parse_expr;
@@ -103,7 +103,7 @@ pub async fn run(
         locks,
         overlay: BTreeMap::new(),
         params,
-        ctx: SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1)),
+        ctx: ordo_expr::session::context(),
         read_bytes: std::sync::atomic::AtomicUsize::new(0),
     };
     let mut outputs = Vec::with_capacity(program.statements.len());

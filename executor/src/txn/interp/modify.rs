@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use datafusion::catalog::MemTable;
-use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::ast::Expr;
 use ordo_expr::arrow::input_at;
 use ordo_expr::fast;
@@ -208,7 +207,7 @@ pub async fn matching(
         params,
     )?;
     let batch = rows_with_index(table, rows)?;
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+    let ctx = ordo_expr::session::context();
     let mem = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(from_datafusion)?;
     ctx.register_table(table.name.as_str(), Arc::new(mem)).map_err(from_datafusion)?;
     let out = ctx.sql(&sql).await.map_err(from_datafusion)?.collect().await.map_err(from_datafusion)?;
