@@ -44,6 +44,8 @@ pub struct Verdict {
     pub faults: BTreeMap<FaultKind, usize>,
     /// Operations of the register, set, counter and bank workloads.
     pub other_ops: usize,
+    /// Checks that could not decide (not failures), one line each.
+    pub inconclusive: Vec<String>,
     /// Anomalies the checkers reported, one line each.
     pub anomalies: Vec<String>,
     /// Acknowledged appends missing from the final read.
@@ -104,7 +106,9 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Verdict> {
     let consistent = cluster.verify(1).await["consistent"] == true;
     let mut verdict = judge(cfg.seed, history, nemesis::counts(&steps), consistent, cfg.history_out.as_deref())?;
     verdict.other_ops = recorded.ops();
-    verdict.anomalies.extend(others::check(&cluster, recorded).await.map_err(anyhow::Error::msg)?);
+    let found = others::check(&cluster, recorded).await.map_err(anyhow::Error::msg)?;
+    verdict.anomalies.extend(found.anomalies);
+    verdict.inconclusive = found.inconclusive;
     if !verdict.passed() {
         eprintln!("ordo-chaos: node data and logs kept in {}", cluster.keep().display());
     }
@@ -225,6 +229,7 @@ fn judge(
         info: count(OpKind::Info),
         faults,
         other_ops: 0,
+        inconclusive: Vec::new(),
         anomalies,
         lost,
         consistent,

@@ -47,7 +47,7 @@ mod tests {
         #[test]
         fn corrupted_messages_never_panic_a_decoder(at in any::<usize>(), byte in any::<u8>(), cut in any::<usize>()) {
             let req = ShardRequest::Once {
-                id: ordo_raft::RequestId { node: 1, session: 2, seq: 3 },
+                id: ordo_raft::RequestId { node: 1, session: 2, seq: 3, first_ms: 4 },
                 req: Box::new(ShardRequest::ReadAt {
                     pos: ordo_vshard::shard::TxnPos { epoch: 9, index: 1 },
                     vshard: 4,

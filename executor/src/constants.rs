@@ -112,7 +112,7 @@ const _: () = assert!(POSITION_POLL_MS < LONG_POLL_MS);
 // A write's retries (the leader search, plus its last forwarded call) end
 // well within the time a group remembers the write's request id, leaving
 // the rest for clock differences between nodes.
-const _: () = assert!(2 * (LEADER_SEARCH_MS + FORWARD_TIMEOUT_MS) <= ordo_raft::constants::REQUEST_RETENTION_MS);
+const _: () = assert!(2 * (LEADER_SEARCH_MS + FORWARD_TIMEOUT_MS) <= ordo_raft::constants::REQUEST_APPLY_WINDOW_MS);
 // A leader answers "outcome unknown" before the call carrying the proposal
 // times out, so the caller can retry under the same id.
 const _: () = assert!(ordo_raft::constants::PROPOSE_TIMEOUT_MS < FORWARD_TIMEOUT_MS);

@@ -131,6 +131,9 @@ impl ScalarUDFImpl for CheckedUdf {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        // Scalars only (constant folding): a one-row array comes back, and
+        // the answer is a scalar again.
+        let scalars = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let out: ArrayRef = match (self.arith, arrays.as_slice()) {
             (Arith::Binary(Operator::Plus), [a, b]) => numeric::add(a, b)?,
@@ -142,6 +145,9 @@ impl ScalarUDFImpl for CheckedUdf {
             }
             _ => return datafusion::common::internal_err!("{} called with {} arguments", self.name(), arrays.len()),
         };
+        if scalars {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?));
+        }
         Ok(ColumnarValue::Array(out))
     }
 }

@@ -204,7 +204,10 @@ pub fn decimal_from_str(s: &str, precision: u8, scale: i8) -> ExecResult<Datum> 
 /// Formats an unscaled decimal at `scale` the way PostgreSQL prints it.
 pub fn decimal_to_string(v: i128, scale: i8) -> String {
     if scale <= 0 {
-        return (v * 10i128.pow((-scale) as u32)).to_string();
+        // A negative scale (`1e40` read as NUMERIC): zeros appended as
+        // text, since the value itself may not fit an i128.
+        let zeros = if v == 0 { 0 } else { scale.unsigned_abs() as usize };
+        return format!("{v}{}", "0".repeat(zeros));
     }
     let s = v.unsigned_abs().to_string();
     let scale = scale as usize;
@@ -258,6 +261,10 @@ mod tests {
         assert_eq!(decimal_from_str("1.2.3", 10, 2).unwrap_err().sqlstate(), "22P02");
         assert_eq!(decimal_to_string(1235, 2), "12.35");
         assert_eq!(decimal_to_string(-5, 2), "-0.05");
+        // `1e40` as NUMERIC: scale -40, beyond what an i128 holds.
+        assert_eq!(decimal_to_string(1, -40), format!("1{}", "0".repeat(40)));
+        assert_eq!(decimal_to_string(-12, -2), "-1200");
+        assert_eq!(decimal_to_string(0, -3), "0");
     }
 
     #[test]

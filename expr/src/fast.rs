@@ -100,7 +100,17 @@ pub fn compile(expr: &Expr, table: &TableDef, params: &[Param]) -> Option<Fast> 
                 BinaryOperator::StringConcat => Op::Concat,
                 _ => return None,
             };
-            Fast::Bin(Box::new(compile(left, table, params)?), op, Box::new(compile(right, table, params)?))
+            let (l, r) = (compile(left, table, params)?, compile(right, table, params)?);
+            // INT and SMALLINT operands on both sides: PostgreSQL (and
+            // DataFusion) compute in 32 or 16 bits and fail past them; the
+            // fast path computes in 64, so it leaves those to DataFusion.
+            if matches!(op, Op::Add | Op::Sub | Op::Mul)
+                && l.kind(table) == Kind::NarrowInt
+                && r.kind(table) == Kind::NarrowInt
+            {
+                return None;
+            }
+            Fast::Bin(Box::new(l), op, Box::new(r))
         }
         // substr(s, from[, count]) and SUBSTRING(s FROM from [FOR count]).
         Expr::Substring { expr, substring_from: Some(from), substring_for, .. } => Fast::Substr(
@@ -138,6 +148,8 @@ pub fn compile(expr: &Expr, table: &TableDef, params: &[Param]) -> Option<Fast> 
 /// needs it (see the CASE rule in [`compile`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
+    /// INT or SMALLINT (a column of them; literals are BIGINT).
+    NarrowInt,
     Int,
     Dec,
     Float,
@@ -153,7 +165,8 @@ enum Kind {
 impl Kind {
     fn of_column(ty: &SqlType) -> Kind {
         match ty {
-            SqlType::SmallInt | SqlType::Int | SqlType::BigInt => Kind::Int,
+            SqlType::SmallInt | SqlType::Int => Kind::NarrowInt,
+            SqlType::BigInt => Kind::Int,
             SqlType::Numeric { .. } => Kind::Dec,
             SqlType::Double => Kind::Float,
             SqlType::Text | SqlType::Varchar(_) => Kind::Text,
@@ -174,9 +187,21 @@ impl Kind {
         }
     }
 
+    /// INT and SMALLINT count as BIGINT but for the rule in [`compile`].
+    fn wide(self) -> Kind {
+        if self == Kind::NarrowInt {
+            Kind::Int
+        } else {
+            self
+        }
+    }
+
     /// The type of `a op b` for arithmetic: the wider of the two.
     fn arithmetic(a: Kind, b: Kind) -> Kind {
-        match (a, b) {
+        if a == Kind::NarrowInt && b == Kind::NarrowInt {
+            return Kind::NarrowInt;
+        }
+        match (a.wide(), b.wide()) {
             (Kind::Mixed, _) | (_, Kind::Mixed) => Kind::Mixed,
             (Kind::Float, _) | (_, Kind::Float) => Kind::Float,
             (Kind::Dec, _) | (_, Kind::Dec) => Kind::Dec,
@@ -190,6 +215,7 @@ impl Kind {
         match (a, b) {
             (Kind::Unknown, k) | (k, Kind::Unknown) => k,
             (x, y) if x == y => x,
+            (x, y) if x.wide() == y.wide() => x.wide(),
             _ => Kind::Mixed,
         }
     }

@@ -81,7 +81,7 @@ fn expression() -> impl Strategy<Value = String> {
 fn row() -> impl Strategy<Value = Vec<Datum>> {
     let nullable = |s: BoxedStrategy<Datum>| prop_oneof![1 => Just(Datum::Null), 6 => s];
     (
-        (-100i64..100).prop_map(Datum::Int),
+        prop_oneof![4 => -100i64..100, 1 => prop_oneof![Just(50_000i64), Just(i32::MAX as i64)]].prop_map(Datum::Int),
         nullable(prop_oneof![(-1000i64..1000).prop_map(Datum::Int), Just(Datum::Int(i64::MAX))].boxed()),
         nullable((-10_000_000i128..10_000_000).prop_map(Datum::Decimal).boxed()),
         nullable(prop_oneof![Just("a"), Just("b"), Just(""), Just("zz")].prop_map(|s| Datum::Text(s.into())).boxed()),

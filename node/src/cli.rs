@@ -93,7 +93,8 @@ pub struct StartArgs {
     pub http_connections_max: u32,
     /// How long a client may take to send a request's headers, and then
     /// its body, in milliseconds; a connection idle this long between
-    /// requests is closed.
+    /// requests, or whose client reads nothing of a response this long,
+    /// is closed.
     #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub http_read_timeout_ms: u64,
     /// How often the sequencer's leader measures how far every vShard has

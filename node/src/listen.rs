@@ -4,14 +4,21 @@
 //! `--http-read-timeout-ms` for a client to send a request's headers — which
 //! also closes a connection idle between requests — and then its body.
 //!
-//! A client that opens connections and sends nothing (or a byte a minute)
-//! therefore holds a slot for one read timeout at most.
+//! The same timeout bounds a write that makes no progress (a client that
+//! stops reading its responses). A client that opens connections and sends
+//! nothing (or a byte a minute), or reads nothing, therefore holds a slot
+//! for about one timeout at most.
 
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
@@ -69,13 +76,63 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let service = TowerToHyperService::new(app);
+    let timeout = Duration::from_millis(read_timeout_ms);
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_millis(read_timeout_ms));
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    builder.timer(TokioTimer::new()).header_read_timeout(timeout);
+    let io = Progressing { io: stream, stall: timeout, deadline: None };
+    let conn = builder.serve_connection(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => return,
         _ = stop.changed() => conn.as_mut().graceful_shutdown(),
     }
-    let _ = conn.await;
+    let _ = tokio::time::timeout(timeout, conn).await;
+}
+
+/// A connection whose writes must make progress: one blocked for `stall`
+/// (the client stopped reading) fails, which ends the connection.
+struct Progressing<T> {
+    io: T,
+    stall: Duration,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T: AsyncWrite + Unpin> Progressing<T> {
+    /// `polled` was `Pending`: arms the stall timer (once per blocked
+    /// write) and fails once it fires.
+    fn blocked<R>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        if polled.is_ready() {
+            self.deadline = None;
+            return polled;
+        }
+        let stall = self.stall;
+        let deadline = self.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+        match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading"))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Progressing<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Progressing<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.blocked(cx, polled)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.io).poll_flush(cx);
+        self.blocked(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.io).poll_shutdown(cx);
+        self.blocked(cx, polled)
+    }
 }

@@ -735,3 +735,30 @@ async fn queries_past_their_memory_or_result_bound_fail_cleanly() {
     let small = "SELECT count(*) FROM generate_series(1, 1000) a JOIN generate_series(1, 1000) b ON a.value = b.value";
     assert_eq!(as_i64(&c.scalar(1, small).await), 1000);
 }
+
+/// A client that asks for a large result and never reads it blocks the
+/// node's writes to it: the connection is cut after the timeout, so its
+/// slot frees and the next client is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_stops_reading_is_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let c = Cluster::start(ORDO, 1, &["--http-connections-max", "1", "--http-read-timeout-ms", "1000"]);
+    c.wait_healthy(HEALTHY_WITHIN).await;
+    let addr = format!("127.0.0.1:{}", c.nodes[0].http_port);
+    // About 20 MB of JSON, far more than the sockets' buffers hold.
+    let body = r#"{"sql":"SELECT repeat('x', 1000) FROM generate_series(1, 20000)"}"#;
+    let request = format!(
+        "POST /v1/sql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stalled = TcpStream::connect(&addr).await.unwrap();
+    stalled.write_all(request.as_bytes()).await.unwrap();
+    // The only slot is the stalled client's until the node gives up on it.
+    let health = "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let mut next = TcpStream::connect(&addr).await.unwrap();
+    next.write_all(health.as_bytes()).await.unwrap();
+    let answer = read_to_close(&mut next, Duration::from_secs(60)).await.expect("served once the slot freed");
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+    drop(stalled);
+}

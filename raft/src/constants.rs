@@ -44,6 +44,12 @@ pub const LOG_KEPT_BEHIND_SNAPSHOT_MAX: u64 = 500;
 /// the proposers' clocks (see [`crate::requests`]): retries must end well
 /// within it.
 pub const REQUEST_RETENTION_MS: u64 = 300_000;
+/// How long after it was first sent (its sender's clock) an attempt of a
+/// request may still apply: later ones are refused (outcome unknown), since
+/// an earlier attempt's record could have expired. Half the retention, so
+/// a record of any earlier attempt is live whenever an attempt applies,
+/// with the other half left for clock differences between nodes.
+pub const REQUEST_APPLY_WINDOW_MS: u64 = REQUEST_RETENTION_MS / 2;
 /// Largest reply a request record keeps; a retry of a request with a
 /// larger reply learns it was applied, not the reply.
 pub const REQUEST_REPLY_BYTES_MAX: usize = 256 << 10;
@@ -54,6 +60,7 @@ pub const PROPOSE_TIMEOUT_MS: u64 = 12_000;
 /// Poll period of [`crate::wait_for_leader`].
 pub const LEADER_POLL_MS: u64 = 20;
 
+const _: () = assert!(2 * REQUEST_APPLY_WINDOW_MS <= REQUEST_RETENTION_MS);
 // A batch must fit in one gRPC message, with room for the envelope.
 const _: () = assert!(BATCH_BYTES_MAX * 2 <= GRPC_MESSAGE_BYTES_MAX);
 // The heartbeat linger is short against the shortest heartbeat period, or

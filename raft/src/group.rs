@@ -187,12 +187,19 @@ struct Settle {
 }
 
 impl Undecided {
+    /// Counts a proposal given up on in `term`. The count is for one term
+    /// and never goes back to an older one: a proposal of a term that has
+    /// ended is settled by the next leader (it applies or drops the entry
+    /// before it serves), so it is not counted, and it must not reset the
+    /// count of the newer term.
     fn add(this: &Arc<parking_lot::Mutex<Undecided>>, term: u64) -> Settle {
         let mut u = this.lock();
-        if u.term != term {
+        if term > u.term {
             *u = Undecided { term, count: 0 };
         }
-        u.count += 1;
+        if term == u.term {
+            u.count += 1;
+        }
         Settle { undecided: this.clone(), term }
     }
 }
@@ -208,7 +215,11 @@ where
 {
     proposal: Option<Pin<Box<F>>>,
     undecided: Arc<parking_lot::Mutex<Undecided>>,
+    /// The term when the proposal was made; its entry may land in a later
+    /// one (this node re-elected in between), so the count is made under
+    /// the later of this and the term when it is given up.
     term: u64,
+    raft: Raft,
 }
 
 impl<F> Drop for InFlight<F>
@@ -218,7 +229,8 @@ where
 {
     fn drop(&mut self) {
         if let Some(proposal) = self.proposal.take() {
-            let settle = Undecided::add(&self.undecided, self.term);
+            let now = self.raft.metrics().borrow_watched().current_term;
+            let settle = Undecided::add(&self.undecided, self.term.max(now));
             tokio::spawn(async move {
                 let _ = proposal.await;
                 drop(settle);
@@ -272,6 +284,7 @@ impl RaftGroup {
             proposal: Some(Box::pin(async move { raft.client_write(command).await })),
             undecided: self.undecided.clone(),
             term,
+            raft: self.raft.clone(),
         };
         let polled = tokio::time::timeout(timeout, flight.proposal.as_mut().expect("set above")).await;
         let outcome = match polled {
@@ -494,5 +507,28 @@ pub async fn wait_for_leader(group: &dyn Consensus, timeout: Duration) -> Option
             return None;
         }
         tokio::time::sleep(Duration::from_millis(LEADER_POLL_MS)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_term_never_resets_the_count_of_a_newer_one() {
+        let u = Arc::new(parking_lot::Mutex::new(Undecided::default()));
+        let newer = Undecided::add(&u, 5);
+        let older = Undecided::add(&u, 4);
+        let state = |u: &Arc<parking_lot::Mutex<Undecided>>| {
+            let g = u.lock();
+            (g.term, g.count)
+        };
+        assert_eq!(state(&u), (5, 1), "a proposal of term 4 is not counted in term 5");
+        drop(older);
+        assert_eq!(u.lock().count, 1, "nor does it settle one of term 5");
+        drop(newer);
+        assert_eq!(u.lock().count, 0);
+        let _next = Undecided::add(&u, 6);
+        assert_eq!(state(&u), (6, 1));
     }
 }

@@ -14,25 +14,41 @@
 //! whatever its own clock or how its apply batches fall. A client must stop
 //! retrying well within the retention (the executor asserts it at compile
 //! time); clocks of the nodes are assumed to agree within the rest of it.
+//! The group enforces it too: an attempt proposed more than
+//! [`REQUEST_APPLY_WINDOW_MS`] after the request was first sent is refused
+//! ([`RequestReply::TooLate`]), so an attempt held up somewhere (a lock
+//! queue, a partitioned leader's log) cannot apply after the record of an
+//! earlier one expired.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::constants::REQUEST_RETENTION_MS;
+use crate::constants::{REQUEST_APPLY_WINDOW_MS, REQUEST_RETENTION_MS};
 use crate::keys::{self, Section};
 
 /// Names one client request across its retries: the node that first sent
 /// it, that node's session (a new one at every start) and a sequence
-/// number within the session.
+/// number within the session; and when it was first sent, by that node's
+/// clock (`first_ms`, see [`RequestId::may_apply_at`]), which is not part
+/// of its name in storage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RequestId {
     pub node: u64,
     pub session: u64,
     pub seq: u64,
+    pub first_ms: u64,
 }
 
 impl RequestId {
+    /// Whether an attempt proposed at `stamp_ms` may still apply: within
+    /// [`REQUEST_APPLY_WINDOW_MS`] of the first attempt, every earlier
+    /// attempt that applied (stamped at or after `first_ms`) is still
+    /// remembered, so applying once is guaranteed; later, it is not.
+    pub fn may_apply_at(&self, stamp_ms: u64) -> bool {
+        stamp_ms <= self.first_ms.saturating_add(REQUEST_APPLY_WINDOW_MS)
+    }
+
     fn bytes(&self) -> [u8; 24] {
         let mut b = [0u8; 24];
         b[..8].copy_from_slice(&self.node.to_be_bytes());
@@ -85,6 +101,10 @@ pub enum RequestReply {
     Applied(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Applied before (a retry): the reply recorded then, if kept.
     Duplicate(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
+    /// Not applied: the attempt came too long after the request was first
+    /// sent to tell whether an earlier attempt applied (its record could
+    /// be gone), so its outcome is unknown.
+    TooLate,
 }
 
 /// Records written by the apply batch in progress: RocksDB does not show
@@ -136,6 +156,18 @@ mod tests {
     }
 
     #[test]
+    fn attempts_apply_only_while_every_earlier_one_is_remembered() {
+        let id = RequestId { node: 1, session: 2, seq: 3, first_ms: 10_000 };
+        assert!(id.may_apply_at(10_000) && id.may_apply_at(10_000 + REQUEST_APPLY_WINDOW_MS));
+        assert!(!id.may_apply_at(10_001 + REQUEST_APPLY_WINDOW_MS));
+        // Any earlier attempt's record (stamped no earlier than the first
+        // send) is live when the last allowed attempt applies.
+        let earliest = RequestRecord { stamp_ms: id.first_ms, reply: None };
+        assert!(earliest.live_at(id.first_ms + REQUEST_APPLY_WINDOW_MS));
+        assert_eq!(id.bytes(), RequestId { first_ms: 0, ..id }.bytes(), "the send time is not part of the name");
+    }
+
+    #[test]
     fn records_are_replicated_but_not_hashed() {
         assert!(RECORD_PREFIX.starts_with(keys::UNHASHED_PREFIX) && EXPIRY_PREFIX.starts_with(keys::UNHASHED_PREFIX));
         assert!(!RECORD_PREFIX.starts_with(b"\xff~h") && !EXPIRY_PREFIX.starts_with(b"\xff~h"));
@@ -143,8 +175,8 @@ mod tests {
 
     #[test]
     fn expiry_keys_sort_by_stamp() {
-        let a = RequestId { node: 9, session: 9, seq: 9 };
-        let b = RequestId { node: 1, session: 1, seq: 1 };
+        let a = RequestId { node: 9, session: 9, seq: 9, first_ms: 0 };
+        let b = RequestId { node: 1, session: 1, seq: 1, first_ms: 0 };
         assert!(expiry_key(5, a) < expiry_key(6, b));
         assert!(record_key(a).starts_with(RECORD_PREFIX));
     }

@@ -166,6 +166,9 @@ fn apply_request(ctx: &mut ApplyContext<'_>, logic: &dyn GroupLogic, req: Reques
     if let Some(record) = ctx.applied_request(req.id, req.stamp_ms).map_err(io_err)? {
         return Ok(encode(&RequestReply::Duplicate(record.reply)));
     }
+    if !req.id.may_apply_at(req.stamp_ms) {
+        return Ok(encode(&RequestReply::TooLate));
+    }
     let own = logic.apply(ctx, &req.command);
     let reply = req.reply.unwrap_or(own);
     ctx.record_request(req.id, req.stamp_ms, &reply);

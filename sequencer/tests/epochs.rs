@@ -107,11 +107,13 @@ async fn inputs_are_sealed_into_gap_free_monotonic_epochs_that_survive_reopen() 
 async fn a_retried_input_is_sequenced_once() {
     let dir = std::env::temp_dir().join(format!("ordo-seq-once-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let id = |seq| Some(ordo_raft::RequestId { node: 2, session: 7, seq });
+    let id = |seq| Some(ordo_raft::RequestId { node: 2, session: 7, seq, first_ms: 0 });
     let with_id = |i: u32, seq| EpochInput { request: id(seq), ..input(i) };
     let first;
+    let closed;
     {
         let engine = Engine::open(&dir).unwrap();
+        closed = Arc::downgrade(&engine);
         let logic = Arc::new(SequencerLogic::default());
         let group = open(&engine, &logic).await;
         let sealer = Sealer::start(group.clone(), SealerConfig { epoch_ms: 20, inputs_max: 64, ..Default::default() });
@@ -126,6 +128,13 @@ async fn a_retried_input_is_sequenced_once() {
         let (x, y) = futures::join!(sealer.submit(input(9)), sealer.submit(input(9)));
         assert_ne!(x.unwrap(), y.unwrap(), "inputs without an id are never merged");
         group.shutdown().await;
+    }
+    // The sealer's task ends on its own once its handle is gone, and holds
+    // the engine (RocksDB's lock) until then.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while closed.strong_count() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the first engine was never released");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let engine = Engine::open(&dir).unwrap();
     let logic = Arc::new(SequencerLogic::default());

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{DataFrame, SessionContext};
@@ -240,16 +241,18 @@ impl SqlEngine {
 
     /// The session state of one query: the node's, with a memory pool of
     /// the query's own in front of the node's pool.
-    fn query_state(&self) -> ExecResult<SessionState> {
+    /// Also returns the query's pool, which the result draws on too.
+    fn query_state(&self) -> ExecResult<(SessionState, Arc<dyn MemoryPool>)> {
         let node = self.ctx.runtime_env();
-        let pool = Arc::new(QueryPool::new(node.memory_pool.clone(), self.limits.memory_bytes_max));
-        let runtime = RuntimeEnvBuilder::from_runtime_env(&node).with_memory_pool(pool).build_arc();
+        let pool: Arc<dyn MemoryPool> =
+            Arc::new(QueryPool::new(node.memory_pool.clone(), self.limits.memory_bytes_max));
+        let runtime = RuntimeEnvBuilder::from_runtime_env(&node).with_memory_pool(pool.clone()).build_arc();
         let runtime = runtime.map_err(from_datafusion)?;
-        Ok(SessionStateBuilder::new_from_existing(self.ctx.state()).with_runtime_env(runtime).build())
+        Ok((SessionStateBuilder::new_from_existing(self.ctx.state()).with_runtime_env(runtime).build(), pool))
     }
 
     async fn query_once(&self, st: Statement, params: &[Param]) -> ExecResult<StatementResult> {
-        let mut state = self.query_state()?;
+        let (mut state, pool) = self.query_state()?;
         let plan = state.statement_to_plan(DfStatement::Statement(Box::new(st))).await.map_err(from_datafusion)?;
         let mut scans = 0;
         plan.apply_with_subqueries(|node| {
@@ -270,15 +273,20 @@ impl SqlEngine {
         let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
         let mut stream = df.execute_stream().await.map_err(from_datafusion)?;
         let (mut batches, mut bytes) = (Vec::new(), 0usize);
+        // The result held here counts in the query's pool (and the node's)
+        // until it is turned into the response.
+        let held = MemoryConsumer::new("query result").register(&pool);
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(from_datafusion)?;
-            bytes += batch.get_array_memory_size();
+            let size = batch.get_array_memory_size();
+            bytes += size;
             if bytes > self.limits.result_bytes_max {
                 return Err(ExecError::ProgramLimitExceeded(format!(
                     "the result is larger than {} bytes: add a LIMIT or a narrower WHERE",
                     self.limits.result_bytes_max
                 )));
             }
+            held.try_grow(size).map_err(from_datafusion)?;
             batches.push(batch);
         }
         StatementResult::from_batches(&schema, &batches)

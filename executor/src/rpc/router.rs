@@ -119,7 +119,12 @@ impl Router {
 
     /// A new id for a client write sent from this node.
     fn next_request_id(&self) -> RequestId {
-        RequestId { node: self.node_id, session: self.session, seq: self.request_seq.fetch_add(1, Ordering::Relaxed) }
+        let seq = self.request_seq.fetch_add(1, Ordering::Relaxed);
+        // The clock is read here, outside any transaction's evaluation:
+        // the group decides with the stamps in its log alone.
+        let first_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        RequestId { node: self.node_id, session: self.session, seq, first_ms }
     }
 
     /// An epoch the sequencer committed after this call began: the epoch of

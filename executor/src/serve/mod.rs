@@ -67,6 +67,11 @@ fn request_reply(reply: RequestReply) -> Result<Vec<u8>, Fail> {
         RequestReply::Duplicate(None) => Err(Fail::Exec(ExecError::OutcomeUnknown(
             "the request was applied by an earlier attempt; its reply was too large to keep".into(),
         ))),
+        RequestReply::TooLate => Err(Fail::Exec(ExecError::OutcomeUnknown(
+            "this attempt came too long after the request was first sent to tell whether an earlier one applied; \
+             it was not applied"
+                .into(),
+        ))),
     }
 }
 
