@@ -135,9 +135,10 @@ pub fn stored_request(
     }
 }
 
-/// The wall clock of the proposer, in ms since the Unix epoch: a request's
-/// stamp, carried in the log (replicas never read their own clock for it).
-pub(crate) fn stamp_now_ms() -> u64 {
+/// The wall clock, in ms since the Unix epoch: a proposer's stamp, carried
+/// in the log (replicas never read their own clock for it), and a request's
+/// `first_ms`, read by its sender.
+pub fn stamp_now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 

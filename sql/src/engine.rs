@@ -240,8 +240,8 @@ impl SqlEngine {
     }
 
     /// The session state of one query: the node's, with a memory pool of
-    /// the query's own in front of the node's pool.
-    /// Also returns the query's pool, which the result draws on too.
+    /// the query's own in front of the node's pool; and that pool, which
+    /// the query's result draws on too.
     fn query_state(&self) -> ExecResult<(SessionState, Arc<dyn MemoryPool>)> {
         let node = self.ctx.runtime_env();
         let pool: Arc<dyn MemoryPool> =
@@ -272,15 +272,14 @@ impl SqlEngine {
         let df = DataFrame::new(state, plan);
         let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
         let mut stream = df.execute_stream().await.map_err(from_datafusion)?;
-        let (mut batches, mut bytes) = (Vec::new(), 0usize);
+        let mut batches = Vec::new();
         // The result held here counts in the query's pool (and the node's)
-        // until it is turned into the response.
+        // until it is turned into the response; its size is the bound's.
         let held = MemoryConsumer::new("query result").register(&pool);
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(from_datafusion)?;
             let size = batch.get_array_memory_size();
-            bytes += size;
-            if bytes > self.limits.result_bytes_max {
+            if held.size().saturating_add(size) > self.limits.result_bytes_max {
                 return Err(ExecError::ProgramLimitExceeded(format!(
                     "the result is larger than {} bytes: add a LIMIT or a narrower WHERE",
                     self.limits.result_bytes_max

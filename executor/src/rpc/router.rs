@@ -122,8 +122,7 @@ impl Router {
         let seq = self.request_seq.fetch_add(1, Ordering::Relaxed);
         // The clock is read here, outside any transaction's evaluation:
         // the group decides with the stamps in its log alone.
-        let first_ms =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let first_ms = ordo_raft::requests::stamp_now_ms();
         RequestId { node: self.node_id, session: self.session, seq, first_ms }
     }
 
