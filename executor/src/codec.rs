@@ -10,30 +10,41 @@ pub fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> ExecResult<T> {
     ordo_raft::codec::decode(b).map_err(|e| ExecError::Internal(format!("undecodable message: {e}")))
 }
 
+/// Decodes `bytes` as every message type a peer sends or the disk holds
+/// (Raft's, and those of the layers above it), dropping the results: what
+/// the fuzz target `peer_messages` and the property tests below feed
+/// arbitrary bytes to.
+pub fn decode_untrusted(bytes: &[u8]) {
+    use crate::rpc::{ShardRequest, ShardResponse};
+    use crate::txn::program::TxnProgram;
+    use crate::txn::record::TxnRecord;
+    use crate::txn::statement::SequencedInput;
+    ordo_raft::decode_untrusted(bytes);
+    let _ = decode::<ShardRequest>(bytes);
+    let _ = decode::<ShardResponse>(bytes);
+    let _ = decode::<TxnProgram>(bytes);
+    let _ = decode::<SequencedInput>(bytes);
+    let _ = decode::<TxnRecord>(bytes);
+    let _ = decode::<ordo_vshard::shard::ShardCommand>(bytes);
+    let _ = decode::<ordo_meta::command::MetaCommand>(bytes);
+    let _ = decode::<ordo_meta::catalog::Catalog>(bytes);
+    let _ = decode::<ordo_sequencer::Epoch>(bytes);
+    let _ = ordo_meta::datum::decode_row(bytes);
+}
+
 /// Bytes from peers and storage are never trusted: whatever arrives, a
 /// decoder answers with a value or an error, never a panic or a huge
-/// allocation (see `ordo_raft::codec`'s bound). A stand-in for the fuzz
-/// targets of docs/RELIABILITY.md, run by every `cargo test`.
+/// allocation (see `ordo_raft::codec`'s bound). Run by every `cargo test`,
+/// beside the fuzz target `peer_messages` (docs/RELIABILITY.md).
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::rpc::{ShardRequest, ShardResponse};
-    use crate::txn::program::TxnProgram;
-    use crate::txn::record::TxnRecord;
-    use crate::txn::statement::SequencedInput;
+    use crate::rpc::ShardRequest;
 
     fn decode_everything(bytes: &[u8]) {
-        let _ = decode::<ShardRequest>(bytes);
-        let _ = decode::<ShardResponse>(bytes);
-        let _ = decode::<TxnProgram>(bytes);
-        let _ = decode::<SequencedInput>(bytes);
-        let _ = decode::<TxnRecord>(bytes);
-        let _ = decode::<ordo_vshard::shard::ShardCommand>(bytes);
-        let _ = decode::<ordo_meta::command::MetaCommand>(bytes);
-        let _ = decode::<ordo_sequencer::Epoch>(bytes);
-        let _ = ordo_meta::datum::decode_row(bytes);
+        decode_untrusted(bytes);
     }
 
     proptest! {

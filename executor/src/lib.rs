@@ -36,7 +36,7 @@ mod scheduling;
 mod sequenced;
 mod serve;
 
-pub use codec::{decode, encode};
+pub use codec::{decode, decode_untrusted, encode};
 pub use gateway::{Gateway, ReconStats};
 pub use ordo_expr::{ExecError, ExecResult};
 pub use rpc::{LocalServer, Router};

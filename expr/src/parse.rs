@@ -3,6 +3,7 @@
 use datafusion::sql::sqlparser::ast::{Expr, Ident};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::Token;
 use ordo_meta::catalog::TableDef;
 
 use crate::error::{ExecError, ExecResult};
@@ -26,10 +27,15 @@ pub fn column_ref(e: &Expr, table: &TableDef) -> Option<usize> {
     }
 }
 
-/// Parses one SQL expression (text the gateway produced from an AST).
+/// Parses one SQL expression (text the gateway produced from an AST), the
+/// whole text: anything after the expression is a syntax error.
 pub fn parse_expr(sql: &str) -> ExecResult<Expr> {
     Parser::new(&PostgreSqlDialect {})
         .try_with_sql(sql)
-        .and_then(|mut p| p.parse_expr())
+        .and_then(|mut p| {
+            let e = p.parse_expr()?;
+            p.expect_token(&Token::EOF)?;
+            Ok(e)
+        })
         .map_err(|e| ExecError::Syntax(e.to_string()))
 }

@@ -5,29 +5,11 @@
 //! The same expression may run either way depending on the shape of the
 //! statement around it, so any difference is a wrong answer somewhere.
 
-use std::sync::Arc;
+mod common;
 
-use datafusion::catalog::MemTable;
-use datafusion::prelude::SessionContext;
-use ordo_expr::arrow::{input_at, rows_to_batch, table_schema};
-use ordo_expr::coerce::Input;
-use ordo_expr::fast::{compile, val_input, EvalError};
-use ordo_expr::parse::parse_expr;
-use ordo_meta::catalog::{ColumnDef, SqlType, TableDef};
+use common::differential::{fast, slow, table};
 use ordo_meta::datum::Datum;
 use proptest::prelude::*;
-
-/// `t (id INT, n BIGINT, bal NUMERIC(12,2), name TEXT)`, all nullable.
-fn table() -> TableDef {
-    let types = [
-        ("id", SqlType::Int),
-        ("n", SqlType::BigInt),
-        ("bal", SqlType::Numeric { precision: 12, scale: 2 }),
-        ("name", SqlType::Text),
-    ];
-    let columns = types.into_iter().map(|(name, ty)| ColumnDef { name: name.into(), ty, nullable: true }).collect();
-    TableDef { id: 1, name: "t".into(), columns, primary_key: vec![0], partition_len: 1 }
-}
 
 /// A numeric expression (SQL text).
 fn num() -> impl Strategy<Value = String> {
@@ -89,46 +71,6 @@ fn row() -> impl Strategy<Value = Vec<Datum>> {
         .prop_map(|(a, b, c, d)| vec![a, b, c, d])
 }
 
-/// The value both sides agree on, written out: numbers by value whatever
-/// their type and scale.
-fn canonical(i: &Input) -> String {
-    match i {
-        Input::Null => "NULL".into(),
-        Input::Int(v) => v.to_string(),
-        Input::Number(s) if s.contains('.') => {
-            let t = s.trim_end_matches('0').trim_end_matches('.');
-            if t == "-0" || t.is_empty() {
-                "0".into()
-            } else {
-                t.to_string()
-            }
-        }
-        Input::Number(s) => s.clone(),
-        Input::Float(f) => format!("float {f}"),
-        Input::Text(s) => format!("'{s}'"),
-        Input::Bool(b) => b.to_string(),
-        Input::Datum(d) => format!("{d:?}"),
-    }
-}
-
-/// The fast path's answer: `None` when it does not cover the expression.
-fn fast(sql: &str, table: &TableDef, row: &[Datum]) -> Option<Result<String, String>> {
-    let expr = parse_expr(sql).ok()?;
-    let compiled = compile(&expr, table, &[])?;
-    match compiled.eval(row, table) {
-        Ok(v) => Some(Ok(canonical(&val_input(v)))),
-        Err(EvalError::Sql(e)) => Some(Err(e.to_string())),
-        Err(EvalError::Unsupported) => None,
-    }
-}
-
-async fn slow(ctx: &SessionContext, sql: &str) -> Result<String, String> {
-    let df = ctx.sql(&format!("SELECT {sql} FROM t")).await.map_err(|e| e.to_string())?;
-    let batches = df.collect().await.map_err(|e| e.to_string())?;
-    let batch = batches.iter().find(|b| b.num_rows() > 0).ok_or("no row")?;
-    input_at(batch.column(0).as_ref(), 0).map(|i| canonical(&i)).map_err(|e| e.to_string())
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
 
@@ -136,15 +78,7 @@ proptest! {
     fn the_fast_path_agrees_with_datafusion(sql in expression(), row in row()) {
         let table = table();
         let Some(fast) = fast(&sql, &table, &row) else { return Ok(()) };
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let slow = rt.block_on(async {
-            let ctx = ordo_expr::session::context();
-            let schema = table_schema(&table);
-            let batch = rows_to_batch(&table, &schema, std::slice::from_ref(&row)).unwrap();
-            let mem = MemTable::try_new(schema, vec![vec![batch]]).unwrap();
-            ctx.register_table("t", Arc::new(mem)).unwrap();
-            slow(&ctx, &sql).await
-        });
+        let slow = slow(&sql, &table, &row);
         match (&fast, &slow) {
             (Ok(a), Ok(b)) => prop_assert_eq!(a, b, "{} over {:?}", sql, row),
             (Err(_), Err(_)) => {}

@@ -94,13 +94,15 @@ impl TableDef {
     }
 }
 
-/// The replicated catalog. `version` grows with every change so caches keyed
-/// by it (prepared statements, plans) know when to refresh.
+/// The replicated catalog. `version` grows with every change of its tables
+/// so caches keyed by it (prepared statements, plans) know when to refresh.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Catalog {
     pub tables: BTreeMap<String, TableDef>,
     pub next_table_id: u64,
     pub version: u64,
+    /// Where operators want leaders (not part of `version`: no plan depends on it).
+    pub leadership: crate::leadership::Leadership,
 }
 
 impl Catalog {

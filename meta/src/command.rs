@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, TableDef};
+use crate::leadership::{Leadership, LeadershipChange};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum MetaCommand {
@@ -15,14 +16,22 @@ pub enum MetaCommand {
         name: String,
         if_exists: bool,
     },
+    /// An operator's choice of where leaders go (`ordo admin`).
+    Leadership(LeadershipChange),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum MetaResult {
-    Created { table_id: u64 },
+    Created {
+        table_id: u64,
+    },
     AlreadyExists,
-    Dropped { table: Option<TableDef> },
+    Dropped {
+        table: Option<TableDef>,
+    },
     UndefinedTable,
+    /// The leadership choices after the change.
+    Leadership(Leadership),
 }
 
 impl Catalog {
@@ -46,6 +55,10 @@ impl Catalog {
                 None if if_exists => MetaResult::Dropped { table: None },
                 None => return MetaResult::UndefinedTable,
             },
+            MetaCommand::Leadership(change) => {
+                self.leadership.apply(change);
+                return MetaResult::Leadership(self.leadership.clone());
+            }
         };
         self.version += 1;
         result

@@ -9,5 +9,6 @@
 pub mod catalog;
 pub mod command;
 pub mod datum;
+pub mod leadership;
 pub mod logic;
 pub mod placement;

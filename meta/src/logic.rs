@@ -31,12 +31,21 @@ pub struct MetaLogic {
     /// On a node without a meta replica: the meta log index of the copy
     /// last installed from the leader.
     installed_index: parking_lot::Mutex<u64>,
+    /// Whether the catalog came from the meta group at all (a replica's
+    /// stored or applied state, or an installed copy), rather than being
+    /// the empty default of a node that has not heard from it yet.
+    known: std::sync::atomic::AtomicBool,
 }
 
 impl MetaLogic {
     /// The catalog as of the last applied meta entry (cheap: an `Arc`).
     pub fn catalog(&self) -> Arc<Catalog> {
         self.catalog.read().clone()
+    }
+
+    /// Whether [`MetaLogic::catalog`] is the meta group's (see `known`).
+    pub fn is_known(&self) -> bool {
+        self.known.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// On a node without a meta replica: installs the leader's catalog as of
@@ -50,6 +59,7 @@ impl MetaLogic {
         if index > *installed {
             *installed = index;
             *self.catalog.write() = Arc::new(catalog);
+            self.known.store(true, std::sync::atomic::Ordering::Release);
         }
         Ok(())
     }
@@ -68,16 +78,22 @@ impl GroupLogic for MetaLogic {
         let result = next.apply(cmd);
         ctx.put(CATALOG_KEY, &encode(&next));
         *self.catalog.write() = Arc::new(next);
+        self.known.store(true, std::sync::atomic::Ordering::Release);
         encode(&result)
     }
 
     fn reload(&self, gid: GroupId, db: &rocksdb::DB) {
         let key = ordo_raft::keys::key(gid, ordo_raft::keys::Section::Data, CATALOG_KEY);
         let catalog = match db.get(key) {
-            Ok(Some(bytes)) => decode(&bytes).unwrap_or_else(|e| panic!("corrupt catalog in RocksDB: {e}")),
+            Ok(Some(bytes)) => decode(&bytes).unwrap_or_else(|e| {
+                panic!(
+                    "undecodable catalog in RocksDB ({e}): corrupt, or written by a build with another catalog format"
+                )
+            }),
             Ok(None) => Catalog::default(),
             Err(e) => panic!("cannot read the catalog: {e}"),
         };
         *self.catalog.write() = Arc::new(catalog);
+        self.known.store(true, std::sync::atomic::Ordering::Release);
     }
 }

@@ -1,5 +1,7 @@
 //! The HTTP API: `POST /v1/sql`, `GET /v1/cluster`, `GET /health`, and
-//! admin endpoints (`POST /v1/admin/verify`, `GET /v1/admin/transactions`).
+//! admin endpoints (`POST /v1/admin/verify`, `GET /v1/admin/transactions`;
+//! `GET /v1/admin/status`, `POST /v1/admin/leadership` and `GET /metrics`
+//! live in `admin`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +31,9 @@ pub fn router(state: Arc<NodeState>, limits: HttpLimits) -> axum::Router {
         .route("/health", get(health))
         .route("/v1/admin/verify", post(verify))
         .route("/v1/admin/transactions", get(transactions))
+        .route("/v1/admin/status", get(crate::admin::status))
+        .route("/v1/admin/leadership", post(crate::admin::leadership))
+        .route("/metrics", get(crate::admin::metrics))
         .layer(DefaultBodyLimit::max(limits.body_bytes_max))
         .with_state(state)
 }
@@ -41,11 +46,11 @@ struct SqlRequest {
     params: Vec<serde_json::Value>,
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": {"code": code, "message": message.into()}}))).into_response()
 }
 
-fn exec_error(e: &ExecError) -> Response {
+pub(crate) fn exec_error(e: &ExecError) -> Response {
     let code = e.sqlstate();
     let status = match &code[..2] {
         "57" | "53" => StatusCode::SERVICE_UNAVAILABLE,

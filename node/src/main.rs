@@ -1,17 +1,22 @@
 //! `ordo`: the OrdoDB server binary and CLI — startup of a node's groups
-//! (`node`), the gRPC service peers talk to (`grpc`), the HTTP API (`http`)
-//! and the server loop that bounds its clients (`listen`),
-//! a local dev cluster (`dev`) and replica verification (`verify`).
+//! (`node`), the gRPC service peers talk to (`grpc`), the HTTP API (`http`,
+//! with operators' endpoints and metrics in `admin` and `metrics`) and the
+//! server loop that bounds its clients (`listen`), a local dev cluster
+//! (`dev`), replica verification (`verify`), and the operator's CLI
+//! (`client`: health, status, sql, admin).
 //!
 //! Dependency rule: the top of the workspace; it wires the crates below
 //! together and holds no database logic of its own.
 
+mod admin;
 mod cli;
+mod client;
 mod constants;
 mod dev;
 mod grpc;
 mod http;
 mod listen;
+mod metrics;
 mod node;
 mod state;
 mod verify;
@@ -39,13 +44,13 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ORDO_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ORDO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=error"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        cli::LogFormat::Text => logs.init(),
+        cli::LogFormat::Json => logs.json().init(),
+    }
     // Failpoints named in `FAILPOINTS` (none by default), e.g.
     // `FAILPOINTS=forward-reply-lost=10%return` (see `grpc::forward`).
     let _failpoints = fail::FailScenario::setup();
@@ -53,5 +58,9 @@ fn run() -> anyhow::Result<()> {
         cli::Command::Start(args) => node::run(*args),
         cli::Command::Dev(args) => dev::run(args),
         cli::Command::Verify(args) => verify::run(args),
+        cli::Command::Health(args) => client::health(args),
+        cli::Command::Status(args) => client::status(args),
+        cli::Command::Sql(args) => client::sql(args),
+        cli::Command::Admin(args) => client::admin(args.command),
     }
 }

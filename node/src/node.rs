@@ -12,6 +12,7 @@ use ordo_executor::gc::versions::{spawn_version_collector, VersionsConfig};
 use ordo_executor::{EpochSource, LeaderExecutor, LocalEpochs, Router};
 use ordo_meta::logic::MetaLogic;
 use ordo_meta::placement::Placement;
+use ordo_metrics::RaftMetrics;
 use ordo_raft::engine::Engine;
 use ordo_raft::groups::{META_GROUP, SEQUENCER_GROUP};
 use ordo_raft::{Consensus, GroupConfig, GroupHost, GroupId, GroupLogic, RaftGroup, Transport};
@@ -24,8 +25,8 @@ use tokio::task::JoinHandle;
 
 use crate::cli::StartArgs;
 use crate::constants::{
-    CATALOG_REFRESH_MS, IDENTITY_PROBE_MS, REBALANCE_EVERY_MS, REBALANCE_TRANSFERS_PER_ROUND_MAX, SHUTDOWN_GRACE_MS,
-    SQL_REQUESTS_INFLIGHT_MAX, VSHARDS_MAX, WORKER_STACK_BYTES,
+    CATALOG_REFRESH_MS, IDENTITY_PROBE_MS, IDENTITY_REPROBE_EVERY_MS, REBALANCE_EVERY_MS,
+    REBALANCE_TRANSFERS_PER_ROUND_MAX, SHUTDOWN_GRACE_MS, SQL_REQUESTS_INFLIGHT_MAX, VSHARDS_MAX, WORKER_STACK_BYTES,
 };
 use crate::state::NodeState;
 use ordo_raft::identity::{is_wiped_refusal, Gate, Identity};
@@ -54,9 +55,19 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
     let placement = Placement { nodes: args.peers.clone(), vshards: args.vshards, replication: args.replication };
     let meta = Arc::new(MetaLogic::default());
     let sequencer = Arc::new(SequencerLogic::default());
-    let groups = open_groups(&args, &placement, &engine, &transport, &meta, &sequencer).await?;
+    let raft_metrics = RaftMetrics::default();
+    let host = GroupHost {
+        node_id: args.id,
+        engine: engine.clone(),
+        transport: transport.clone(),
+        config: GroupConfig { heartbeat_ms: args.heartbeat_ms, snapshot_logs: args.snapshot_logs },
+        metrics: raft_metrics.clone(),
+    };
+    let groups = open_groups(&host, &placement, &meta, &sequencer).await?;
 
-    let sealer = groups.get(&SEQUENCER_GROUP).map(|g| Sealer::start(g.clone(), SealerConfig::default()));
+    let sealer_config = SealerConfig::default();
+    let sequencer_metrics = sealer_config.metrics.clone();
+    let sealer = groups.get(&SEQUENCER_GROUP).map(|g| Sealer::start(g.clone(), sealer_config));
     let local_epochs = groups
         .contains_key(&SEQUENCER_GROUP)
         .then(|| LocalEpochs { log: EpochLog::new(SEQUENCER_GROUP, engine.clone()), applied: sequencer.subscribe() });
@@ -69,7 +80,7 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
         memory_bytes_max: args.query_memory_bytes_max,
         result_bytes_max: args.result_bytes_max,
     };
-    let sql = SqlEngine::new(router.clone(), meta, args.vshards, limits).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sql = SqlEngine::new(router.clone(), meta.clone(), args.vshards, limits).map_err(|e| anyhow::anyhow!("{e}"))?;
     if !groups.contains_key(&META_GROUP) {
         sql.follow_catalog(Duration::from_millis(CATALOG_REFRESH_MS));
     }
@@ -77,7 +88,14 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let grpc = serve_grpc(&args, &groups, &executor, Arc::new(gate), stop_rx.clone()).await?;
     spawn_heartbeats(groups.values().cloned().collect(), Duration::from_millis(args.heartbeat_ms.max(10)));
-    spawn_rebalancer(args.id, placement.clone(), groups.values().cloned().collect());
+    spawn_rebalancer(args.id, placement.clone(), groups.values().cloned().collect(), meta.clone());
+    let metrics = crate::metrics::NodeMetrics::new(crate::metrics::Recorders {
+        raft: &raft_metrics,
+        sequencer: &sequencer_metrics,
+        scheduler: executor.metrics(),
+        sql: sql.metrics(),
+        storage: engine.metrics(),
+    });
     let state = Arc::new(NodeState {
         node_id: args.id,
         placement,
@@ -87,13 +105,31 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
         executor,
         sql_slots: tokio::sync::Semaphore::new(SQL_REQUESTS_INFLIGHT_MAX),
         verify_slot: tokio::sync::Semaphore::new(1),
+        status_slot: tokio::sync::Semaphore::new(1),
+        meta: meta.clone(),
         engine: engine.clone(),
         epochs: local_epochs.map(|l| l.applied),
         versions,
+        metrics,
     });
     let http = serve_http(&args, state, stop_rx).await?;
     tracing::info!(node = args.id, http = %args.http, rpc = %args.rpc, groups = groups.len(), "node started");
-    wait_for_signal().await?;
+    tokio::select! {
+        signal = wait_for_signal() => signal?,
+        refusal = transport.refused_as_wiped() => {
+            // Its data directory is new (see `identify`): it must not go on
+            // as its old self. Nothing of its own was acknowledged to anyone.
+            let message = format!(
+                "{refusal}. Its data directory {} is new; restore the old one, or see README \"Replacing a node\"",
+                args.data_dir.display()
+            );
+            tracing::error!("{message}");
+            eprintln!("ordo: {message}");
+            engine.sync().await.ok();
+            // SAFETY: as at the end of `serve`.
+            unsafe { libc::_exit(1) }
+        }
+    }
     tracing::info!(node = args.id, "shutting down");
     let _ = stop_tx.send(true);
     for g in groups.values() {
@@ -113,18 +149,14 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
 /// Opens this node's replica of every group placed on it; the preferred
 /// leader of a group initialises it on a fresh cluster.
 async fn open_groups(
-    args: &StartArgs,
+    host: &GroupHost,
     placement: &Placement,
-    engine: &Arc<Engine>,
-    transport: &Arc<Transport>,
     meta: &Arc<MetaLogic>,
     sequencer: &Arc<SequencerLogic>,
 ) -> anyhow::Result<Groups> {
-    let config = GroupConfig { heartbeat_ms: args.heartbeat_ms, snapshot_logs: args.snapshot_logs };
-    let host = GroupHost { node_id: args.id, engine: engine.clone(), transport: transport.clone(), config };
     let mut groups = Groups::new();
     for gid in placement.groups() {
-        if !placement.replicas(gid).contains(&args.id) {
+        if !placement.replicas(gid).contains(&host.node_id) {
             continue;
         }
         let logic: Arc<dyn GroupLogic> = match gid {
@@ -132,9 +164,9 @@ async fn open_groups(
             SEQUENCER_GROUP => sequencer.clone(),
             _ => Arc::new(ShardLogic::default()),
         };
-        let bootstrap = placement.preferred_leader(gid) == args.id;
+        let bootstrap = placement.preferred_leader(gid) == host.node_id;
         let members = placement.members(gid);
-        let group = RaftGroup::open(&host, gid, &members, bootstrap, logic)
+        let group = RaftGroup::open(host, gid, &members, bootstrap, logic)
             .await
             .map_err(|e| anyhow::anyhow!("opening group {gid}: {e}"))?;
         groups.insert(gid, group);
@@ -193,7 +225,12 @@ async fn identify(args: &StartArgs, secret: &str, had_db: bool) -> anyhow::Resul
         // Stored first: a node stopped while probing comes back as the same
         // incarnation. Probes are not recorded by the peers.
         identity.store(&args.data_dir).map_err(anyhow::Error::msg)?;
-        for &peer in args.peers.keys().filter(|&&p| p != args.id) {
+        // Fault injection: `FAILPOINTS=identity-probe=return` skips the
+        // probe, as when no peer answers it in time; the peers' refusals
+        // stop the node later (`Transport::refused_as_wiped`).
+        let skip = fail::eval("identity-probe", |_| ()).is_some();
+        let probes: Vec<u64> = if skip { Vec::new() } else { args.peers.keys().copied().collect() };
+        for &peer in probes.iter().filter(|&&p| p != args.id) {
             let Some(link) = transport.peer(peer) else { continue };
             let ping = tokio::time::timeout(Duration::from_millis(IDENTITY_PROBE_MS), link.ping()).await;
             if let Ok(Err(status)) = ping {
@@ -208,7 +245,34 @@ async fn identify(args: &StartArgs, secret: &str, had_db: bool) -> anyhow::Resul
             }
         }
     }
+    spawn_identity_probes(transport.clone(), args.peers.keys().copied().filter(|&p| p != args.id).collect());
     Ok((identity, transport))
+}
+
+/// Asks every peer, in the background, until each has answered once,
+/// whether it admits this node: a peer that did not answer the start-up
+/// probe in time (slow, not up yet) may know this node by an earlier
+/// incarnation. Its refusal stops the node (`Transport::refused_as_wiped`),
+/// even if the node, a follower everywhere, never calls that peer itself.
+fn spawn_identity_probes(transport: Arc<Transport>, mut peers: Vec<u64>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(IDENTITY_REPROBE_EVERY_MS));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !peers.is_empty() {
+            tick.tick().await;
+            let mut unanswered = Vec::new();
+            for peer in peers {
+                let Some(link) = transport.peer(peer) else { continue };
+                match tokio::time::timeout(Duration::from_millis(IDENTITY_PROBE_MS), link.ping()).await {
+                    Ok(Ok(())) => {}
+                    // Refused by its gate: it answered (a wiped refusal is recorded).
+                    Ok(Err(status)) if status.code() == tonic::Code::PermissionDenied => {}
+                    _ => unanswered.push(peer),
+                }
+            }
+            peers = unanswered;
+        }
+    });
 }
 
 /// The gRPC server peers send Raft messages and forwarded requests to.
@@ -263,26 +327,38 @@ async fn wait_for_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Leaders move where elections put them; after a node comes back this
-/// hands each group this node leads back to its preferred leader (see
-/// `Placement`) once that replica has the whole log, so leadership — and
-/// with it the write load — spreads evenly again.
-fn spawn_rebalancer(node_id: u64, placement: Placement, groups: Vec<Arc<dyn Consensus>>) {
+/// Leaders move where elections put them; this hands each group this node
+/// leads to the replica that should lead it — its preferred leader (see
+/// `Placement`) unless an operator drained that node or pinned the group
+/// elsewhere (`ordo_meta::leadership`, read from the catalog) — once that
+/// replica has the whole log, so leadership, and with it the write load,
+/// goes where it should: spread evenly, and off drained nodes.
+fn spawn_rebalancer(node_id: u64, placement: Placement, groups: Vec<Arc<dyn Consensus>>, meta: Arc<MetaLogic>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(REBALANCE_EVERY_MS));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            // Not before the catalog is the meta group's: an empty default
+            // would send leaders to nodes an operator drained.
+            if !meta.is_known() {
+                continue;
+            }
+            let leadership = meta.catalog().leadership.clone();
             let mut started = 0;
             for g in &groups {
-                let preferred = placement.preferred_leader(g.group_id());
-                if preferred == node_id || !g.is_leader() {
+                let target = leadership.target(&placement, g.group_id());
+                if target == node_id || !g.is_leader() {
                     continue;
                 }
                 let s = g.status();
-                let caught_up = matches!(s.matched.get(&preferred), Some(Some(m)) if Some(*m) == s.last_log_index);
+                // Only to a replica with the whole log: openraft's target
+                // ignores a transfer while it lacks the leader's last entry,
+                // and the leader refuses writes and stops heartbeats once
+                // it starts one, so a lagging target costs an election.
+                let caught_up = matches!(s.matched.get(&target), Some(Some(m)) if Some(*m) == s.last_log_index);
                 if caught_up {
-                    g.transfer_leader(preferred).await;
+                    g.transfer_leader(target).await;
                     started += 1;
                     if started >= REBALANCE_TRANSFERS_PER_ROUND_MAX {
                         break;

@@ -22,9 +22,15 @@ pub struct NodeState {
     pub sql_slots: tokio::sync::Semaphore,
     /// One `verify` at a time (see `http::verify`).
     pub verify_slot: tokio::sync::Semaphore,
+    /// One cluster status at a time (see `admin::status`).
+    pub status_slot: tokio::sync::Semaphore,
+    /// The catalog this node holds (a replica's, or one it follows).
+    pub meta: Arc<ordo_meta::logic::MetaLogic>,
     pub engine: Arc<Engine>,
     /// The last epoch this node's sequencer replica applied, if it has one.
     pub epochs: Option<tokio::sync::watch::Receiver<u64>>,
     /// What this node's row version collector did.
     pub versions: Arc<VersionStats>,
+    /// The node's metrics registry (`GET /metrics`).
+    pub metrics: crate::metrics::NodeMetrics,
 }

@@ -636,7 +636,12 @@ async fn strangers_and_wiped_nodes_are_refused() {
     let refused = stranger.raft(ordo_proto::RaftBatch { from_node: 2, msgs: vec![vote] }).await.expect_err("a vote");
     assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
     assert!(c.log_tail(1).contains("refused a call"), "{}", c.log_tail(1));
+    wiped_node_exits(&mut c).await;
+}
 
+/// Wipes node 3 and restarts it: it must exit saying a peer refuses it,
+/// and the others go on.
+async fn wiped_node_exits(c: &mut Cluster) {
     c.wipe(3);
     c.restart(3);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -651,6 +656,17 @@ async fn strangers_and_wiped_nodes_are_refused() {
     assert!(c.log(3).contains("refuses this node"), "{}", c.log(3));
     c.sql_retry(2, "INSERT INTO kept VALUES (1)", json!([]), RETRY_FOR).await.unwrap();
     assert_eq!(as_i64(&c.scalar(1, "SELECT count(*) FROM kept").await), 1);
+}
+
+/// A wiped node whose start-up probe found out nothing (no peer answered
+/// in time; here the failpoint skips it) is stopped by the first refusal
+/// of a call it makes: it must not run on, refused, as its old self.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wiped_node_is_stopped_even_without_its_start_probe() {
+    let mut c = Cluster::start_with_env(ORDO, 3, &[], &[("FAILPOINTS", "identity-probe=return")]);
+    c.wait_healthy(HEALTHY_WITHIN).await;
+    c.sql(1, "CREATE TABLE kept (id BIGINT PRIMARY KEY)", json!([])).await.unwrap();
+    wiped_node_exits(&mut c).await;
 }
 
 /// Reads one HTTP response from `s` until the server closes it (a request

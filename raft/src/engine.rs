@@ -11,6 +11,8 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::sync::Arc;
 
+use ordo_metrics::{RocksProperties, StorageMetrics};
+use rocksdb::statistics::{StatsLevel, Ticker};
 use rocksdb::{Options, WriteBatch, DB};
 
 use crate::constants::{BLOCK_CACHE_BYTES, SYNC_QUEUE_MAX, SYNC_WAITERS_PER_ROUND_MAX};
@@ -28,6 +30,10 @@ pub type SyncWaiter = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 pub struct Engine {
     db: Arc<DB>,
+    /// Kept for RocksDB's statistics (its tickers live in the options).
+    opts: Options,
+    cache: rocksdb::Cache,
+    metrics: StorageMetrics,
     /// `None` only while dropping.
     sync_tx: Option<mpsc::SyncSender<SyncWaiter>>,
     syncer: Option<std::thread::JoinHandle<()>>,
@@ -44,16 +50,46 @@ impl Engine {
         // One block cache for every group's data and log blocks (RocksDB's
         // default is 32 MiB, which a TPC-C warehouse outgrows).
         let mut table = rocksdb::BlockBasedOptions::default();
-        table.set_block_cache(&rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES));
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        table.set_block_cache(&cache);
         opts.set_block_based_table_factory(&table);
+        // Tickers only (stalls, cache hits for `/metrics`): timers would
+        // read the clock around every operation.
+        opts.enable_statistics();
+        opts.set_statistics_level(StatsLevel::ExceptTimers);
         let db = Arc::new(DB::open(&opts, path)?);
+        let metrics = StorageMetrics::default();
         let (sync_tx, sync_rx) = mpsc::sync_channel::<SyncWaiter>(SYNC_QUEUE_MAX);
-        let syncer_db = db.clone();
+        let (syncer_db, syncer_metrics) = (db.clone(), metrics.clone());
         let syncer = std::thread::Builder::new()
             .name("wal-syncer".into())
-            .spawn(move || run_syncer(syncer_db, sync_rx))
+            .spawn(move || run_syncer(syncer_db, sync_rx, syncer_metrics))
             .expect("spawn wal syncer");
-        Ok(Arc::new(Engine { db, sync_tx: Some(sync_tx), syncer: Some(syncer) }))
+        Ok(Arc::new(Engine { db, opts, cache, metrics, sync_tx: Some(sync_tx), syncer: Some(syncer) }))
+    }
+
+    /// What the engine records (WAL syncs), for the node's registry.
+    pub fn metrics(&self) -> &StorageMetrics {
+        &self.metrics
+    }
+
+    /// Reads RocksDB's state into [`Engine::metrics`] (when scraped).
+    pub fn refresh_metrics(&self) {
+        let int = |name: &rocksdb::properties::PropName| self.db.property_int_value(name).ok().flatten().unwrap_or(0);
+        use rocksdb::properties as p;
+        let props = RocksProperties {
+            write_stopped: int(p::IS_WRITE_STOPPED) != 0,
+            delayed_write_rate_bytes: int(p::ACTUAL_DELAYED_WRITE_RATE),
+            l0_files: int(&p::num_files_at_level(0)),
+            pending_compaction_bytes: int(p::ESTIMATE_PENDING_COMPACTION_BYTES),
+            live_sst_bytes: int(p::LIVE_SST_FILES_SIZE),
+            memtable_bytes: int(p::CUR_SIZE_ALL_MEM_TABLES),
+            block_cache_bytes: self.cache.get_usage() as u64,
+            stall_micros: self.opts.get_ticker_count(Ticker::StallMicros),
+            block_cache_hits: self.opts.get_ticker_count(Ticker::BlockCacheHit),
+            block_cache_misses: self.opts.get_ticker_count(Ticker::BlockCacheMiss),
+        };
+        self.metrics.set_rocks(&props);
     }
 
     pub fn db(&self) -> &DB {
@@ -109,7 +145,7 @@ impl Drop for Engine {
     }
 }
 
-fn run_syncer(db: Arc<DB>, rx: mpsc::Receiver<SyncWaiter>) {
+fn run_syncer(db: Arc<DB>, rx: mpsc::Receiver<SyncWaiter>, metrics: StorageMetrics) {
     let mut waiters: Vec<SyncWaiter> = Vec::with_capacity(64);
     while let Ok(first) = rx.recv() {
         waiters.push(first);
@@ -119,7 +155,9 @@ fn run_syncer(db: Arc<DB>, rx: mpsc::Receiver<SyncWaiter>) {
                 Err(_) => break,
             }
         }
+        let start = std::time::Instant::now();
         let result = db.flush_wal(true).map_err(|e| e.to_string());
+        metrics.synced(waiters.len(), ordo_metrics::seconds_since(start));
         for w in waiters.drain(..) {
             w(result.clone());
         }

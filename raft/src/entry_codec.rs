@@ -9,6 +9,21 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, std::io::Error> {
     crate::codec::decode(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
+/// Decodes `bytes` as every Raft type a peer sends or the disk holds,
+/// dropping the results: what fuzz targets and property tests feed
+/// arbitrary bytes to (a decoder must answer with a value or an error,
+/// never a panic or a huge allocation).
+pub fn decode_untrusted(bytes: &[u8]) {
+    use crate::types::{Entry, SnapshotMeta, TypeConfig, Vote};
+    let _ = decode::<openraft::raft::AppendEntriesRequest<TypeConfig>>(bytes);
+    let _ = decode::<openraft::raft::VoteRequest<TypeConfig>>(bytes);
+    let _ = decode::<openraft::raft::TransferLeaderRequest<TypeConfig>>(bytes);
+    let _ = decode::<(Vote, SnapshotMeta, Vec<u8>)>(bytes);
+    let _ = decode::<Entry>(bytes);
+    let _ = decode::<Vote>(bytes);
+    let _ = decode::<crate::requests::RequestRecord>(bytes);
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

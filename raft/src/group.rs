@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::{BasicNode, Config, ReadPolicy, ServerState, SnapshotPolicy};
+use ordo_metrics::{Outcome, RaftMetrics};
 use serde::{Deserialize, Serialize};
 
 use crate::constants::{
@@ -25,6 +26,7 @@ use crate::types::{Command, RaftKind, RequestCommand, Snapshot, SnapshotData, Sn
 /// One group's openraft instance over our storage.
 type Raft = openraft::Raft<TypeConfig, StateMachineStore>;
 use crate::engine::Engine;
+use crate::groups::group_kind;
 use crate::keys::GroupId;
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error, Serialize, Deserialize)]
@@ -123,6 +125,8 @@ pub struct GroupHost {
     pub engine: Arc<Engine>,
     pub transport: Arc<Transport>,
     pub config: GroupConfig,
+    /// Recorded by every group of the node.
+    pub metrics: RaftMetrics,
 }
 
 /// Timing and retention knobs shared by all groups of a node.
@@ -168,6 +172,7 @@ pub struct RaftGroup {
     gid: GroupId,
     raft: Raft,
     engine: Arc<Engine>,
+    metrics: RaftMetrics,
     /// Proposals given up on and not resolved yet (see `check_decided`).
     undecided: Arc<parking_lot::Mutex<Undecided>>,
 }
@@ -270,6 +275,19 @@ impl RaftGroup {
     /// a stopped Raft leave the outcome unknown. A proposal given up on (or
     /// whose caller went away) is still followed to its end (see [`InFlight`]).
     async fn write(&self, command: Command) -> Result<Vec<u8>, ConsensusError> {
+        let start = std::time::Instant::now();
+        let result = self.write_once(command).await;
+        let outcome = match &result {
+            Ok(_) => Outcome::Ok,
+            Err(ConsensusError::Unknown { .. }) => Outcome::Unknown,
+            Err(_) => Outcome::Refused,
+        };
+        self.metrics.proposed(group_kind(self.gid), outcome, ordo_metrics::seconds_since(start));
+        result
+    }
+
+    /// [`RaftGroup::write`] without its metrics.
+    async fn write_once(&self, command: Command) -> Result<Vec<u8>, ConsensusError> {
         use openraft::errors::{ClientWriteError, RaftError};
         let unknown = |reason: String| ConsensusError::Unknown { group: self.gid, reason };
         let mut timeout = Duration::from_millis(PROPOSE_TIMEOUT_MS);
@@ -333,11 +351,13 @@ impl RaftGroup {
         bootstrap: bool,
         logic: Arc<dyn GroupLogic>,
     ) -> Result<Arc<RaftGroup>, String> {
-        let GroupHost { node_id, engine, transport, config } = host;
+        let GroupHost { node_id, engine, transport, config, metrics } = host;
         let (node_id, engine, transport) = (*node_id, engine.clone(), transport.clone());
-        let log = LogStore::new(gid, engine.clone());
+        let log = LogStore::new(gid, engine.clone()).with_metrics(metrics.clone());
         let initialized = log.is_initialized().map_err(|e| e.to_string())?;
-        let sm = StateMachineStore::open(gid, engine.clone(), logic).map_err(|e| e.to_string())?;
+        let sm = StateMachineStore::open(gid, engine.clone(), logic)
+            .map_err(|e| e.to_string())?
+            .with_metrics(metrics.clone());
         let net = GroupNetworkFactory { gid, transport };
         let cfg = Arc::new(config.raft_config()?);
         let raft = Raft::new(node_id, cfg, net, log, sm).await.map_err(|e| e.to_string())?;
@@ -347,7 +367,7 @@ impl RaftGroup {
                 tracing::debug!(group = gid, "initialize: {e}");
             }
         }
-        Ok(Arc::new(RaftGroup { gid, raft, engine, undecided: Default::default() }))
+        Ok(Arc::new(RaftGroup { gid, raft, engine, metrics: metrics.clone(), undecided: Default::default() }))
     }
 }
 

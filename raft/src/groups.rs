@@ -14,6 +14,15 @@ pub fn vshard_group(vshard: u32) -> GroupId {
     VSHARD_GROUP_BASE + vshard as GroupId
 }
 
+/// What a group is, for metrics and operators.
+pub fn group_kind(gid: GroupId) -> ordo_metrics::GroupKind {
+    match gid {
+        META_GROUP => ordo_metrics::GroupKind::Meta,
+        SEQUENCER_GROUP => ordo_metrics::GroupKind::Sequencer,
+        _ => ordo_metrics::GroupKind::Vshard,
+    }
+}
+
 /// The vShard of a group id, if it is a vShard group.
 pub fn group_vshard(gid: GroupId) -> Option<u32> {
     gid.checked_sub(VSHARD_GROUP_BASE).map(|v| v as u32)

@@ -35,6 +35,7 @@ mod network;
 mod state_machine;
 mod types;
 
+pub use entry_codec::decode_untrusted;
 pub use group::{wait_for_leader, Consensus, ConsensusError, GroupConfig, GroupHost, GroupStatus, RaftGroup};
 pub use keys::GroupId;
 pub use network::{ForwardError, PeerTransport, Transport};

@@ -19,10 +19,12 @@ use std::sync::Arc;
 
 use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader};
+use ordo_metrics::RaftMetrics;
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
 use crate::engine::Engine;
 use crate::entry_codec::{decode, encode};
+use crate::groups::group_kind;
 use crate::keys::{self, GroupId, Section};
 use crate::types::{Entry, LogId, TypeConfig, Vote};
 
@@ -95,6 +97,7 @@ pub struct LogStore {
     gid: GroupId,
     engine: Arc<Engine>,
     cache: Arc<parking_lot::Mutex<EntryCache>>,
+    metrics: RaftMetrics,
 }
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
@@ -103,7 +106,13 @@ fn io_err(e: impl std::fmt::Display) -> io::Error {
 
 impl LogStore {
     pub fn new(gid: GroupId, engine: Arc<Engine>) -> LogStore {
-        LogStore { gid, engine, cache: Arc::default() }
+        LogStore { gid, engine, cache: Arc::default(), metrics: RaftMetrics::default() }
+    }
+
+    /// Records appends in `metrics` (the node's) instead of a private set.
+    pub fn with_metrics(mut self, metrics: RaftMetrics) -> LogStore {
+        self.metrics = metrics;
+        self
     }
 
     fn get<T: serde::de::DeserializeOwned>(&self, section: Section) -> io::Result<Option<T>> {
@@ -221,7 +230,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             cache.push(e, bytes);
         }
         drop(cache);
-        self.engine.sync_then(Box::new(move |r| callback.io_completed(r.map_err(io::Error::other))));
+        let (metrics, kind, start) = (self.metrics.clone(), group_kind(self.gid), std::time::Instant::now());
+        self.engine.sync_then(Box::new(move |r| {
+            metrics.appended(kind, ordo_metrics::seconds_since(start));
+            callback.io_completed(r.map_err(io::Error::other))
+        }));
         Ok(())
     }
 

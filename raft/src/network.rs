@@ -20,11 +20,11 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, OptionalSend};
 use ordo_proto::{ForwardRequest, NodeClient, RaftBatch, RaftMsg};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::entry_codec::{decode, encode};
-use crate::identity::{attach, Credentials};
+use crate::identity::{attach, is_wiped_refusal, Credentials};
 use crate::keys::GroupId;
 use crate::types::{RaftKind, Snapshot, SnapshotData, TypeConfig, Vote};
 
@@ -39,6 +39,24 @@ struct Outgoing {
     reply: oneshot::Sender<Result<Vec<u8>, String>>,
 }
 
+/// The first refusal of this node as a wiped incarnation by a peer (see
+/// [`crate::identity`]), whatever call it came on: the node must stop.
+/// A node starting on a new data directory asks its peers first, but a
+/// peer that did not answer then (slow, or not up yet) refuses it later.
+struct Refusal(watch::Sender<Option<String>>);
+
+impl Refusal {
+    fn record(&self, peer: u64, status: &tonic::Status) {
+        if is_wiped_refusal(status) {
+            self.0.send_if_modified(|first| {
+                let new = first.is_none();
+                first.get_or_insert_with(|| format!("node {peer} refuses this node: {}", status.message()));
+                new
+            });
+        }
+    }
+}
+
 /// The connection to one peer node.
 pub struct PeerTransport {
     node_id: u64,
@@ -46,10 +64,16 @@ pub struct PeerTransport {
     queue: mpsc::Sender<Outgoing>,
     client: NodeClient<Channel>,
     creds: Arc<Credentials>,
+    refusal: Arc<Refusal>,
 }
 
 impl PeerTransport {
-    fn new(node_id: u64, addr: String, creds: Arc<Credentials>) -> Result<Arc<PeerTransport>, String> {
+    fn new(
+        node_id: u64,
+        addr: String,
+        creds: Arc<Credentials>,
+        refusal: Arc<Refusal>,
+    ) -> Result<Arc<PeerTransport>, String> {
         let channel = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| format!("bad address {addr}: {e}"))?
             .connect_timeout(Duration::from_millis(PEER_CONNECT_TIMEOUT_MS))
@@ -60,8 +84,8 @@ impl PeerTransport {
             .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
         let (queue, rx) = mpsc::channel(PEER_QUEUE_MAX);
-        tokio::spawn(run_sender(rx, client.clone(), creds.clone()));
-        Ok(Arc::new(PeerTransport { node_id, addr, queue, client, creds }))
+        tokio::spawn(run_sender(rx, client.clone(), creds.clone(), (node_id, refusal.clone())));
+        Ok(Arc::new(PeerTransport { node_id, addr, queue, client, creds, refusal }))
     }
 
     pub fn node_id(&self) -> u64 {
@@ -98,13 +122,19 @@ impl PeerTransport {
     }
 
     /// An empty batch through the peer's gate: `Err` with the peer's
-    /// refusal if it does not admit this node (see [`crate::identity`]).
+    /// refusal if it does not admit this node (see [`crate::identity`]; a
+    /// refusal as a wiped incarnation is also recorded for
+    /// [`Transport::refused_as_wiped`]).
     pub async fn ping(&self) -> Result<(), tonic::Status> {
         let mut client = self.client.clone();
         let mut req = tonic::Request::new(RaftBatch { from_node: self.creds.node_id, msgs: Vec::new() });
         attach(&mut req, &self.creds);
         crate::identity::mark_probe(&mut req);
-        client.raft(req).await.map(|_| ())
+        let answer = client.raft(req).await.map(|_| ());
+        if let Err(status) = &answer {
+            self.refusal.record(self.node_id, status);
+        }
+        answer
     }
 
     /// Forwards an opaque client request for `gid` to this peer.
@@ -118,7 +148,10 @@ impl PeerTransport {
             Ok(Err(status)) if status.code() == tonic::Code::Unavailable && is_connect_error(&status) => {
                 Err(ForwardError::Unreachable(format!("node {}: {}", self.node_id, status.message())))
             }
-            Ok(Err(status)) => Err(ForwardError::Failed(format!("node {}: {}", self.node_id, status.message()))),
+            Ok(Err(status)) => {
+                self.refusal.record(self.node_id, &status);
+                Err(ForwardError::Failed(format!("node {}: {}", self.node_id, status.message())))
+            }
             Err(_) => Err(ForwardError::Failed(format!("node {} did not answer within {timeout:?}", self.node_id))),
         }
     }
@@ -148,7 +181,12 @@ fn is_connect_error(status: &tonic::Status) -> bool {
     m.contains("tcp connect error") || m.contains("Connection refused")
 }
 
-async fn run_sender(mut rx: mpsc::Receiver<Outgoing>, client: NodeClient<Channel>, creds: Arc<Credentials>) {
+async fn run_sender(
+    mut rx: mpsc::Receiver<Outgoing>,
+    client: NodeClient<Channel>,
+    creds: Arc<Credentials>,
+    (peer, refusal): (u64, Arc<Refusal>),
+) {
     let inflight = Arc::new(Semaphore::new(PEER_INFLIGHT_MAX));
     while let Some(first) = rx.recv().await {
         let mut bytes = first.msg.payload.len();
@@ -177,7 +215,7 @@ async fn run_sender(mut rx: mpsc::Receiver<Outgoing>, client: NodeClient<Channel
         }
         let Ok(permit) = inflight.clone().acquire_owned().await else { return };
         let mut client = client.clone();
-        let creds = creds.clone();
+        let (creds, refusal) = (creds.clone(), refusal.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let (msgs, replies): (Vec<RaftMsg>, Vec<_>) = batch.into_iter().map(|o| (o.msg, o.reply)).unzip();
@@ -198,6 +236,7 @@ async fn run_sender(mut rx: mpsc::Receiver<Outgoing>, client: NodeClient<Channel
                     }
                 }
                 Ok(Err(status)) => {
+                    refusal.record(peer, &status);
                     for r in replies {
                         let _ = r.send(Err(status.message().to_string()));
                     }
@@ -216,6 +255,7 @@ async fn run_sender(mut rx: mpsc::Receiver<Outgoing>, client: NodeClient<Channel
 pub struct Transport {
     self_id: u64,
     peers: BTreeMap<u64, Arc<PeerTransport>>,
+    refusal: Arc<Refusal>,
 }
 
 impl Transport {
@@ -224,13 +264,26 @@ impl Transport {
     pub fn new(creds: Credentials, nodes: &BTreeMap<u64, String>) -> Result<Arc<Transport>, String> {
         let self_id = creds.node_id;
         let creds = Arc::new(creds);
+        let refusal = Arc::new(Refusal(watch::Sender::new(None)));
         let mut peers = BTreeMap::new();
         for (&id, addr) in nodes {
             if id != self_id {
-                peers.insert(id, PeerTransport::new(id, addr.clone(), creds.clone())?);
+                peers.insert(id, PeerTransport::new(id, addr.clone(), creds.clone(), refusal.clone())?);
             }
         }
-        Ok(Arc::new(Transport { self_id, peers }))
+        Ok(Arc::new(Transport { self_id, peers, refusal }))
+    }
+
+    /// Resolves with the first peer's refusal of this node as a wiped
+    /// incarnation (never, while none refuses it).
+    pub async fn refused_as_wiped(&self) -> String {
+        let mut rx = self.refusal.0.subscribe();
+        let first = rx.wait_for(Option::is_some).await.map(|first| first.clone());
+        match first {
+            Ok(first) => first.unwrap_or_default(),
+            // The sender lives as long as `self`.
+            Err(_) => std::future::pending().await,
+        }
     }
 
     pub fn self_id(&self) -> u64 {

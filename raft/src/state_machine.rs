@@ -12,11 +12,13 @@ use std::sync::Arc;
 use futures::TryStreamExt;
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
+use ordo_metrics::RaftMetrics;
 use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 
 use crate::constants::{REQUEST_REPLY_BYTES_MAX, REQUEST_RETENTION_MS};
 use crate::engine::Engine;
 use crate::entry_codec::{decode, encode};
+use crate::groups::group_kind;
 use crate::keys::{self, GroupId, Section};
 use crate::requests::{
     expiry_key, record_key, PendingRecords, RequestId, RequestRecord, RequestReply, EXPIRY_PREFIX, RECORD_PREFIX,
@@ -182,6 +184,7 @@ fn io_err(e: impl std::fmt::Display) -> io::Error {
 pub struct StateMachineStore {
     gid: GroupId,
     engine: Arc<Engine>,
+    metrics: RaftMetrics,
     logic: Arc<dyn GroupLogic>,
     last_applied: Option<LogId>,
     membership: StoredMembership,
@@ -200,11 +203,18 @@ impl StateMachineStore {
         Ok(StateMachineStore {
             gid,
             engine,
+            metrics: RaftMetrics::default(),
             logic,
             last_applied: applied.0,
             membership: applied.1,
             pending: PendingRecords::default(),
         })
+    }
+
+    /// Records applies and snapshots in `metrics` (the node's).
+    pub fn with_metrics(mut self, metrics: RaftMetrics) -> StateMachineStore {
+        self.metrics = metrics;
+        self
     }
 
     fn applied_key(&self) -> Vec<u8> {
@@ -224,6 +234,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     where
         Strm: futures::Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
+        let start = std::time::Instant::now();
         let mut batch = WriteBatch::default();
         let mut replies = Vec::new();
         while let Some((entry, responder)) = entries.try_next().await? {
@@ -273,6 +284,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.engine.write(batch).map_err(io_err)?;
         self.pending.clear();
         self.logic.after_write();
+        self.metrics.applied(group_kind(self.gid), replies.len() as u64, ordo_metrics::seconds_since(start));
         for (responder, reply) in replies {
             if let Some(r) = responder {
                 r.send(Reply(reply));
@@ -282,7 +294,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder { gid: self.gid, engine: self.engine.clone() }
+        SnapshotBuilder { gid: self.gid, engine: self.engine.clone(), metrics: self.metrics.clone() }
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
@@ -302,6 +314,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.membership = meta.last_membership.clone();
         self.pending.clear();
         self.logic.reload(self.gid, self.engine.db());
+        self.metrics.snapshot_installed(group_kind(self.gid));
         Ok(())
     }
 
@@ -376,6 +389,7 @@ fn load_snapshot(gid: GroupId, engine: &Engine) -> io::Result<Option<Snapshot>> 
 pub struct SnapshotBuilder {
     gid: GroupId,
     engine: Arc<Engine>,
+    metrics: RaftMetrics,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -402,6 +416,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let mut batch = WriteBatch::default();
         batch.put(keys::key(self.gid, Section::Snapshot, b""), encode(&(meta.clone(), data.clone())));
         self.engine.write(batch).map_err(io_err)?;
+        self.metrics.snapshot_built(group_kind(self.gid));
         Ok(Snapshot { meta, snapshot: SnapshotData::new(data) })
     }
 }

@@ -43,6 +43,7 @@ async fn an_attempt_applies_once_and_never_after_its_window() {
         engine: engine.clone(),
         transport: Transport::new(creds, &members).unwrap(),
         config: GroupConfig { heartbeat_ms: 50, snapshot_logs: 1000 },
+        metrics: Default::default(),
     };
     let logic = Arc::new(Counter::default());
     let group = RaftGroup::open(&host, 7, &members, true, logic.clone()).await.unwrap();

@@ -5,7 +5,9 @@
 //! learns its epoch once that proposal is committed and applied.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use ordo_metrics::{seconds_since, Outcome, SequencerMetrics};
 
 use ordo_raft::{Consensus, ConsensusError};
 use tokio::sync::{mpsc, oneshot};
@@ -23,6 +25,8 @@ pub struct SealerConfig {
     pub bytes_max: usize,
     /// Inputs waiting to be sealed; more are refused (retryable).
     pub queue_max: usize,
+    /// Where the sealer records its epochs (the node's registry holds it).
+    pub metrics: SequencerMetrics,
 }
 
 impl Default for SealerConfig {
@@ -32,6 +36,7 @@ impl Default for SealerConfig {
             inputs_max: EPOCH_INPUTS_MAX,
             bytes_max: EPOCH_BYTES_MAX,
             queue_max: SEAL_QUEUE_MAX,
+            metrics: SequencerMetrics::default(),
         }
     }
 }
@@ -51,6 +56,7 @@ pub enum SealError {
 
 struct Pending {
     input: EpochInput,
+    arrived: Instant,
     done: oneshot::Sender<Result<Placed, SealError>>,
 }
 
@@ -73,7 +79,7 @@ impl Sealer {
     /// Orders `input`; returns the epoch it was sealed into and its index there.
     pub async fn submit(&self, input: EpochInput) -> Result<Placed, SealError> {
         let (done, rx) = oneshot::channel();
-        self.queue.try_send(Pending { input, done }).map_err(|e| match e {
+        self.queue.try_send(Pending { input, arrived: Instant::now(), done }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => SealError::Overloaded(self.queue_max),
             mpsc::error::TrySendError::Closed(_) => SealError::Unavailable("sealer stopped".into()),
         })?;
@@ -101,14 +107,26 @@ async fn run(group: Arc<dyn Consensus>, config: SealerConfig, mut rx: mpsc::Rece
                 Ok(None) | Err(_) => break,
             }
         }
+        let arrivals: Vec<Instant> = batch.iter().map(|p| p.arrived).collect();
         let (inputs, waiters): (Vec<EpochInput>, Vec<_>) = batch.into_iter().map(|p| (p.input, p.done)).unzip();
+        let count = inputs.len();
         let cmd = SequencerCommand::Seal { proposed_timestamp_us: wall_clock_us(), inputs };
+        let start = Instant::now();
         let result = match group.propose(encode(&cmd)).await {
             Ok(reply) => decode::<SealReply>(&reply).map_err(SealError::Unavailable),
             Err(ConsensusError::NotLeader { leader, .. }) => Err(SealError::NotLeader(leader)),
             Err(ConsensusError::Unknown { reason, .. }) => Err(SealError::Unknown(reason)),
             Err(e) => Err(SealError::Unavailable(e.to_string())),
         };
+        let outcome = match &result {
+            Ok(_) => Outcome::Ok,
+            Err(SealError::Unknown(_)) => Outcome::Unknown,
+            Err(_) => Outcome::Refused,
+        };
+        config.metrics.sealed(count, outcome, seconds_since(start));
+        if outcome == Outcome::Ok {
+            arrivals.iter().for_each(|a| config.metrics.placed(seconds_since(*a)));
+        }
         for (i, w) in waiters.into_iter().enumerate() {
             let placed = result.as_ref().map_err(Clone::clone).and_then(|r| {
                 r.placed.get(i).copied().ok_or_else(|| SealError::Unavailable("a seal reply lacks an input".into()))

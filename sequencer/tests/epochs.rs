@@ -15,7 +15,7 @@ async fn open(engine: &Arc<Engine>, logic: &Arc<SequencerLogic>) -> Arc<RaftGrou
         ordo_raft::identity::Credentials { cluster: "t".into(), secret: "t".into(), node_id: 1, incarnation: 1 };
     let transport = Transport::new(creds, &members).unwrap();
     let config = GroupConfig { heartbeat_ms: 50, snapshot_logs: 1000 };
-    let host = GroupHost { node_id: 1, engine: engine.clone(), transport, config };
+    let host = GroupHost { node_id: 1, engine: engine.clone(), transport, config, metrics: Default::default() };
     let group = RaftGroup::open(&host, SEQUENCER_GROUP, &members, true, logic.clone()).await.unwrap();
     assert_eq!(wait_for_leader(group.as_ref(), Duration::from_secs(10)).await, Some(1));
     group

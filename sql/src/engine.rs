@@ -1,6 +1,7 @@
 //! [`SqlEngine`]: runs the statements of one request.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::StreamExt;
 
@@ -16,6 +17,7 @@ use ordo_executor::{Gateway, ReconStats, Router};
 use ordo_expr::{from_datafusion, ExecError, ExecResult, Param};
 use ordo_meta::command::{MetaCommand, MetaResult};
 use ordo_meta::logic::MetaLogic;
+use ordo_metrics::{seconds_since, RequestKind, SqlMetrics};
 
 use crate::constants::{
     DROP_ATTEMPTS_MAX, DROP_FANOUT_MAX, NODE_QUERY_MEMORY_BYTES_MAX, QUERY_RETRIES_MAX, QUERY_TIMEOUT_MS,
@@ -30,11 +32,13 @@ pub struct SqlEngine {
     shared: Arc<Shared>,
     ctx: SessionContext,
     limits: QueryLimits,
+    metrics: SqlMetrics,
 }
 
 impl SqlEngine {
     pub fn new(router: Arc<Router>, meta: Arc<MetaLogic>, vshards: u32, limits: QueryLimits) -> ExecResult<SqlEngine> {
-        let gateway = Gateway::new(router.clone());
+        let metrics = SqlMetrics::default();
+        let gateway = Gateway::new(router.clone(), metrics.clone());
         let shared = Arc::new(Shared { router, meta, vshards, gateway });
         let cfg = ordo_expr::session::config().with_target_partitions(2);
         // One pool for every query of the node, each query drawing on it
@@ -50,7 +54,12 @@ impl SqlEngine {
             .ok_or_else(|| ExecError::Internal("no default catalog".into()))?
             .register_schema("public", Arc::new(OrdoSchema::new(shared.clone())))
             .map_err(from_datafusion)?;
-        Ok(SqlEngine { shared, ctx, limits })
+        Ok(SqlEngine { shared, ctx, limits, metrics })
+    }
+
+    /// What this engine and its gateway record, for the node's registry.
+    pub fn metrics(&self) -> &SqlMetrics {
+        &self.metrics
     }
 
     /// How this gateway's reconnaissances went, for operators.
@@ -78,8 +87,25 @@ impl SqlEngine {
     /// Parses `sql` (one or more `;`-separated statements) and runs each as
     /// its own auto-committed statement, stopping at the first error.
     pub async fn execute(&self, sql: &str, params: &[Param]) -> ExecResult<Vec<StatementResult>> {
+        let _in_flight = self.metrics.start();
+        let start = Instant::now();
+        let mut kind = RequestKind::Invalid;
+        let result = self.execute_counted(sql, params, &mut kind).await;
+        let code = result.as_ref().err().map(|e| e.sqlstate());
+        self.metrics.finished(kind, seconds_since(start), code);
+        result
+    }
+
+    /// [`SqlEngine::execute`], telling `kind` what the request turned out to be.
+    async fn execute_counted(
+        &self,
+        sql: &str,
+        params: &[Param],
+        kind: &mut RequestKind,
+    ) -> ExecResult<Vec<StatementResult>> {
         ordo_expr::depth::check_depth(sql)?;
         let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| ExecError::Syntax(e.to_string()))?;
+        *kind = request_kind(&statements);
         if statements.is_empty() {
             return Err(ExecError::Syntax("empty query".into()));
         }
@@ -294,4 +320,18 @@ impl SqlEngine {
 
 fn first_words(s: &str) -> String {
     s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// What a request is, for metrics (see [`RequestKind`]).
+fn request_kind(statements: &[Statement]) -> RequestKind {
+    let is_write = |s: &Statement| matches!(s, Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_));
+    match statements {
+        [] => RequestKind::Invalid,
+        [Statement::StartTransaction { .. }, ..] => RequestKind::Transaction,
+        [Statement::Query(_)] => RequestKind::Query,
+        [one] if is_write(one) => RequestKind::Write,
+        [Statement::CreateTable(_)] | [Statement::Drop { .. }] => RequestKind::Ddl,
+        many if many.len() > 1 && many.iter().all(is_write) => RequestKind::Transaction,
+        _ => RequestKind::Batch,
+    }
 }

@@ -60,7 +60,7 @@ fn cluster_secret() -> String {
 /// A port that is free now, taken from below Linux's ephemeral range
 /// (32768+) so that outgoing connections cannot grab it before the node
 /// binds it; each test process walks its own stretch of the range.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let offset = (std::process::id() % 100) * 120;
     loop {
@@ -383,6 +383,12 @@ pub struct SqlClient {
 }
 
 impl SqlClient {
+    /// A client of the nodes at `urls` (`http://host:port`, node 1 first).
+    pub fn new(urls: Vec<String>) -> SqlClient {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client");
+        SqlClient { urls, client }
+    }
+
     pub async fn sql(&self, id: u64, sql: &str, params: Value) -> Result<Vec<Value>, SqlError> {
         self.post_raw(id, json!({"sql": sql, "params": params}).to_string().into_bytes()).await
     }

@@ -9,7 +9,7 @@ use ordo_expr::{ExecError, ExecResult, Param};
 use ordo_meta::catalog::TableDef;
 use ordo_meta::command::{MetaCommand, MetaResult};
 use ordo_raft::groups::{vshard_group, META_GROUP, SEQUENCER_GROUP};
-use ordo_raft::GroupId;
+use ordo_raft::{GroupId, GroupStatus};
 use ordo_sequencer::{Epoch, EpochInput};
 use ordo_vshard::shard::TxnPos;
 
@@ -44,6 +44,14 @@ fn unexpected(request: &str, reply: ShardResponse) -> ExecError {
 
 /// Meta group: the catalog.
 impl Router {
+    /// Group `gid`'s state as its leader sees it.
+    pub async fn group_status(&self, gid: GroupId) -> ExecResult<GroupStatus> {
+        match self.call(gid, &ShardRequest::Status).await? {
+            ShardResponse::Status(status) => Ok(status),
+            other => Err(unexpected("Status", other)),
+        }
+    }
+
     /// Applies a catalog change on the meta leader.
     pub async fn meta(&self, cmd: MetaCommand) -> ExecResult<MetaResult> {
         match self.call(META_GROUP, &ShardRequest::Meta(cmd)).await? {

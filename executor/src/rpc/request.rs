@@ -2,7 +2,7 @@
 
 use ordo_meta::catalog::TableDef;
 use ordo_meta::command::{MetaCommand, MetaResult};
-use ordo_raft::RequestId;
+use ordo_raft::{GroupStatus, RequestId};
 use ordo_sequencer::EpochInput;
 use ordo_vshard::shard::TxnPos;
 use serde::{Deserialize, Serialize};
@@ -99,6 +99,9 @@ pub enum ShardRequest {
     /// names it across retries: the group applies it once per id and
     /// answers a retry with the first answer (`ordo_raft::requests`).
     Once { id: RequestId, req: Box<ShardRequest> },
+    /// The group's state as its leader sees it (followers' progress
+    /// included), for operators; answers `Status`.
+    Status,
 }
 
 impl ShardRequest {
@@ -197,4 +200,6 @@ pub enum ShardResponse {
         #[serde(with = "ordo_raft::codec::bytes_seq")]
         rows: Vec<Vec<u8>>,
     },
+    /// A group's state (`ShardRequest::Status`).
+    Status(GroupStatus),
 }

@@ -192,6 +192,14 @@ struct PositionView<'a> {
 
 impl PositionView<'_> {
     async fn remote(&self, vshard: u32, key: &[u8], prefix: bool) -> ExecResult<Pairs> {
+        let start = std::time::Instant::now();
+        let read = self.remote_once(vshard, key, prefix).await;
+        self.leader.local.metrics().remote_read(ordo_metrics::seconds_since(start));
+        read
+    }
+
+    /// [`PositionView::remote`] without its metrics.
+    async fn remote_once(&self, vshard: u32, key: &[u8], prefix: bool) -> ExecResult<Pairs> {
         loop {
             if !self.leader.leading() {
                 return Err(ExecError::Unavailable("lost leadership".into()));

@@ -7,9 +7,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ordo_expr::ExecResult;
+use ordo_metrics::{seconds_since, waiter};
 use ordo_raft::groups::vshard_group;
 use ordo_scheduler::{LockSpan, SequencedTag, Ticket};
 use ordo_sequencer::{Epoch, EpochInput};
@@ -214,6 +215,7 @@ impl Scheduler {
             let decoded = decode::<SequencedInput>(&input.program);
             let (spans, writers) = self.locks_of(input, &decoded);
             let permit = round.inflight.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+            let enqueued = Instant::now();
             let ticket = self.enqueue(pos, spans, writers).await;
             round.progress.lock().order.push_back((pos, false));
             let this = self.clone();
@@ -223,7 +225,11 @@ impl Scheduler {
             tasks.spawn(async move {
                 let _permit = permit;
                 let _locks = ticket.granted().await;
+                let metrics = this.local.metrics();
+                metrics.lock_granted(waiter::SEQUENCED, seconds_since(enqueued));
+                let started = Instant::now();
                 let done = this.execute(pos, &epoch, &participants, decoded, &progress).await;
+                metrics.executed(done.is_ok(), seconds_since(started));
                 if done.is_err() {
                     // Before `_locks` goes (see `Round::broken`).
                     broken.store(true, Ordering::SeqCst);

@@ -27,6 +27,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use ordo_expr::{storage_error, ExecError};
+use ordo_metrics::SchedulerMetrics;
 use ordo_raft::groups::group_vshard;
 use ordo_raft::{Consensus, ConsensusError, GroupId, RequestId, RequestReply};
 use ordo_scheduler::ShardLocks;
@@ -118,6 +119,8 @@ pub struct LeaderExecutor {
     reads_ordered_before: AtomicU64,
     /// Those that waited for them.
     reads_waited: AtomicU64,
+    /// Positions run, lock waits, remote reads (`GET /metrics`).
+    metrics: SchedulerMetrics,
 }
 
 impl LeaderExecutor {
@@ -140,7 +143,25 @@ impl LeaderExecutor {
             router: OnceLock::new(),
             reads_ordered_before: Default::default(),
             reads_waited: Default::default(),
+            metrics: SchedulerMetrics::default(),
         }
+    }
+
+    /// What this executor and its schedulers record, for the node's registry.
+    pub fn metrics(&self) -> &SchedulerMetrics {
+        &self.metrics
+    }
+
+    /// Reads the lock tables' sizes into [`LeaderExecutor::metrics`] (when scraped).
+    pub fn refresh_metrics(&self) {
+        let (mut requests, mut granted) = (0usize, 0usize);
+        for v in 0..self.vshards {
+            let s = self.locks.table(v).stats();
+            requests += s.requests;
+            granted += s.granted;
+        }
+        let waiting = requests.saturating_sub(granted);
+        self.metrics.set_lock_queues(requests as i64, waiting as i64);
     }
 
     /// Single-vShard reads that met earlier cross-shard writes of their
@@ -251,6 +272,7 @@ impl LeaderExecutor {
             R::CompleteThrough => self.complete_through(gid, group),
             // Group-level.
             R::ReadIndex => self.read_index(group).await,
+            R::Status => Ok(ShardResponse::Status(group.status())),
             R::Meta(cmd) => self.meta(group, &cmd, id).await,
             R::Catalog => self.catalog(gid, group).await,
             R::Sequence(input) => self.sequence(gid, input, id).await,

@@ -142,6 +142,7 @@ impl LeaderExecutor {
         fence: Option<Fence>,
     ) -> Result<OwnedSnapshot, Fail> {
         let ticket = self.locks.table(vshard).enqueue_snapshot_read(spans).map_err(|o| queue_full(vshard, o))?;
+        let enqueued = std::time::Instant::now();
         let mut met = false;
         // Positions applied elsewhere that this read waited to leave the
         // table: they must have applied here too.
@@ -190,6 +191,7 @@ impl LeaderExecutor {
         }
         self.reads_waited.fetch_add(1, Ordering::Relaxed);
         let _granted = ticket.granted().await;
+        self.metrics.lock_granted(ordo_metrics::waiter::READ, ordo_metrics::seconds_since(enqueued));
         self.check_round(group, vshard, fence.map(|f| f.mark))?;
         group.read_barrier().await?;
         Ok(self.reader.snapshot())

@@ -147,7 +147,9 @@ impl LeaderExecutor {
         let floor = fence.map_or(TxnPos::default(), |f| TxnPos { epoch: f.through_epoch, index: u32::MAX });
         let ticket = self.locks.table(vshard).enqueue_after(spans, floor).map_err(|o| queue_full(vshard, o))?;
         let after = ticket.after();
+        let enqueued = std::time::Instant::now();
         let guard = ticket.granted().await;
+        self.metrics.lock_granted(ordo_metrics::waiter::WRITE, ordo_metrics::seconds_since(enqueued));
         self.check_round(group, vshard, fence.map(|f| f.mark))?;
         Ok((guard, after))
     }
