@@ -18,7 +18,9 @@
 //!   order and runs the vShard's part of each cross-shard transaction;
 //! - [`gateway`]: the client half of the protocol (participants,
 //!   reconnaissance, sequencing, outcomes); [`gc`]: collection of records,
-//!   epochs and row versions; [`verify`]: replica checksums.
+//!   epochs and row versions; [`verify`]: replica checksums;
+//! - `untrusted`: every decoder of peer and stored bytes at once, for
+//!   fuzzing ([`decode_untrusted`]).
 //!
 //! Dependency rule: below `ordo-sql`; depends on the scheduler (lock table),
 //! expr, meta, vshard, sequencer and raft crates. It must not parse SQL
@@ -35,11 +37,13 @@ mod codec;
 mod scheduling;
 mod sequenced;
 mod serve;
+mod untrusted;
 
-pub use codec::{decode, decode_untrusted, encode};
+pub use codec::{decode, encode};
 pub use gateway::{Gateway, ReconStats};
 pub use ordo_expr::{ExecError, ExecResult};
 pub use rpc::{LocalServer, Router};
 pub use scheduling::spawn_schedulers;
 pub use sequenced::{EpochSource, LocalEpochs, SchedulerStat};
 pub use serve::LeaderExecutor;
+pub use untrusted::decode_untrusted;

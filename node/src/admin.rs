@@ -19,12 +19,18 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::constants::{STATUS_CALLS_INFLIGHT_MAX, STATUS_CALL_TIMEOUT_MS, STATUS_DEADLINE_MS};
-use crate::http::{error, exec_error};
+use crate::reply::{error, exec_error};
 use crate::state::NodeState;
 
 /// The node's metrics in Prometheus' text format.
 pub async fn metrics(State(state): State<Arc<NodeState>>) -> Response {
-    match state.metrics.render(&state).await {
+    let scraped = crate::metrics::Scraped {
+        node_id: state.node_id,
+        groups: &state.groups,
+        engine: &state.engine,
+        executor: &state.executor,
+    };
+    match state.metrics.render(scraped).await {
         Ok(text) => ([(header::CONTENT_TYPE, ordo_metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "XX000", format!("encoding metrics: {e}")),
     }

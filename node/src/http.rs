@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::listen::HttpLimits;
+use crate::reply::{error, exec_error};
 use crate::state::NodeState;
 
 pub fn router(state: Arc<NodeState>, limits: HttpLimits) -> axum::Router {
@@ -44,24 +45,6 @@ struct SqlRequest {
     sql: String,
     #[serde(default)]
     params: Vec<serde_json::Value>,
-}
-
-pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": {"code": code, "message": message.into()}}))).into_response()
-}
-
-pub(crate) fn exec_error(e: &ExecError) -> Response {
-    let code = e.sqlstate();
-    let status = match &code[..2] {
-        "57" | "53" => StatusCode::SERVICE_UNAVAILABLE,
-        // Outcome unknown (08007): the node gave up waiting, like a gateway.
-        "08" => StatusCode::GATEWAY_TIMEOUT,
-        "XX" => StatusCode::INTERNAL_SERVER_ERROR,
-        "54" => StatusCode::PAYLOAD_TOO_LARGE,
-        "23" => StatusCode::CONFLICT,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    error(status, code, e.to_string())
 }
 
 /// Whether reading a body failed on its size bound (axum reports it as a

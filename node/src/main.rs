@@ -1,7 +1,8 @@
 //! `ordo`: the OrdoDB server binary and CLI — startup of a node's groups
 //! (`node`), the gRPC service peers talk to (`grpc`), the HTTP API (`http`,
 //! with operators' endpoints and metrics in `admin` and `metrics`) and the
-//! server loop that bounds its clients (`listen`), a local dev cluster
+//! server loop that bounds its clients (`listen`; error answers in `reply`),
+//! a local dev cluster
 //! (`dev`), replica verification (`verify`), and the operator's CLI
 //! (`client`: health, status, sql, admin).
 //!
@@ -18,6 +19,7 @@ mod http;
 mod listen;
 mod metrics;
 mod node;
+mod reply;
 mod state;
 mod verify;
 

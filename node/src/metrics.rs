@@ -4,11 +4,11 @@
 //! into gauges when scraped.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use ordo_metrics::{GroupGauges, GroupKind, KindSums, ProcessMetrics, Registry};
 use ordo_raft::groups::group_kind;
-
-use crate::state::NodeState;
+use ordo_raft::{Consensus, GroupId};
 
 pub struct NodeMetrics {
     registry: Registry,
@@ -17,6 +17,14 @@ pub struct NodeMetrics {
     /// One scrape at a time reads the scrape-time values (they advance
     /// counters by the difference to what was read before).
     scrape: tokio::sync::Mutex<()>,
+}
+
+/// What a scrape reads the node's state from.
+pub struct Scraped<'a> {
+    pub node_id: u64,
+    pub groups: &'a BTreeMap<GroupId, Arc<dyn Consensus>>,
+    pub engine: &'a ordo_raft::engine::Engine,
+    pub executor: &'a ordo_executor::LeaderExecutor,
 }
 
 /// The parts of a node that record metrics.
@@ -44,26 +52,26 @@ impl NodeMetrics {
     }
 
     /// The registry as text, after reading the scrape-time values.
-    pub async fn render(&self, state: &NodeState) -> Result<String, std::fmt::Error> {
+    pub async fn render(&self, node: Scraped<'_>) -> Result<String, std::fmt::Error> {
         let _one = self.scrape.lock().await;
-        self.refresh_groups(state);
-        state.engine.refresh_metrics();
-        state.executor.refresh_metrics();
+        self.refresh_groups(node.node_id, node.groups);
+        node.engine.refresh_metrics();
+        node.executor.refresh_metrics();
         self.process.refresh();
         ordo_metrics::encode(&self.registry)
     }
 
-    fn refresh_groups(&self, state: &NodeState) {
+    fn refresh_groups(&self, node_id: u64, groups: &BTreeMap<GroupId, Arc<dyn Consensus>>) {
         let mut sums: BTreeMap<GroupKind, KindSums> =
             GroupKind::ALL.iter().map(|&k| (k, KindSums::default())).collect();
-        for g in state.groups.values() {
+        for g in groups.values() {
             let s = g.status();
             let sum = sums.entry(group_kind(s.group_id)).or_default();
             sum.hosted += 1;
             sum.terms = sum.terms.saturating_add(i64::try_from(s.term).unwrap_or(i64::MAX));
             match s.leader {
                 None => sum.leaderless += 1,
-                Some(l) if l == state.node_id => {
+                Some(l) if l == node_id => {
                     sum.leaders += 1;
                     let last = s.last_log_index.unwrap_or(0);
                     // A follower whose progress is not known yet (just
@@ -71,7 +79,7 @@ impl NodeMetrics {
                     let behind = s
                         .matched
                         .iter()
-                        .filter(|(&n, _)| n != state.node_id)
+                        .filter(|(&n, _)| n != node_id)
                         .filter_map(|(_, m)| m.map(|m| last.saturating_sub(m)))
                         .max()
                         .unwrap_or(0);

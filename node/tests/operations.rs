@@ -169,6 +169,27 @@ async fn operators_move_leaders_with_the_cli() {
     let wrong = cli(&["sql", "--http", &addr(1), "SELEC 1"]);
     assert!(!wrong.status.success() && text(&wrong).contains("42601"), "{}", text(&wrong));
 
+    // The prompt reads statements ending in `;`, over several lines.
+    let mut prompt = Command::new(ORDO)
+        .args(["sql", "--http", &addr(2)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ordo sql");
+    {
+        use std::io::Write;
+        let mut stdin = prompt.stdin.take().unwrap();
+        stdin.write_all(b"SELECT 41\n + 1 AS answer;\nSELEC 2;\nSELECT s FROM t WHERE id = 7;\n").unwrap();
+    }
+    let out = prompt.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("answer") && said.contains("42") && said.contains("42601") && said.contains("seven"),
+        "{said}"
+    );
+
     let table = cli(&["status", "--http", &addr(1)]);
     assert!(table.status.success(), "{}", text(&table));
     assert!(text(&table).contains("10 groups"), "{}", text(&table));
