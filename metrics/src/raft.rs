@@ -19,6 +19,7 @@ pub struct RaftMetrics {
     proposals: Family<KindOutcomeLabels, Counter>,
     propose: Histograms,
     append: Histograms,
+    commit: Histograms,
     apply: Histograms,
     applied_entries: Family<KindLabels, Counter>,
     snapshots_built: Family<KindLabels, Counter>,
@@ -32,6 +33,7 @@ impl Default for RaftMetrics {
             proposals: Family::default(),
             propose: histograms(),
             append: histograms(),
+            commit: histograms(),
             apply: histograms(),
             applied_entries: Family::default(),
             snapshots_built: Family::default(),
@@ -56,6 +58,12 @@ impl RaftMetrics {
             Unit::Seconds,
             self.append.clone(),
         );
+        r.register_with_unit(
+            "commit",
+            "From an entry's append to this replica's log to the start of its apply: fsync, replication to a quorum, commit",
+            Unit::Seconds,
+            self.commit.clone(),
+        );
         r.register_with_unit("apply", "Applying a batch of committed entries", Unit::Seconds, self.apply.clone());
         r.register("applied_entries", "Entries applied by this node's replicas", self.applied_entries.clone());
         r.register("snapshots_built", "Snapshots built by this node's replicas", self.snapshots_built.clone());
@@ -77,6 +85,11 @@ impl RaftMetrics {
 
     pub fn appended(&self, kind: GroupKind, seconds: f64) {
         self.append.get_or_create(&KindLabels { group_kind: kind }).observe(seconds);
+    }
+
+    /// An entry appended here `seconds` before its apply began.
+    pub fn committed(&self, kind: GroupKind, seconds: f64) {
+        self.commit.get_or_create(&KindLabels { group_kind: kind }).observe(seconds);
     }
 
     pub fn applied(&self, kind: GroupKind, entries: u64, seconds: f64) {

@@ -96,6 +96,7 @@ async fn metrics_move_during_a_workload_and_parse() {
     assert!(moved("ordo_raft_propose_seconds_count", "group_kind=\"vshard\"") >= 40.0);
     assert!(moved("ordo_raft_applied_entries_total", "group_kind=\"vshard\"") >= 120.0, "every replica applies");
     assert!(moved("ordo_raft_append_seconds_count", "") > 0.0);
+    assert!(moved("ordo_raft_commit_seconds_count", "group_kind=\"vshard\"") >= 120.0, "on every replica");
     assert!(moved("ordo_storage_wal_syncs_total", "") > 0.0);
     assert!(moved("ordo_sequencer_epochs_total", "outcome=\"ok\"") >= 1.0);
     assert!(moved("ordo_scheduler_positions_total", "") >= 1.0);

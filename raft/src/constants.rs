@@ -69,3 +69,7 @@ const _: () = assert!(HEARTBEAT_LINGER_MS * 4 <= HEARTBEAT_MS_MIN);
 // One syncer round can wake everything queued since the last one.
 const _: () = assert!(SYNC_WAITERS_PER_ROUND_MAX <= SYNC_QUEUE_MAX);
 const _: () = assert!(BATCH_MSGS_MAX <= PEER_QUEUE_MAX);
+
+/// Entries per group whose append time is kept until they are applied,
+/// for the commit latency metric (older ones go unmeasured).
+pub const APPEND_TIMES_MAX: usize = 1024;

@@ -353,11 +353,12 @@ impl RaftGroup {
     ) -> Result<Arc<RaftGroup>, String> {
         let GroupHost { node_id, engine, transport, config, metrics } = host;
         let (node_id, engine, transport) = (*node_id, engine.clone(), transport.clone());
-        let log = LogStore::new(gid, engine.clone()).with_metrics(metrics.clone());
+        let times = crate::log_store::AppendTimes::default();
+        let log = LogStore::new(gid, engine.clone()).with_metrics(metrics.clone(), times.clone());
         let initialized = log.is_initialized().map_err(|e| e.to_string())?;
         let sm = StateMachineStore::open(gid, engine.clone(), logic)
             .map_err(|e| e.to_string())?
-            .with_metrics(metrics.clone());
+            .with_metrics(metrics.clone(), times);
         let net = GroupNetworkFactory { gid, transport };
         let cfg = Arc::new(config.raft_config()?);
         let raft = Raft::new(node_id, cfg, net, log, sm).await.map_err(|e| e.to_string())?;

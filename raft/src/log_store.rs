@@ -16,6 +16,7 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
+use std::time::Instant;
 
 use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader};
@@ -28,7 +29,7 @@ use crate::groups::group_kind;
 use crate::keys::{self, GroupId, Section};
 use crate::types::{Entry, LogId, TypeConfig, Vote};
 
-use crate::constants::ENTRY_CACHE_BYTES_MAX;
+use crate::constants::{APPEND_TIMES_MAX, ENTRY_CACHE_BYTES_MAX};
 
 /// The newest entries of one group's log, contiguous by index.
 #[derive(Default)]
@@ -98,6 +99,45 @@ pub struct LogStore {
     engine: Arc<Engine>,
     cache: Arc<parking_lot::Mutex<EntryCache>>,
     metrics: RaftMetrics,
+    times: AppendTimes,
+}
+
+/// When this replica appended its latest entries, so that applying them
+/// tells how long their commit took (`RaftMetrics::committed`). Holds at
+/// most [`APPEND_TIMES_MAX`] entries; older ones are dropped unmeasured.
+#[derive(Clone, Default)]
+pub(crate) struct AppendTimes(Arc<parking_lot::Mutex<VecDeque<(u64, Instant)>>>);
+
+impl AppendTimes {
+    fn appended(&self, indexes: impl Iterator<Item = u64>, at: Instant) {
+        let mut q = self.0.lock();
+        for i in indexes {
+            if q.len() == APPEND_TIMES_MAX {
+                q.pop_front();
+            }
+            q.push_back((i, at));
+        }
+    }
+
+    /// Forgets entries from `from` on (the log was truncated there).
+    fn truncated(&self, from: u64) {
+        let mut q = self.0.lock();
+        while q.back().is_some_and(|&(i, _)| i >= from) {
+            q.pop_back();
+        }
+    }
+
+    /// Takes the append times of the entries up to `index`.
+    pub(crate) fn take_through(&self, index: u64) -> Vec<Instant> {
+        let mut q = self.0.lock();
+        let mut out = Vec::new();
+        while let Some(&(i, at)) = q.front().filter(|&&(i, _)| i <= index) {
+            debug_assert!(i <= index);
+            q.pop_front();
+            out.push(at);
+        }
+        out
+    }
 }
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
@@ -106,12 +146,14 @@ fn io_err(e: impl std::fmt::Display) -> io::Error {
 
 impl LogStore {
     pub fn new(gid: GroupId, engine: Arc<Engine>) -> LogStore {
-        LogStore { gid, engine, cache: Arc::default(), metrics: RaftMetrics::default() }
+        LogStore { gid, engine, cache: Arc::default(), metrics: RaftMetrics::default(), times: AppendTimes::default() }
     }
 
-    /// Records appends in `metrics` (the node's) instead of a private set.
-    pub fn with_metrics(mut self, metrics: RaftMetrics) -> LogStore {
+    /// Records appends in `metrics` (the node's) instead of a private set,
+    /// and their times in `times` (which the group's state machine reads).
+    pub(crate) fn with_metrics(mut self, metrics: RaftMetrics, times: AppendTimes) -> LogStore {
         self.metrics = metrics;
+        self.times = times;
         self
     }
 
@@ -225,12 +267,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             appended.push((e, bytes.len()));
         }
         self.engine.write(batch).map_err(io_err)?;
+        let start = Instant::now();
+        self.times.appended(appended.iter().map(|(e, _)| e.log_id.index), start);
         let mut cache = self.cache.lock();
         for (e, bytes) in appended {
             cache.push(e, bytes);
         }
         drop(cache);
-        let (metrics, kind, start) = (self.metrics.clone(), group_kind(self.gid), std::time::Instant::now());
+        let (metrics, kind) = (self.metrics.clone(), group_kind(self.gid));
         self.engine.sync_then(Box::new(move |r| {
             metrics.appended(kind, ordo_metrics::seconds_since(start));
             callback.io_completed(r.map_err(io::Error::other))
@@ -244,6 +288,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         batch.delete_range(keys::log_key(self.gid, from), end);
         self.cache.lock().truncate(from);
+        self.times.truncated(from);
         self.engine.write(batch).map_err(io_err)
     }
 

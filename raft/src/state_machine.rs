@@ -20,6 +20,7 @@ use crate::engine::Engine;
 use crate::entry_codec::{decode, encode};
 use crate::groups::group_kind;
 use crate::keys::{self, GroupId, Section};
+use crate::log_store::AppendTimes;
 use crate::requests::{
     expiry_key, record_key, PendingRecords, RequestId, RequestRecord, RequestReply, EXPIRY_PREFIX, RECORD_PREFIX,
 };
@@ -185,6 +186,7 @@ pub struct StateMachineStore {
     gid: GroupId,
     engine: Arc<Engine>,
     metrics: RaftMetrics,
+    times: AppendTimes,
     logic: Arc<dyn GroupLogic>,
     last_applied: Option<LogId>,
     membership: StoredMembership,
@@ -204,6 +206,7 @@ impl StateMachineStore {
             gid,
             engine,
             metrics: RaftMetrics::default(),
+            times: AppendTimes::default(),
             logic,
             last_applied: applied.0,
             membership: applied.1,
@@ -211,9 +214,11 @@ impl StateMachineStore {
         })
     }
 
-    /// Records applies and snapshots in `metrics` (the node's).
-    pub fn with_metrics(mut self, metrics: RaftMetrics) -> StateMachineStore {
+    /// Records applies and snapshots in `metrics` (the node's), and the
+    /// commit latency of entries whose append the log store put in `times`.
+    pub(crate) fn with_metrics(mut self, metrics: RaftMetrics, times: AppendTimes) -> StateMachineStore {
         self.metrics = metrics;
+        self.times = times;
         self
     }
 
@@ -284,7 +289,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.engine.write(batch).map_err(io_err)?;
         self.pending.clear();
         self.logic.after_write();
-        self.metrics.applied(group_kind(self.gid), replies.len() as u64, ordo_metrics::seconds_since(start));
+        let kind = group_kind(self.gid);
+        self.metrics.applied(kind, replies.len() as u64, ordo_metrics::seconds_since(start));
+        if let Some(last) = self.last_applied {
+            for appended in self.times.take_through(last.index) {
+                self.metrics.committed(kind, start.saturating_duration_since(appended).as_secs_f64());
+            }
+        }
         for (responder, reply) in replies {
             if let Some(r) = responder {
                 r.send(Reply(reply));
@@ -315,6 +326,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.pending.clear();
         self.logic.reload(self.gid, self.engine.db());
         self.metrics.snapshot_installed(group_kind(self.gid));
+        // Entries the snapshot covers are not applied here: not measured.
+        if let Some(l) = meta.last_log_id {
+            self.times.take_through(l.index);
+        }
         Ok(())
     }
 
