@@ -58,6 +58,20 @@ pub fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(LATENCY_BUCKET_FIRST_SECONDS, 2.0, LATENCY_BUCKETS))
 }
 
+/// Advances `counter` to `total`, a count kept elsewhere (by RocksDB, the
+/// kernel) and read when scraped.
+pub(crate) fn advance(counter: &prometheus_client::metrics::counter::Counter, total: u64) {
+    counter.inc_by(total.saturating_sub(counter.get()));
+}
+
+/// [`advance`] for a count of seconds.
+pub(crate) fn advance_seconds(
+    counter: &prometheus_client::metrics::counter::Counter<f64, std::sync::atomic::AtomicU64>,
+    total: f64,
+) {
+    counter.inc_by((total - counter.get()).max(0.0));
+}
+
 /// Seconds since `start`, for a latency histogram.
 pub fn seconds_since(start: std::time::Instant) -> f64 {
     start.elapsed().as_secs_f64()

@@ -7,6 +7,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::advance_seconds;
+
 #[derive(Clone, Debug, Default)]
 pub struct ProcessMetrics {
     cpu: Counter<f64, AtomicU64>,
@@ -30,7 +32,7 @@ impl ProcessMetrics {
         if let Ok(stat) = me.stat() {
             let ticks = procfs::ticks_per_second().max(1) as f64;
             let cpu = (stat.utime + stat.stime) as f64 / ticks;
-            self.cpu.inc_by((cpu - self.cpu.get()).max(0.0));
+            advance_seconds(&self.cpu, cpu);
             let rss = stat.rss.saturating_mul(procfs::page_size());
             self.resident.set(i64::try_from(rss).unwrap_or(i64::MAX));
             self.threads.set(stat.num_threads);

@@ -7,7 +7,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::constants::{SIZE_BUCKETS, SIZE_BUCKET_FIRST};
-use crate::latency_histogram;
+use crate::{advance, advance_seconds, latency_histogram};
 
 /// What the engine reads from RocksDB when scraped. Counts are RocksDB's
 /// own, since the node started.
@@ -62,11 +62,6 @@ impl Default for StorageMetrics {
     }
 }
 
-/// Advances `counter` to `total` (a count kept elsewhere, read when scraped).
-fn advance(counter: &Counter, total: u64) {
-    counter.inc_by(total.saturating_sub(counter.get()));
-}
-
 impl StorageMetrics {
     pub fn register(&self, r: &mut Registry) {
         let r = r.sub_registry_with_prefix("storage");
@@ -115,8 +110,7 @@ impl StorageMetrics {
         self.live_sst.set(clamp(p.live_sst_bytes));
         self.memtables.set(clamp(p.memtable_bytes));
         self.block_cache.set(clamp(p.block_cache_bytes));
-        let stall_seconds = p.stall_micros as f64 / 1e6;
-        self.stall.inc_by((stall_seconds - self.stall.get()).max(0.0));
+        advance_seconds(&self.stall, p.stall_micros as f64 / 1e6);
         advance(&self.cache_hits, p.block_cache_hits);
         advance(&self.cache_misses, p.block_cache_misses);
     }

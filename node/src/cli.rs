@@ -30,7 +30,7 @@ pub enum Command {
     /// Start a local cluster of several nodes as child processes (Ctrl-C stops it).
     Dev(DevArgs),
     /// Compare content hashes of every replica of every group; exits 1 if any differ.
-    Verify(VerifyArgs),
+    Verify(ClientArgs),
     /// Exit 0 if the node can serve SQL (every group it hosts has a
     /// leader), 1 if not or if it does not answer: a container healthcheck.
     Health(ClientArgs),
@@ -129,13 +129,6 @@ pub struct WaitArgs {
     #[arg(long, default_value_t = crate::constants::ADMIN_WAIT_S_DEFAULT,
           value_parser = clap::value_parser!(u64).range(0..=crate::constants::ADMIN_WAIT_S_MAX))]
     pub wait_s: u64,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct VerifyArgs {
-    /// HTTP address of any node of the cluster.
-    #[arg(long, env = "ORDO_CLIENT_HTTP", default_value = "127.0.0.1:8080")]
-    pub http: String,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::Json;
 use ordo_expr::ExecError;
 use ordo_expr::Param;
-use ordo_raft::groups::{group_vshard, META_GROUP, SEQUENCER_GROUP};
+use ordo_raft::groups::{group_kind, group_vshard, META_GROUP, SEQUENCER_GROUP};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -102,14 +102,6 @@ async fn sql(state: Arc<NodeState>, body: Body, limits: HttpLimits) -> Response 
     }
 }
 
-fn kind(gid: u64) -> &'static str {
-    match gid {
-        META_GROUP => "meta",
-        SEQUENCER_GROUP => "sequencer",
-        _ => "vshard",
-    }
-}
-
 async fn cluster(State(state): State<Arc<NodeState>>) -> Response {
     let nodes: Vec<_> = state
         .placement
@@ -124,7 +116,7 @@ async fn cluster(State(state): State<Arc<NodeState>>) -> Response {
             let s = g.status();
             json!({
                 "group_id": s.group_id,
-                "kind": kind(s.group_id),
+                "kind": group_kind(s.group_id).as_str(),
                 "vshard": group_vshard(s.group_id).filter(|_| s.group_id > SEQUENCER_GROUP),
                 "replicas": state.placement.replicas(s.group_id),
                 "state": s.state,

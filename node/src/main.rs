@@ -2,9 +2,8 @@
 //! (`node`), the gRPC service peers talk to (`grpc`), the HTTP API (`http`,
 //! with operators' endpoints and metrics in `admin` and `metrics`) and the
 //! server loop that bounds its clients (`listen`; error answers in `reply`),
-//! a local dev cluster
-//! (`dev`), replica verification (`verify`), and the operator's CLI
-//! (`client`: health, status, sql, admin).
+//! a local dev cluster (`dev`), replica verification (`verify`), and the
+//! operator's CLI (`client`: health, status, sql, admin).
 //!
 //! Dependency rule: the top of the workspace; it wires the crates below
 //! together and holds no database logic of its own.

@@ -119,10 +119,7 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
         refusal = transport.refused_as_wiped() => {
             // Its data directory is new (see `identify`): it must not go on
             // as its old self. Nothing of its own was acknowledged to anyone.
-            let message = format!(
-                "{refusal}. Its data directory {} is new; restore the old one, or see README \"Replacing a node\"",
-                args.data_dir.display()
-            );
+            let message = wiped(&refusal, &args.data_dir);
             tracing::error!("{message}");
             eprintln!("ordo: {message}");
             engine.sync().await.ok();
@@ -235,18 +232,24 @@ async fn identify(args: &StartArgs, secret: &str, had_db: bool) -> anyhow::Resul
             let ping = tokio::time::timeout(Duration::from_millis(IDENTITY_PROBE_MS), link.ping()).await;
             if let Ok(Err(status)) = ping {
                 if is_wiped_refusal(&status) {
-                    anyhow::bail!(
-                        "node {peer} refuses this node: {}. Its data directory {} is new; restore the old one, \
-                         or see README \"Replacing a node\"",
-                        status.message(),
-                        args.data_dir.display()
-                    );
+                    anyhow::bail!(wiped(
+                        &format!("node {peer} refuses this node: {}", status.message()),
+                        &args.data_dir
+                    ));
                 }
             }
         }
     }
     spawn_identity_probes(transport.clone(), args.peers.keys().copied().filter(|&p| p != args.id).collect());
     Ok((identity, transport))
+}
+
+/// What a node refused as a wiped incarnation (`refusal`) tells its operator.
+fn wiped(refusal: &str, data_dir: &std::path::Path) -> String {
+    format!(
+        "{refusal}. Its data directory {} is new; restore the old one, or see README \"Replacing a node\"",
+        data_dir.display()
+    )
 }
 
 /// Asks every peer, in the background, until each has answered once,

@@ -1,8 +1,8 @@
 //! `ordo verify`: asks a node to compare every replica of every group.
 
-use crate::cli::VerifyArgs;
+use crate::cli::ClientArgs;
 
-pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
+pub fn run(args: ClientArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let verdict: serde_json::Value = rt.block_on(async {
         reqwest::Client::new()

@@ -354,11 +354,10 @@ impl RaftGroup {
         let GroupHost { node_id, engine, transport, config, metrics } = host;
         let (node_id, engine, transport) = (*node_id, engine.clone(), transport.clone());
         let times = crate::log_store::AppendTimes::default();
-        let log = LogStore::new(gid, engine.clone()).with_metrics(metrics.clone(), times.clone());
+        let log = LogStore::new(gid, engine.clone(), metrics.clone(), times.clone());
         let initialized = log.is_initialized().map_err(|e| e.to_string())?;
-        let sm = StateMachineStore::open(gid, engine.clone(), logic)
-            .map_err(|e| e.to_string())?
-            .with_metrics(metrics.clone(), times);
+        let sm =
+            StateMachineStore::open(gid, engine.clone(), logic, metrics.clone(), times).map_err(|e| e.to_string())?;
         let net = GroupNetworkFactory { gid, transport };
         let cfg = Arc::new(config.raft_config()?);
         let raft = Raft::new(node_id, cfg, net, log, sm).await.map_err(|e| e.to_string())?;

@@ -131,8 +131,7 @@ impl AppendTimes {
     pub(crate) fn take_through(&self, index: u64) -> Vec<Instant> {
         let mut q = self.0.lock();
         let mut out = Vec::new();
-        while let Some(&(i, at)) = q.front().filter(|&&(i, _)| i <= index) {
-            debug_assert!(i <= index);
+        while let Some(&(_, at)) = q.front().filter(|&&(i, _)| i <= index) {
             q.pop_front();
             out.push(at);
         }
@@ -145,16 +144,10 @@ fn io_err(e: impl std::fmt::Display) -> io::Error {
 }
 
 impl LogStore {
-    pub fn new(gid: GroupId, engine: Arc<Engine>) -> LogStore {
-        LogStore { gid, engine, cache: Arc::default(), metrics: RaftMetrics::default(), times: AppendTimes::default() }
-    }
-
-    /// Records appends in `metrics` (the node's) instead of a private set,
-    /// and their times in `times` (which the group's state machine reads).
-    pub(crate) fn with_metrics(mut self, metrics: RaftMetrics, times: AppendTimes) -> LogStore {
-        self.metrics = metrics;
-        self.times = times;
-        self
+    /// Group `gid`'s log, recording appends in `metrics` (the node's) and
+    /// their times in `times` (which the group's state machine reads).
+    pub(crate) fn new(gid: GroupId, engine: Arc<Engine>, metrics: RaftMetrics, times: AppendTimes) -> LogStore {
+        LogStore { gid, engine, cache: Arc::default(), metrics, times }
     }
 
     fn get<T: serde::de::DeserializeOwned>(&self, section: Section) -> io::Result<Option<T>> {

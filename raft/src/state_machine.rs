@@ -196,7 +196,16 @@ pub struct StateMachineStore {
 type AppliedState = (Option<LogId>, StoredMembership);
 
 impl StateMachineStore {
-    pub fn open(gid: GroupId, engine: Arc<Engine>, logic: Arc<dyn GroupLogic>) -> io::Result<StateMachineStore> {
+    /// Group `gid`'s state machine, recording applies and snapshots in
+    /// `metrics` (the node's), and the commit latency of entries whose
+    /// append the log store put in `times`.
+    pub(crate) fn open(
+        gid: GroupId,
+        engine: Arc<Engine>,
+        logic: Arc<dyn GroupLogic>,
+        metrics: RaftMetrics,
+        times: AppendTimes,
+    ) -> io::Result<StateMachineStore> {
         let applied: AppliedState = match engine.db().get(keys::key(gid, Section::Applied, b"")).map_err(io_err)? {
             Some(bytes) => decode(&bytes)?,
             None => (None, StoredMembership::default()),
@@ -205,21 +214,13 @@ impl StateMachineStore {
         Ok(StateMachineStore {
             gid,
             engine,
-            metrics: RaftMetrics::default(),
-            times: AppendTimes::default(),
+            metrics,
+            times,
             logic,
             last_applied: applied.0,
             membership: applied.1,
             pending: PendingRecords::default(),
         })
-    }
-
-    /// Records applies and snapshots in `metrics` (the node's), and the
-    /// commit latency of entries whose append the log store put in `times`.
-    pub(crate) fn with_metrics(mut self, metrics: RaftMetrics, times: AppendTimes) -> StateMachineStore {
-        self.metrics = metrics;
-        self.times = times;
-        self
     }
 
     fn applied_key(&self) -> Vec<u8> {
