@@ -46,10 +46,19 @@ pub async fn status(State(state): State<Arc<NodeState>>) -> Response {
     let Ok(_busy) = state.status_slot.try_acquire() else {
         return exec_error(&ExecError::Overloaded("a status is already being gathered on this node; retry".into()));
     };
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(STATUS_DEADLINE_MS);
+    // The operators' choices as of now (a change acknowledged by any node
+    // is in), or, if the meta group does not answer in time, as this node
+    // last saw them, said so: a broken cluster's status matters most.
+    let by = deadline.min(tokio::time::Instant::now() + Duration::from_millis(STATUS_CALL_TIMEOUT_MS));
+    let catalog_error = match tokio::time::timeout_at(by, state.sql.catch_up_catalog()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("the catalog may be stale: {e}")),
+        Err(_) => Some("the catalog may be stale: the meta group did not answer in time".to_string()),
+    };
     let leadership = state.meta.catalog().leadership.clone();
     // Each group's leader gets a few seconds, the whole status a bound:
     // groups not asked by then are listed as such.
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(STATUS_DEADLINE_MS);
     let asks = state.placement.groups().into_iter().map(|gid| {
         let router = state.router.clone();
         async move {
@@ -97,6 +106,7 @@ pub async fn status(State(state): State<Arc<NodeState>>) -> Response {
         "nodes": nodes,
         "drained": leadership.drained,
         "pinned": leadership.pinned,
+        "catalog_error": catalog_error,
         "groups": groups,
     }))
     .into_response()

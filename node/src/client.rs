@@ -80,6 +80,9 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     let summary: Vec<String> = led.iter().map(|(n, c)| format!("node {n}: {c}")).collect();
     println!("{} groups; leaders by node: {}", groups.len(), summary.join(", "));
     println!("drained: {}; pinned: {}", answer["drained"], answer["pinned"]);
+    if let Some(e) = answer["catalog_error"].as_str() {
+        println!("warning: {e}");
+    }
     Ok(())
 }
 

@@ -84,6 +84,12 @@ impl SqlEngine {
         });
     }
 
+    /// Returns once this node's catalog holds every change committed when
+    /// the call began (a linearizable view, e.g. for `GET /v1/admin/status`).
+    pub async fn catch_up_catalog(&self) -> ExecResult<()> {
+        self.shared.catch_up_catalog().await
+    }
+
     /// Parses `sql` (one or more `;`-separated statements) and runs each as
     /// its own auto-committed statement, stopping at the first error.
     pub async fn execute(&self, sql: &str, params: &[Param]) -> ExecResult<Vec<StatementResult>> {
