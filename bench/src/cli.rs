@@ -9,6 +9,9 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use ordo_bench::cpu::CpuMeter;
+use ordo_bench::stages::Stages;
+use ordo_bench::target::{OrdoHttp, PgSimple};
 use ordo_bench::tpcc::db::TpccDb;
 use ordo_bench::tpcc::ordo::OrdoDb;
 use ordo_bench::tpcc::pg::{PgDb, PgMode};
@@ -161,6 +164,7 @@ fn config(o: &RunOpts, seed: u64, duration: Duration) -> anyhow::Result<RunConfi
         ramp: Duration::from_secs(o.ramp),
         wait: o.wait,
         seed,
+        cpu: None,
     })
 }
 
@@ -240,17 +244,132 @@ pub async fn check(a: CheckArgs) -> anyhow::Result<i32> {
 }
 
 /// Starts a local 3-node OrdoDB cluster; returns it and its node list.
-pub async fn local_cluster(ordo_bin: Option<PathBuf>) -> anyhow::Result<(ordo_tests::Cluster, String)> {
+pub async fn local_cluster(
+    ordo_bin: Option<PathBuf>,
+    extra_args: &[&str],
+) -> anyhow::Result<(ordo_tests::Cluster, String)> {
     let bin = match ordo_bin {
         Some(b) => b,
         None => std::env::current_exe()?.with_file_name("ordo"),
     };
     anyhow::ensure!(bin.exists(), "{} not found: build it (cargo build --bins) or pass --ordo-bin", bin.display());
+    let version = std::process::Command::new(&bin).arg("--version").output()?;
+    println!("OrdoDB: {} ({})", String::from_utf8_lossy(&version.stdout).trim(), bin.display());
+    println!("ordo-bench: {}", if cfg!(debug_assertions) { "dev build" } else { "optimised build" });
     eprintln!("starting a local 3-node OrdoDB cluster ({})", bin.display());
-    let c = ordo_tests::Cluster::start(bin.to_str().unwrap_or("ordo"), 3, &[]);
+    let c = ordo_tests::Cluster::start(bin.to_str().unwrap_or("ordo"), 3, extra_args);
     c.wait_healthy(Duration::from_secs(120)).await;
     let spec = c.http_addrs();
     Ok((c, spec))
+}
+
+#[derive(Args)]
+pub struct BasicsArgs {
+    /// Closed-loop clients per system.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Seconds per operation and system.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// The `ordo` binary (default: next to this one).
+    #[arg(long)]
+    ordo_bin: Option<PathBuf>,
+    /// Port of the PostgreSQL started for the comparison.
+    #[arg(long, default_value_t = 55433)]
+    pg_port: u16,
+}
+
+/// `basics`: point SELECT, INSERT and hot-row increments on OrdoDB and on
+/// PostgreSQL in one run; exit 1 if a hot row lost or gained increments.
+pub async fn basics(a: BasicsArgs) -> anyhow::Result<i32> {
+    use ordo_bench::basics::{self, Basic, System};
+    anyhow::ensure!((1..=256).contains(&a.clients), "clients must be 1..=256");
+    let dir = std::env::temp_dir().join(format!("ordo-basics-{}", std::process::id()));
+    let (cluster, nodes) = local_cluster(a.ordo_bin, &[]).await?;
+    let pg = LocalPostgres::start(&dir, a.pg_port)?;
+    let systems = [
+        Arc::new(System {
+            name: "ordodb".into(),
+            target: Arc::new(OrdoHttp::new(&nodes)?),
+            takes_params: true,
+            cpu: CpuMeter::new(cluster.pids()),
+        }),
+        Arc::new(System {
+            name: "postgres".into(),
+            target: Arc::new(PgSimple::connect(&pg.url(), a.clients).await?),
+            takes_params: false,
+            cpu: CpuMeter::new([pg.pid()?]),
+        }),
+    ];
+    for s in &systems {
+        basics::prepare(s).await?;
+    }
+    let mut figures = Vec::new();
+    for basic in Basic::ALL {
+        for s in &systems {
+            eprintln!("{} on {} with {} clients for {} s", basic.name(), s.name, a.clients, a.seconds);
+            figures.push(basics::run(s.clone(), basic, a.clients, Duration::from_secs(a.seconds)).await?);
+        }
+    }
+    println!("\n{}", basics::table(&figures));
+    let mut code = 0;
+    for (s, f) in systems.iter().zip(figures.iter().filter(|f| f.basic == Basic::HotIncrement)) {
+        let v = basics::hot_value(s).await? as u64;
+        let held = f.done <= v && v <= f.done + f.unknown;
+        println!(
+            "{}: the hot row holds {v} increments; acknowledged {}, unknown {}: {}",
+            s.name,
+            f.done,
+            f.unknown,
+            if held { "consistent" } else { "LOST OR EXTRA INCREMENTS" }
+        );
+        code = code.max(i32::from(!held));
+    }
+    Ok(code)
+}
+
+#[derive(Args)]
+pub struct IdleArgs {
+    /// vShards of the cluster.
+    #[arg(long, default_value_t = 1024)]
+    vshards: u32,
+    /// Seconds between healthy and the start of the measurement (elections,
+    /// leader moves and the first snapshots settle).
+    #[arg(long, default_value_t = 20)]
+    settle: u64,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    /// The `ordo` binary (default: next to this one).
+    #[arg(long)]
+    ordo_bin: Option<PathBuf>,
+}
+
+/// `idle`: what an idle 3-node cluster costs: CPU of all its processes
+/// over a window, and each node's resident memory at its end.
+pub async fn idle(a: IdleArgs) -> anyhow::Result<()> {
+    let vshards = a.vshards.to_string();
+    let (cluster, _) = local_cluster(a.ordo_bin, &["--vshards", &vshards]).await?;
+    eprintln!("healthy; settling for {} s, then measuring for {} s", a.settle, a.seconds);
+    tokio::time::sleep(Duration::from_secs(a.settle)).await;
+    let meter = CpuMeter::new(cluster.pids());
+    let before = meter.server_s()?;
+    tokio::time::sleep(Duration::from_secs(a.seconds)).await;
+    let used = meter.server_s()? - before;
+    let page = procfs::page_size();
+    let mut rss = Vec::new();
+    for pid in cluster.pids() {
+        let stat = procfs::process::Process::new(i32::try_from(pid)?)?.stat()?;
+        rss.push(format!("{} MiB", stat.rss.saturating_mul(page) >> 20));
+    }
+    println!(
+        "idle, 3 nodes with {} vShards: {:.1}% of one core in total over {} s; resident memory by node: {}",
+        a.vshards,
+        used * 100.0 / a.seconds.max(1) as f64,
+        a.seconds,
+        rss.join(", ")
+    );
+    Ok(())
 }
 
 pub async fn compare(a: CompareArgs) -> anyhow::Result<i32> {
@@ -264,9 +383,10 @@ pub async fn compare(a: CompareArgs) -> anyhow::Result<i32> {
         }
     };
     std::fs::create_dir_all(&dir)?;
-    let (_cluster, nodes) = local_cluster(a.ordo_bin.clone()).await?;
-    let _pg = LocalPostgres::start(&dir, a.pg_port)?;
-    println!("PostgreSQL settings:\n{}", _pg.settings);
+    let (cluster, nodes) = local_cluster(a.ordo_bin.clone(), &[]).await?;
+    let pg = LocalPostgres::start(&dir, a.pg_port)?;
+    let (ordo_cpu, pg_cpu) = (CpuMeter::new(cluster.pids()), CpuMeter::new([pg.pid()?]));
+    println!("PostgreSQL settings:\n{}", pg.settings);
     let targets = TargetArgs {
         target: vec![format!("ordo://{nodes}"), format!("postgres://postgres@127.0.0.1:{}/postgres", a.pg_port)],
         pg_forms: vec!["interactive".into(), "function".into()],
@@ -277,10 +397,14 @@ pub async fn compare(a: CompareArgs) -> anyhow::Result<i32> {
         load(db, a.opts.warehouses, a.parallel).await?;
     }
     let per_round = Duration::from_secs((a.opts.duration / a.rounds as u64).max(a.opts.ramp + 1));
+    let scraper = reqwest::Client::new();
+    let node_addrs: Vec<String> = nodes.split(',').map(str::to_string).collect();
+    let stages_before = Stages::scrape(&scraper, &node_addrs).await?;
     let mut results: Vec<Option<RunResult>> = vec![None; dbs.len()];
     for round in 0..a.rounds {
         for (i, db) in dbs.iter().enumerate() {
-            let cfg = config(&a.opts, a.opts.seed + round as u64 * 1000 + i as u64, per_round)?;
+            let mut cfg = config(&a.opts, a.opts.seed + round as u64 * 1000 + i as u64, per_round)?;
+            cfg.cpu = Some(if db.name().starts_with("pg") { pg_cpu.clone() } else { ordo_cpu.clone() });
             let r = run_one(db.clone(), cfg).await?;
             eprintln!("round {}: {} tpmC {:.0}", round + 1, r.target, r.tpmc());
             match &mut results[i] {
@@ -294,6 +418,8 @@ pub async fn compare(a: CompareArgs) -> anyhow::Result<i32> {
         println!("{}\n", report::summary(r));
     }
     println!("{}", report::side_by_side(&results));
+    let stages = Stages::scrape(&scraper, &node_addrs).await?.since(&stages_before);
+    println!("Where OrdoDB's time went in its rounds (ramps included), from every node's /metrics:\n\n{stages}");
     write_outputs(&results, a.opts.json.as_deref(), a.opts.svg.as_deref())?;
     check_all(&dbs, a.opts.warehouses).await
 }

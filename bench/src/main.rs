@@ -8,7 +8,13 @@
 //!   Starts a local 3-node cluster unless `--target` names one.
 //!
 //! - `prepare`, `run`, `check`, `compare`: the TPC-C harness ([`tpcc`])
-//!   against OrdoDB and PostgreSQL; `compare` starts both itself.
+//!   against OrdoDB and PostgreSQL; `compare` starts both itself, and
+//!   reports each side's CPU per transaction and OrdoDB's stages.
+//!
+//! - `basics`: point SELECT, INSERT and hot-row increments, OrdoDB and
+//!   PostgreSQL side by side.
+//!
+//! - `idle`: the CPU and memory of an idle 3-node cluster.
 
 mod cli;
 mod micro;
@@ -56,6 +62,11 @@ enum Command {
     /// TPC-C: start a 3-node OrdoDB and a PostgreSQL 15, load, run both in
     /// interleaved rounds, check both, print the side-by-side table.
     Compare(cli::CompareArgs),
+    /// What an idle cluster costs: CPU and memory of 3 nodes doing nothing.
+    Idle(cli::IdleArgs),
+    /// Point SELECT, INSERT and hot-row increments, OrdoDB and PostgreSQL
+    /// side by side, with the CPU each spends per operation.
+    Basics(cli::BasicsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -70,6 +81,8 @@ fn main() -> anyhow::Result<()> {
             Command::Run(a) => cli::run(a).await.map(|_| 0),
             Command::Check(a) => cli::check(a).await,
             Command::Compare(a) => cli::compare(a).await,
+            Command::Idle(a) => cli::idle(a).await.map(|_| 0),
+            Command::Basics(a) => cli::basics(a).await,
         }
     })?;
     std::process::exit(code)
@@ -86,7 +99,7 @@ async fn micro_cmd(
     let spec = match target {
         Some(t) => t.strip_prefix("ordo://").unwrap_or(&t).to_string(),
         None => {
-            let (c, spec) = cli::local_cluster(ordo_bin).await?;
+            let (c, spec) = cli::local_cluster(ordo_bin, &[]).await?;
             _cluster = Some(c);
             spec
         }

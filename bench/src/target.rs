@@ -1,6 +1,6 @@
 //! Where a benchmark sends its transactions. One small trait, so the same
-//! workload code drives OrdoDB over HTTP today and other targets (the
-//! PostgreSQL wire protocol, PostgreSQL itself) later.
+//! workload code drives OrdoDB over HTTP and PostgreSQL over its simple
+//! query protocol (and OrdoDB's PostgreSQL protocol, once it has one).
 
 use std::time::Duration;
 
@@ -54,5 +54,51 @@ impl Target for OrdoHttp {
                 message: body["error"]["message"].as_str().unwrap_or("").to_string(),
             })
         }
+    }
+}
+
+/// PostgreSQL's simple query protocol (what `pgbench -M simple` sends), one
+/// connection per client. Takes no parameters: values are in the text.
+pub struct PgSimple {
+    conns: Vec<tokio::sync::Mutex<tokio_postgres::Client>>,
+}
+
+impl PgSimple {
+    pub async fn connect(url: &str, clients: usize) -> anyhow::Result<PgSimple> {
+        let mut conns = Vec::with_capacity(clients);
+        for _ in 0..clients.max(1) {
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    eprintln!("postgres connection ended: {e}");
+                }
+            });
+            conns.push(tokio::sync::Mutex::new(client));
+        }
+        Ok(PgSimple { conns })
+    }
+}
+
+#[async_trait::async_trait]
+impl Target for PgSimple {
+    async fn execute(&self, client: usize, sql: &str, params: Value) -> Result<Vec<Value>, TxnError> {
+        if params.as_array().is_some_and(|p| !p.is_empty()) {
+            return Err(TxnError { code: "08P01".into(), message: "the simple protocol takes no parameters".into() });
+        }
+        let conn = self.conns[client % self.conns.len()].lock().await;
+        let messages = conn.simple_query(sql).await.map_err(|e| TxnError {
+            code: e.code().map_or_else(|| "transport".to_string(), |c| c.code().to_string()),
+            message: e.to_string(),
+        })?;
+        let rows: Vec<Value> = messages
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some(Value::Array((0..r.len()).map(|i| r.get(i).map_or(Value::Null, Value::from)).collect()))
+                }
+                _ => None,
+            })
+            .collect();
+        Ok(vec![json!({ "rows": rows })])
     }
 }

@@ -7,7 +7,8 @@
 //! replaces each such integer operation with a function that evaluates it
 //! with Arrow's checked kernels; decimal and float arithmetic is left as
 //! DataFusion plans it. The functions keep the operators' names, so result
-//! columns are named as before.
+//! columns are named as before. `sum` of integers is swapped for a checked
+//! one the same way ([`crate::checked_sum`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -65,6 +66,14 @@ fn rewrite_expr(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
             Some(_) => Ok(Transformed::yes(call(Arith::Negate, vec![*inner]))),
             None => Ok(Transformed::no(Expr::Negative(inner))),
         },
+        // DataFusion's `sum` (or ours again, which has the same name:
+        // swapping it for itself changes nothing).
+        Expr::AggregateFunction(mut agg)
+            if agg.func.name() == "sum" && matches!(agg.params.args.as_slice(), [x] if integer(x).is_some()) =>
+        {
+            agg.func = crate::checked_sum::checked_sum();
+            Ok(Transformed::yes(Expr::AggregateFunction(agg)))
+        }
         other => Ok(Transformed::no(other)),
     }
 }

@@ -22,6 +22,7 @@
 
 pub mod arrow;
 pub mod checked;
+pub mod checked_sum;
 pub mod coerce;
 pub mod constant;
 pub mod constants;

@@ -84,6 +84,7 @@ pub struct SqlMetrics {
     in_flight: Gauge,
     txns: Family<PathLabels, Counter>,
     txn: Family<PathLabels, Histogram, fn() -> Histogram>,
+    point_reads: Counter,
 }
 
 impl Default for SqlMetrics {
@@ -95,6 +96,7 @@ impl Default for SqlMetrics {
             in_flight: Gauge::default(),
             txns: Family::default(),
             txn: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            point_reads: Counter::default(),
         }
     }
 }
@@ -127,6 +129,11 @@ impl SqlMetrics {
             Unit::Seconds,
             self.txn.clone(),
         );
+        r.register(
+            "point_reads",
+            "SELECTs of one row by its whole primary key, answered without a query plan",
+            self.point_reads.clone(),
+        );
     }
 
     /// Counts a request in flight until the guard is dropped.
@@ -143,6 +150,11 @@ impl SqlMetrics {
         if let Some(code) = sqlstate {
             self.errors.get_or_create(&CodeLabels { sqlstate: code.to_string() }).inc();
         }
+    }
+
+    /// A SELECT answered by the point-read path.
+    pub fn point_read(&self) {
+        self.point_reads.inc();
     }
 
     /// A transaction the gateway ran on `path`.

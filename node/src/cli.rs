@@ -6,8 +6,16 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// The version, and the build it is (benchmarks print it: figures from a
+/// build with debug assertions are not comparable).
+const VERSION: &str = if cfg!(debug_assertions) {
+    concat!(env!("CARGO_PKG_VERSION"), " (dev build: debug assertions on)")
+} else {
+    concat!(env!("CARGO_PKG_VERSION"), " (optimised build)")
+};
+
 #[derive(Parser, Debug)]
-#[command(name = "ordo", version, about = "OrdoDB: a deterministic distributed SQL database")]
+#[command(name = "ordo", version = VERSION, about = "OrdoDB: a deterministic distributed SQL database")]
 pub struct Cli {
     /// How log lines are written (to stderr): `text`, or `json` (one
     /// object per line, for log collectors).

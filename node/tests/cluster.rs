@@ -778,3 +778,59 @@ async fn a_client_that_stops_reading_is_cut_off() {
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
     drop(stalled);
 }
+
+/// This node's `ordo_sql_point_reads_total`.
+async fn point_reads(c: &Cluster, node: u64) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", c.url(node))).await.unwrap().text().await.unwrap();
+    let line = text.lines().find(|l| l.starts_with("ordo_sql_point_reads_total ")).expect("point reads counter");
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// A SELECT of one row by its whole primary key is answered without a
+/// query plan, and exactly as the planned query answers it: the same
+/// columns, types, names and values. `AND TRUE` keeps a query off that
+/// path (it is not a plain key equality), so each pair below is the same
+/// question asked both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn point_reads_answer_as_planned_queries_do() {
+    let c = three_nodes(&["--vshards", "4"]).await;
+    let run = |sql: &'static str, params: Value| {
+        let c = &c;
+        async move { c.sql_retry(2, sql, params, RETRY_FOR).await.unwrap_or_else(|e| panic!("{sql}: {e:?}")) }
+    };
+    run("CREATE TABLE p (a BIGINT, b TEXT, c INT, d NUMERIC(10,2), e DATE, f BOOLEAN, PRIMARY KEY (a, b))", json!([]))
+        .await;
+    run("CREATE TABLE k (id INT PRIMARY KEY, v TEXT)", json!([])).await;
+    run("INSERT INTO p VALUES (1, 'x', 7, 12.50, '2026-12-07', true), (2, 'y', NULL, NULL, NULL, NULL)", json!([]))
+        .await;
+    run("INSERT INTO k VALUES (3, 'three'), (4, NULL)", json!([])).await;
+    let pairs: [(&'static str, &'static str, Value); 6] = [
+        ("SELECT * FROM p WHERE a = 1 AND b = 'x'", "SELECT * FROM p WHERE a = 1 AND b = 'x' AND TRUE", json!([])),
+        (
+            "SELECT d, a AS alias, E FROM p WHERE b = $2 AND a = $1",
+            "SELECT d, a AS alias, E FROM p WHERE b = $2 AND a = $1 AND TRUE",
+            json!([2, "y"]),
+        ),
+        ("SELECT * FROM p WHERE a = 9 AND b = 'x'", "SELECT * FROM p WHERE a = 9 AND b = 'x' AND TRUE", json!([])),
+        ("SELECT v FROM k WHERE (id = 3)", "SELECT v FROM k WHERE id = 3 AND TRUE", json!([])),
+        ("SELECT id, v FROM public.k WHERE 4 = id", "SELECT id, v FROM k WHERE id = 4 AND TRUE", json!([])),
+        ("SELECT \"v\" FROM K WHERE ID = $1", "SELECT v FROM k WHERE id = $1 AND TRUE", json!([3])),
+    ];
+    let before = point_reads(&c, 2).await;
+    for (point, planned, params) in pairs.iter() {
+        let fast = run(point, params.clone()).await;
+        let slow = run(planned, params.clone()).await;
+        assert_eq!(fast, slow, "{point} against {planned}");
+    }
+    assert_eq!(point_reads(&c, 2).await - before, pairs.len() as u64, "every first query took the point path");
+    // Not every column of the key, or another column: planned, same answer.
+    let before = point_reads(&c, 2).await;
+    run("SELECT * FROM p WHERE a = 1", json!([])).await;
+    run("SELECT * FROM p WHERE a = 1 AND b = 'x' AND c = 7", json!([])).await;
+    assert_eq!(point_reads(&c, 2).await, before);
+    // Errors are the planner's.
+    let e = c.sql(2, "SELECT nope FROM k WHERE id = 3", json!([])).await.unwrap_err();
+    assert_eq!(e.code, "42703", "{e:?}");
+    let e = c.sql(2, "SELECT * FROM nosuch WHERE id = 3", json!([])).await.unwrap_err();
+    assert_eq!(e.code, "42P01", "{e:?}");
+}

@@ -30,6 +30,7 @@ fn config(workers: usize) -> RunConfig {
         ramp: Duration::ZERO,
         wait: false,
         seed: 7,
+        cpu: None,
     }
 }
 

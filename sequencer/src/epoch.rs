@@ -41,11 +41,15 @@ pub fn collect_command(through: u64) -> Vec<u8> {
 }
 
 /// Where each input of a `Seal` was placed, in the command's order: the
-/// sealed epoch, or an earlier one for an input sequenced before (a retry).
+/// sealed epoch, or an earlier one for an input sequenced before (a retry);
+/// `None` for an attempt of a request first sent longer ago than
+/// `REQUEST_APPLY_WINDOW_MS` and not sequenced before: it is not sequenced
+/// now (an earlier attempt's record may have expired), and its outcome is
+/// unknown to the client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealReply {
     pub sealed: Sealed,
-    pub placed: Vec<Placed>,
+    pub placed: Vec<Option<Placed>>,
 }
 
 /// One input's place: its epoch (number and timestamp) and its index there.

@@ -60,7 +60,8 @@ impl SequencerLogic {
 
 impl SequencerLogic {
     /// Seals `inputs` into the next epoch, except those whose request was
-    /// sequenced before (a retry), which keep their first place.
+    /// sequenced before (a retry), which keep their first place, and those
+    /// sent too long ago to tell (see [`SealReply::placed`]).
     fn seal(&self, ctx: &mut ApplyContext<'_>, proposed_timestamp_us: i64, inputs: Vec<EpochInput>) -> Vec<u8> {
         let mut last = self.last.lock();
         let sealed = Sealed {
@@ -81,14 +82,20 @@ impl SequencerLogic {
             };
             if let Some(record) = first {
                 let bytes = record.reply.unwrap_or_default();
-                placed.push(decode::<Placed>(&bytes).unwrap_or_else(|e| panic!("corrupt request record: {e}")));
+                placed.push(Some(decode::<Placed>(&bytes).unwrap_or_else(|e| panic!("corrupt request record: {e}"))));
+                continue;
+            }
+            // As for every group's requests (`ordo_raft::requests`): within
+            // the window, any earlier attempt's record is still live.
+            if input.request.is_some_and(|id| !id.may_apply_at(stamp_ms)) {
+                placed.push(None);
                 continue;
             }
             let here = Placed { epoch: sealed, index: kept.len() as u32 };
             if let Some(id) = input.request {
                 ctx.record_request(id, stamp_ms, &encode(&here));
             }
-            placed.push(here);
+            placed.push(Some(here));
             // The id served its purpose (the record above); stored epochs
             // stay free of each run's session numbers.
             kept.push(EpochInput { request: None, ..input });

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use ordo_metrics::{seconds_since, Outcome, SequencerMetrics};
 
+use ordo_raft::constants::REQUEST_APPLY_WINDOW_MS;
 use ordo_raft::{Consensus, ConsensusError};
 use tokio::sync::{mpsc, oneshot};
 
@@ -128,8 +129,13 @@ async fn run(group: Arc<dyn Consensus>, config: SealerConfig, mut rx: mpsc::Rece
             arrivals.iter().for_each(|a| config.metrics.placed(seconds_since(*a)));
         }
         for (i, w) in waiters.into_iter().enumerate() {
-            let placed = result.as_ref().map_err(Clone::clone).and_then(|r| {
-                r.placed.get(i).copied().ok_or_else(|| SealError::Unavailable("a seal reply lacks an input".into()))
+            let placed = result.as_ref().map_err(Clone::clone).and_then(|r| match r.placed.get(i) {
+                Some(Some(p)) => Ok(*p),
+                Some(None) => Err(SealError::Unknown(format!(
+                    "the request was first sent more than {} s ago and is not sequenced now",
+                    REQUEST_APPLY_WINDOW_MS / 1000
+                ))),
+                None => Err(SealError::Unavailable("a seal reply lacks an input".into())),
             });
             let _ = w.send(placed);
         }

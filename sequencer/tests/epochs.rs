@@ -7,7 +7,7 @@ use std::time::Duration;
 use ordo_raft::engine::Engine;
 use ordo_raft::groups::SEQUENCER_GROUP;
 use ordo_raft::{wait_for_leader, Consensus, GroupConfig, GroupHost, RaftGroup, Transport};
-use ordo_sequencer::{EpochInput, EpochLog, Sealer, SealerConfig, SequencerLogic};
+use ordo_sequencer::{EpochInput, EpochLog, SealError, Sealer, SealerConfig, SequencerLogic};
 
 async fn open(engine: &Arc<Engine>, logic: &Arc<SequencerLogic>) -> Arc<RaftGroup> {
     let members: BTreeMap<u64, String> = [(1, "127.0.0.1:1".to_string())].into();
@@ -107,7 +107,8 @@ async fn inputs_are_sealed_into_gap_free_monotonic_epochs_that_survive_reopen() 
 async fn a_retried_input_is_sequenced_once() {
     let dir = std::env::temp_dir().join(format!("ordo-seq-once-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let id = |seq| Some(ordo_raft::RequestId { node: 2, session: 7, seq, first_ms: 0 });
+    let now_ms = ordo_raft::requests::stamp_now_ms();
+    let id = |seq| Some(ordo_raft::RequestId { node: 2, session: 7, seq, first_ms: now_ms });
     let with_id = |i: u32, seq| EpochInput { request: id(seq), ..input(i) };
     let first;
     let closed;
@@ -127,6 +128,12 @@ async fn a_retried_input_is_sequenced_once() {
         assert_ne!(other, first, "another request is another input");
         let (x, y) = futures::join!(sealer.submit(input(9)), sealer.submit(input(9)));
         assert_ne!(x.unwrap(), y.unwrap(), "inputs without an id are never merged");
+        // An attempt first sent longer ago than the window is not sequenced
+        // (an earlier attempt's record could have expired): unknown.
+        let first_ms = now_ms - ordo_raft::constants::REQUEST_APPLY_WINDOW_MS - 1_000;
+        let stale = EpochInput { request: Some(ordo_raft::RequestId { first_ms, ..id(3).unwrap() }), ..input(3) };
+        let refused = sealer.submit(stale).await;
+        assert!(matches!(refused, Err(SealError::Unknown(_))), "{refused:?}");
         group.shutdown().await;
     }
     // The sealer's task ends on its own once its handle is gone, and holds
@@ -147,5 +154,6 @@ async fn a_retried_input_is_sequenced_once() {
     let sealed_once = inputs.iter().filter(|i| i.program == program).count();
     assert!(inputs.iter().all(|i| i.request.is_none()), "stored epochs carry no request ids");
     assert_eq!(sealed_once, 1, "the retried input is in the epoch log once");
+    assert!(!inputs.iter().any(|i| i.program == input(3).program), "the stale attempt is not in the epoch log");
     group.shutdown().await;
 }

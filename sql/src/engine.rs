@@ -284,6 +284,10 @@ impl SqlEngine {
     }
 
     async fn query_once(&self, st: Statement, params: &[Param]) -> ExecResult<StatementResult> {
+        if let Some(answer) = crate::point::try_point_read(&self.shared, &st, params).await {
+            self.metrics.point_read();
+            return answer;
+        }
         let (mut state, pool) = self.query_state()?;
         let plan = state.statement_to_plan(DfStatement::Statement(Box::new(st))).await.map_err(from_datafusion)?;
         let mut scans = 0;

@@ -18,6 +18,7 @@ mod dml;
 mod engine;
 mod memory;
 mod names;
+mod point;
 mod provider;
 mod result;
 mod txn;

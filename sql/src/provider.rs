@@ -205,31 +205,29 @@ fn scalar_input(v: &ScalarValue) -> Option<Input> {
     })
 }
 
-impl OrdoTable {
-    /// Key datums for the first `n` primary key columns if the filters bind
-    /// each to a value of its exact type (so the lookup cannot miss a row
-    /// that a looser comparison would match).
-    fn bound_key(&self, eq: &BTreeMap<usize, ScalarValue>, n: usize) -> Option<Vec<Datum>> {
-        let mut out = Vec::with_capacity(n);
-        for &ci in &self.def.primary_key[..n] {
-            let col = &self.def.columns[ci];
-            let input = scalar_input(eq.get(&ci)?)?;
-            let d = coerce_type(input.clone(), &col.ty, &col.name).ok()?;
-            // Only exact matches: '1.5' into an integer column must not
-            // become a lookup of 2.
-            let back_ok = match (&input, &d) {
-                (Input::Int(a), Datum::Int(b)) => a == b,
-                (Input::Text(a), Datum::Text(b)) => a == b,
-                (Input::Bool(_), _) | (Input::Datum(_), _) => true,
-                _ => false,
-            };
-            if !back_ok || d.is_null() {
-                return None;
-            }
-            out.push(d);
+/// Key datums for the first `n` primary key columns of `def` if `eq` binds
+/// each to a value of its exact type (so the lookup cannot miss a row that
+/// a looser comparison would match).
+pub(crate) fn bound_key(def: &TableDef, eq: &BTreeMap<usize, ScalarValue>, n: usize) -> Option<Vec<Datum>> {
+    let mut out = Vec::with_capacity(n);
+    for &ci in &def.primary_key[..n] {
+        let col = &def.columns[ci];
+        let input = scalar_input(eq.get(&ci)?)?;
+        let d = coerce_type(input.clone(), &col.ty, &col.name).ok()?;
+        // Only exact matches: '1.5' into an integer column must not
+        // become a lookup of 2.
+        let back_ok = match (&input, &d) {
+            (Input::Int(a), Datum::Int(b)) => a == b,
+            (Input::Text(a), Datum::Text(b)) => a == b,
+            (Input::Bool(_), _) | (Input::Datum(_), _) => true,
+            _ => false,
+        };
+        if !back_ok || d.is_null() {
+            return None;
         }
-        Some(out)
+        out.push(d);
     }
+    Some(out)
 }
 
 #[async_trait]
@@ -261,10 +259,10 @@ impl TableProvider for OrdoTable {
         let ext = |e: ExecError| DataFusionError::External(Box::new(e));
         let eq = equalities(&self.def, filters);
         let pk_len = self.def.primary_key.len();
-        let point = self.bound_key(&eq, pk_len);
+        let point = bound_key(&self.def, &eq, pk_len);
         // The longest bound leading part of the primary key, at least the
         // partition key: one vShard, and only the rows under that prefix.
-        let partition = (self.def.partition_len.max(1)..pk_len).rev().find_map(|n| self.bound_key(&eq, n));
+        let partition = (self.def.partition_len.max(1)..pk_len).rev().find_map(|n| bound_key(&self.def, &eq, n));
         let snapshot = state.config().get_extension::<QuerySnapshot>();
         let at = match &snapshot {
             Some(s) if s.eager || (point.is_none() && partition.is_none()) => Some(s),

@@ -226,6 +226,11 @@ impl Cluster {
         self.signal(id, libc::SIGCONT);
     }
 
+    /// The process ids of the running nodes (e.g. to measure their CPU).
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().filter_map(|n| n.child.as_ref().map(Child::id)).collect()
+    }
+
     fn signal(&self, id: u64, sig: libc::c_int) {
         if let Some(child) = &self.node(id).child {
             // SAFETY: kill(2) on a pid we spawned and have not reaped.

@@ -28,6 +28,13 @@ impl LocalPostgres {
         Ok(LocalPostgres { script, data, port, settings: String::from_utf8_lossy(&out.stdout).into_owned() })
     }
 
+    /// The postmaster's process id (every backend descends from it).
+    pub fn pid(&self) -> anyhow::Result<u32> {
+        let text = std::fs::read_to_string(self.data.join("postmaster.pid"))?;
+        let first = text.lines().next().unwrap_or_default();
+        first.trim().parse().map_err(|e| anyhow::anyhow!("postmaster.pid starts with {first:?}: {e}"))
+    }
+
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }

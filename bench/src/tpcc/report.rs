@@ -23,6 +23,15 @@ pub fn summary(r: &RunResult) -> String {
     if r.config.wait {
         s.push_str(&format!(", efficiency {:.1}%", r.efficiency() * 100.0));
     }
+    if let (Some(cpu), Some((server, client))) = (r.cpu, r.core_ms_per_txn()) {
+        s.push_str(&format!(
+            "\nCPU in the measured window: the server {:.1} core-s ({:.2} cores busy), {server:.2} core-ms per \
+             transaction; the clients (this process) {:.1} core-s, {client:.2} core-ms per transaction",
+            cpu.server_s,
+            cpu.server_s / r.measured_s.max(f64::MIN_POSITIVE),
+            cpu.client_s,
+        ));
+    }
     s.push_str(
         "\n\n| transaction | finished | per s | p50 ms | p90 ms | p99 ms | max ms | rolled back | retries | errors |\n",
     );
@@ -53,17 +62,24 @@ pub fn summary(r: &RunResult) -> String {
 pub fn side_by_side(results: &[RunResult]) -> String {
     let baseline = results.iter().filter(|r| r.target.starts_with("pg")).max_by(|a, b| a.tpmc().total_cmp(&b.tpmc()));
     let mut s = String::from(
-        "| target | tpmC | ratio to best PostgreSQL | New-Order p50 ms | p99 ms | Payment p50 ms | p99 ms | errors |\n",
+        "| target | tpmC | ratio to best PostgreSQL | New-Order p50 ms | p99 ms | Payment p50 ms | p99 ms | errors \
+         | server core-ms per txn | cores busy |\n",
     );
-    s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in results {
         let ratio = baseline
             .map(|b| format!("{:.2}", r.tpmc() / b.tpmc().max(f64::MIN_POSITIVE)))
             .unwrap_or_else(|| "-".into());
         let no = &r.kinds[&TxnKind::NewOrder];
         let pay = &r.kinds[&TxnKind::Payment];
+        let (core_ms, busy) = match (r.cpu, r.core_ms_per_txn()) {
+            (Some(cpu), Some((server, _))) => {
+                (format!("{server:.2}"), format!("{:.2}", cpu.server_s / r.measured_s.max(f64::MIN_POSITIVE)))
+            }
+            _ => ("-".into(), "-".into()),
+        };
         s.push_str(&format!(
-            "| {} | {:.0} | {ratio} | {:.1} | {:.1} | {:.1} | {:.1} | {} |\n",
+            "| {} | {:.0} | {ratio} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {core_ms} | {busy} |\n",
             r.target,
             r.tpmc(),
             no.ms(0.5),
@@ -108,6 +124,8 @@ pub fn json(results: &[RunResult]) -> Value {
                 "tpmc": r.tpmc(),
                 "efficiency": if r.config.wait { Some(r.efficiency()) } else { None },
                 "transactions": kinds,
+                "cpu": r.cpu.map(|c| json!({"server_core_s": c.server_s, "client_core_s": c.client_s})),
+                "server_core_ms_per_txn": r.core_ms_per_txn().map(|c| c.0),
                 "timeline_per_s": r.timeline,
             })
         })

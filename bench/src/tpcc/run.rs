@@ -13,6 +13,8 @@ use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
+use crate::cpu::{CpuMeter, CpuUse};
+
 use super::db::{TpccDb, TpccSession, TxnResult};
 use super::input::Inputs;
 use super::load::load_constants;
@@ -26,6 +28,8 @@ pub struct RunConfig {
     pub ramp: Duration,
     pub wait: bool,
     pub seed: u64,
+    /// Measures the target's CPU over the measured window, if it runs here.
+    pub cpu: Option<CpuMeter>,
 }
 
 /// Latency bound of the histograms.
@@ -82,6 +86,8 @@ pub struct RunResult {
     /// Finished transactions per second of the measured window, by kind
     /// (index of [`TxnKind::ALL`]).
     pub timeline: Vec<[u64; 5]>,
+    /// CPU used in the measured window, if measured.
+    pub cpu: Option<CpuUse>,
 }
 
 impl RunResult {
@@ -93,6 +99,7 @@ impl RunResult {
             config,
             kinds: TxnKind::ALL.iter().map(|&k| (k, KindStats::default())).collect(),
             timeline: vec![[0; 5]; seconds.max(1)],
+            cpu: None,
         }
     }
 
@@ -103,6 +110,26 @@ impl RunResult {
             self.kinds.entry(*k).or_default().merge(s);
         }
         self.timeline.extend_from_slice(&o.timeline);
+        self.cpu = match (self.cpu, o.cpu) {
+            (Some(mut a), Some(b)) => {
+                a.add(&b);
+                Some(a)
+            }
+            _ => None,
+        };
+    }
+
+    /// Transactions finished in the measured window (committed, or rolled
+    /// back as the specification asks of 1% of New-Orders).
+    pub fn finished(&self) -> u64 {
+        self.kinds.values().map(|k| k.committed + k.rolled_back).sum()
+    }
+
+    /// Core-milliseconds per finished transaction: (server, client).
+    pub fn core_ms_per_txn(&self) -> Option<(f64, f64)> {
+        let cpu = self.cpu?;
+        let n = self.finished().max(1) as f64;
+        Some((cpu.server_s * 1000.0 / n, cpu.client_s * 1000.0 / n))
     }
 
     /// Committed New-Orders per minute.
@@ -178,6 +205,7 @@ pub async fn run(db: Arc<dyn TpccDb>, cfg: RunConfig, progress: Arc<AtomicU64>) 
     let start = Instant::now();
     let measure_from = start + cfg.ramp;
     let end = start + cfg.duration;
+    let cpu = cfg.cpu.clone().map(|meter| tokio::spawn(measure_cpu(meter, measure_from, end)));
     let mut tasks = Vec::new();
     for (worker, mut session) in sessions.into_iter().enumerate() {
         let cfg = cfg.clone();
@@ -229,5 +257,18 @@ pub async fn run(db: Arc<dyn TpccDb>, cfg: RunConfig, progress: Arc<AtomicU64>) 
             }
         }
     }
+    if let Some(cpu) = cpu {
+        total.cpu = Some(cpu.await??);
+    }
     Ok(total)
+}
+
+/// The CPU used between `from` and `to` by the server and by this process.
+async fn measure_cpu(meter: CpuMeter, from: Instant, to: Instant) -> anyhow::Result<CpuUse> {
+    let sample = |m: &CpuMeter| -> anyhow::Result<(f64, f64)> { Ok((m.server_s()?, crate::cpu::client_s()?)) };
+    tokio::time::sleep_until(from).await;
+    let (server_0, client_0) = sample(&meter)?;
+    tokio::time::sleep_until(to).await;
+    let (server_1, client_1) = sample(&meter)?;
+    Ok(CpuUse { server_s: server_1 - server_0, client_s: client_1 - client_0 })
 }
