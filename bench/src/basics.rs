@@ -1,5 +1,6 @@
 //! The smallest things a database does, side by side with PostgreSQL in one
-//! run: a point SELECT by primary key, a single-row INSERT, and an
+//! run: a point SELECT by primary key (also with `AND TRUE`, which OrdoDB
+//! plans with DataFusion), a single-row INSERT, and an
 //! autocommit increment of one hot row, each by `clients` closed-loop
 //! clients for a fixed time. Every figure comes with the CPU the server
 //! spent per operation (all its processes, [`crate::cpu`]).
@@ -31,16 +32,20 @@ const HOT_ID: i64 = 1;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Basic {
     PointSelect,
+    /// The same read with `AND TRUE`, which keeps it off OrdoDB's point-read
+    /// path: what planning it with DataFusion costs.
+    PlannedPointSelect,
     Insert,
     HotIncrement,
 }
 
 impl Basic {
-    pub const ALL: [Basic; 3] = [Basic::PointSelect, Basic::Insert, Basic::HotIncrement];
+    pub const ALL: [Basic; 4] = [Basic::PointSelect, Basic::PlannedPointSelect, Basic::Insert, Basic::HotIncrement];
 
     pub fn name(self) -> &'static str {
         match self {
             Basic::PointSelect => "point SELECT by primary key",
+            Basic::PlannedPointSelect => "point SELECT ... AND TRUE (planned)",
             Basic::Insert => "single-row INSERT",
             Basic::HotIncrement => "increment of one hot row",
         }
@@ -50,6 +55,9 @@ impl Basic {
     fn statement(self, client: usize, n: u64, rng: &mut u64) -> (&'static str, Vec<i64>) {
         match self {
             Basic::PointSelect => ("SELECT v, pad FROM basics_kv WHERE id = $1", vec![1 + next(rng) as i64 % ROWS]),
+            Basic::PlannedPointSelect => {
+                ("SELECT v, pad FROM basics_kv WHERE id = $1 AND TRUE", vec![1 + next(rng) as i64 % ROWS])
+            }
             // Unique per client and operation: no INSERT conflicts.
             Basic::Insert => {
                 let id = (client as i64 + 1) * 1_000_000_000 + n as i64;
