@@ -68,8 +68,11 @@ fn rewrite_expr(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         },
         // DataFusion's `sum` (or ours again, which has the same name:
         // swapping it for itself changes nothing).
+        // Signed only: DataFusion sums unsigned integers into their own
+        // type, which this BIGINT sum is not.
         Expr::AggregateFunction(mut agg)
-            if agg.func.name() == "sum" && matches!(agg.params.args.as_slice(), [x] if integer(x).is_some()) =>
+            if agg.func.name() == "sum"
+                && matches!(agg.params.args.as_slice(), [x] if integer(x).is_some_and(|t| t.is_signed_integer())) =>
         {
             agg.func = crate::checked_sum::checked_sum();
             Ok(Transformed::yes(Expr::AggregateFunction(agg)))

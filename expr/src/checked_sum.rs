@@ -3,16 +3,20 @@
 //! `9223372036854775807` and `1` would be negative. PostgreSQL's `sum(bigint)`
 //! returns NUMERIC and cannot overflow at these sizes; OrdoDB keeps BIGINT
 //! (as the fast path's programs do) and raises `22003` instead of a wrong
-//! answer. [`crate::checked::CheckedIntegerArithmetic`] swaps DataFusion's
-//! `sum` of an integer argument for [`checked_sum`], which has the same name
-//! and result type, so plans and column names stay as they were.
+//! answer. The sum is kept exactly (in 128 bits) and checked once, at the
+//! end, so only a result outside BIGINT fails — not a running total that
+//! leaves the range and comes back, whose failure would depend on the order
+//! rows and partial sums arrive in. [`crate::checked::CheckedIntegerArithmetic`]
+//! swaps DataFusion's `sum` of a signed integer argument for [`checked_sum`],
+//! which has the same name and result type, so plans and column names stay
+//! as they were.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, AsArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, Field, FieldRef, Int64Type};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
@@ -48,20 +52,35 @@ impl AggregateUDFImpl for CheckedSum {
         Ok(if args.is_distinct { Box::<DistinctSum>::default() } else { Box::<Sum>::default() })
     }
 
-    /// The running sum; for `sum(DISTINCT x)`, the values seen so far.
+    /// The exact running sum; for `sum(DISTINCT x)`, the values seen so far.
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         let name = format_state_name(args.name, if args.is_distinct { "distinct" } else { "value" });
         let ty = if args.is_distinct {
             DataType::List(Arc::new(Field::new_list_field(DataType::Int64, true)))
         } else {
-            DataType::Int64
+            STATE_TYPE
         };
         Ok(vec![Arc::new(Field::new(name, ty, true))])
     }
 }
 
+/// A partial sum: exact, as a NUMERIC of 38 digits (`i128`).
+const STATE_TYPE: DataType = DataType::Decimal128(38, 0);
+
 fn out_of_range() -> DataFusionError {
     DataFusionError::External(Box::new(ExecError::NumericValueOutOfRange("bigint out of range".into())))
+}
+
+/// `sum + v`, exact. (Fewer than 2^64 BIGINTs cannot leave `i128`; checked
+/// all the same.)
+fn add(sum: Option<i128>, v: i128) -> Result<Option<i128>> {
+    Ok(Some(sum.unwrap_or(0).checked_add(v).ok_or_else(out_of_range)?))
+}
+
+/// The result: the exact sum if it is a BIGINT, else `22003`.
+fn result(sum: Option<i128>) -> Result<ScalarValue> {
+    let sum = sum.map(i64::try_from).transpose().map_err(|_| out_of_range())?;
+    Ok(ScalarValue::Int64(sum))
 }
 
 /// The values of an integer column as BIGINT (NULLs skipped).
@@ -73,33 +92,30 @@ fn int64s(values: &ArrayRef) -> Result<Vec<i64>> {
 /// `None` until a non-NULL value arrives: the sum of no rows is NULL.
 #[derive(Debug, Default)]
 struct Sum {
-    sum: Option<i64>,
-}
-
-impl Sum {
-    fn add(&mut self, values: &ArrayRef) -> Result<()> {
-        for v in int64s(values)? {
-            self.sum = Some(self.sum.unwrap_or(0).checked_add(v).ok_or_else(out_of_range)?);
-        }
-        Ok(())
-    }
+    sum: Option<i128>,
 }
 
 impl Accumulator for Sum {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        self.add(&values[0])
+        for v in int64s(&values[0])? {
+            self.sum = add(self.sum, i128::from(v))?;
+        }
+        Ok(())
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        self.add(&states[0])
+        for v in states[0].as_primitive::<Decimal128Type>().iter().flatten() {
+            self.sum = add(self.sum, v)?;
+        }
+        Ok(())
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![ScalarValue::Int64(self.sum)])
+        Ok(vec![ScalarValue::Decimal128(self.sum, 38, 0)])
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(ScalarValue::Int64(self.sum))
+        result(self.sum)
     }
 
     fn size(&self) -> usize {
@@ -132,11 +148,11 @@ impl Accumulator for DistinctSum {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        let mut sum: Option<i64> = None;
+        let mut sum: Option<i128> = None;
         for &v in &self.seen {
-            sum = Some(sum.unwrap_or(0).checked_add(v).ok_or_else(out_of_range)?);
+            sum = add(sum, i128::from(v))?;
         }
-        Ok(ScalarValue::Int64(sum))
+        result(sum)
     }
 
     fn size(&self) -> usize {
@@ -199,6 +215,14 @@ mod tests {
             "4|-9223372036854775808|-9223372036854775808",
         ];
         assert_eq!(got, want);
+        // A running total may leave BIGINT on the way: only the sum counts,
+        // whatever order the rows come in.
+        let max = i64::MAX;
+        // (Distinct values: DataFusion plans `sum(x), sum(DISTINCT x)` as a
+        // sum per value of x first, which must itself be a BIGINT.)
+        let rows = format!("(VALUES ({max}), (1), (-1), (-{max}), (5), (7))");
+        let got = run(&format!("SELECT sum(column1), sum(DISTINCT column1) FROM {rows}")).await.unwrap();
+        assert_eq!(got, ["sum(column1)|sum(DISTINCT column1)", "12|12"]);
         // Not integers: DataFusion's own sum.
         let got = run("SELECT sum(x) AS s FROM (VALUES (1.5), (2.25)) AS v(x)").await.unwrap();
         assert_eq!(got, ["s", "3.75"]);

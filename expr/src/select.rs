@@ -151,6 +151,22 @@ pub fn evaluate(agg: Agg, rows: &[&Vec<Datum>], table: &TableDef) -> Result<Opti
     Ok(Some(match agg {
         Agg::CountRows => Param::Int(rows.len() as i64),
         Agg::Count(ci) => Param::Int(values(ci).count() as i64),
+        // Integers: exact, checked once at the end (as `checked_sum` does on
+        // the slow path), so a running total may leave BIGINT on the way.
+        Agg::Sum(ci) if matches!(table.columns[ci].ty, SqlType::SmallInt | SqlType::Int | SqlType::BigInt) => {
+            let mut acc: Option<i128> = None;
+            for (_, v) in values(ci) {
+                let Val::Int(i) = v else { return Ok(None) };
+                acc = Some(acc.unwrap_or(0) + i128::from(i));
+            }
+            match acc.map(i64::try_from) {
+                None => Param::Null,
+                Some(Ok(i)) => Param::Int(i),
+                Some(Err(_)) => {
+                    return Err(crate::error::ExecError::NumericValueOutOfRange("bigint out of range".into()))
+                }
+            }
+        }
         Agg::Sum(ci) => {
             let mut acc: Option<Val> = None;
             for (_, v) in values(ci) {

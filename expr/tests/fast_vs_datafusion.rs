@@ -86,3 +86,54 @@ proptest! {
         }
     }
 }
+
+/// `SUM` of an integer column over rows whose running total leaves BIGINT
+/// and comes back: both paths give the exact sum, and both refuse (22003)
+/// only a sum that is outside BIGINT itself.
+#[test]
+fn integer_sums_agree_and_fail_only_outside_bigint() {
+    use datafusion::catalog::MemTable;
+    use ordo_expr::arrow::{input_at, rows_to_batch, table_schema};
+    use ordo_expr::select::{evaluate, Agg};
+
+    let table = table();
+    let row = |n: i64| vec![Datum::Int(n), Datum::Int(n), Datum::Null, Datum::Null];
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    for (values, want) in [
+        (vec![i64::MAX, 1, -1], Ok(i64::MAX)),
+        (vec![i64::MAX, 1, -1, i64::MAX, -i64::MAX, -i64::MAX, 5], Ok(5)),
+        (vec![i64::MAX, 1], Err(())),
+        (vec![i64::MIN, -1, 3, -3], Err(())),
+    ] {
+        let rows: Vec<Vec<Datum>> = values.iter().map(|&v| row(v)).collect();
+        let refs: Vec<&Vec<Datum>> = rows.iter().collect();
+        let fast = match evaluate(Agg::Sum(1), &refs, &table) {
+            Ok(Some(ordo_expr::Param::Int(i))) => Ok(i),
+            Ok(other) => panic!("fast path gave {other:?}"),
+            Err(e) => {
+                assert_eq!(e.sqlstate(), "22003", "{e}");
+                Err(())
+            }
+        };
+        let slow = rt.block_on(async {
+            let ctx = ordo_expr::session::context();
+            let schema = table_schema(&table);
+            let batch = rows_to_batch(&table, &schema, &rows).unwrap();
+            ctx.register_table("t", std::sync::Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()))
+                .unwrap();
+            match ctx.sql("SELECT sum(n) FROM t").await.unwrap().collect().await {
+                Ok(b) => Ok(input_at(b[0].column(0).as_ref(), 0).unwrap()),
+                Err(e) => {
+                    assert_eq!(ordo_expr::error::from_datafusion(e).sqlstate(), "22003");
+                    Err(())
+                }
+            }
+        });
+        let slow = slow.map(|i| match i {
+            ordo_expr::coerce::Input::Int(i) => i,
+            other => panic!("DataFusion gave {other:?}"),
+        });
+        assert_eq!(fast, want, "fast path over {values:?}");
+        assert_eq!(slow, want, "DataFusion over {values:?}");
+    }
+}
