@@ -28,6 +28,8 @@ pub const ROWS: i64 = 10_000;
 const LOAD_BATCH_ROWS: i64 = 500;
 /// The row every increment updates.
 const HOT_ID: i64 = 1;
+/// Latency bound of the histograms (2 minutes).
+const LATENCY_US_MAX: u64 = 120_000_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Basic {
@@ -157,11 +159,14 @@ pub async fn run(s: Arc<System>, basic: Basic, clients: usize, duration: Duratio
             let s = s.clone();
             tokio::spawn(async move {
                 let mut rng = 0x9E37_79B9_7F4A_7C15 ^ ((c as u64 + 1) << 20);
-                let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
+                let mut hist = Histogram::<u64>::new_with_bounds(1, LATENCY_US_MAX, 3).expect("histogram bounds");
                 let (mut done, mut unknown) = (0u64, 0u64);
                 let mut errors: BTreeMap<String, u64> = BTreeMap::new();
-                while Instant::now() < deadline {
-                    let (sql, params) = basic.statement(c, done + unknown + errors.values().sum::<u64>(), &mut rng);
+                for sent in 0u64.. {
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    let (sql, params) = basic.statement(c, sent, &mut rng);
                     let t0 = Instant::now();
                     match s.run(c, sql, &params).await {
                         Ok(_) => {
@@ -181,7 +186,7 @@ pub async fn run(s: Arc<System>, basic: Basic, clients: usize, duration: Duratio
         basic,
         done: 0,
         seconds: 0.0,
-        latency_us: Histogram::new_with_bounds(1, 120_000_000, 3)?,
+        latency_us: Histogram::new_with_bounds(1, LATENCY_US_MAX, 3)?,
         errors: BTreeMap::new(),
         unknown: 0,
         server_core_s: 0.0,
