@@ -90,7 +90,17 @@ pub const COLLECT_EVERY_MS_DEFAULT: u64 = 10_000;
 pub const COLLECT_LAG_MS_DEFAULT: u64 = 120_000;
 
 // A long poll answers before the forwarded call carrying it times out.
+/// Writes a vShard's leader keeps queued and unapplied for later writes to
+/// read (see `serve::pending`), and their rows' bytes; past either a write
+/// keeps its locks until it is applied, as if none were released early.
+pub const PENDING_ENTRIES_MAX: usize = 512;
+pub const PENDING_BYTES_MAX: usize = 8 << 20;
+/// How long a retry waits for its earlier attempt queued on the same
+/// leader, and a sequenced participant for the writes queued before it.
+pub const PENDING_WAIT_MS: u64 = 10_000;
+
 const _: () = assert!(LONG_POLL_MS < FORWARD_TIMEOUT_MS);
+const _: () = assert!(PENDING_WAIT_MS < FORWARD_TIMEOUT_MS);
 // A fenced request gives up before its forwarded call does.
 const _: () = assert!(FENCE_WAIT_MS < FORWARD_TIMEOUT_MS);
 const _: () = assert!(REPLICA_CHECKSUM_WAIT_MS < FORWARD_TIMEOUT_MS);

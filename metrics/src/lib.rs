@@ -29,7 +29,7 @@ pub use labels::{GroupKind, Outcome};
 pub use process::ProcessMetrics;
 pub use prometheus_client::registry::Registry;
 pub use raft::{GroupGauges, KindSums, RaftMetrics};
-pub use scheduler::{waiter, SchedulerMetrics};
+pub use scheduler::{release, waiter, SchedulerMetrics};
 pub use sequencer::SequencerMetrics;
 pub use sql::{RequestKind, SqlMetrics, TxnPath};
 pub use storage::{RocksProperties, StorageMetrics};

@@ -16,8 +16,16 @@ struct WaiterLabels {
     waiter: &'static str,
 }
 
+/// When a single-vShard write let go of its locks: the `when` label.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReleaseLabels {
+    when: &'static str,
+}
+
 #[derive(Clone, Debug)]
 pub struct SchedulerMetrics {
+    lock_hold: Histogram,
+    released: Family<ReleaseLabels, Counter>,
     positions: Counter,
     position_failures: Counter,
     execute: Histogram,
@@ -31,6 +39,8 @@ pub struct SchedulerMetrics {
 impl Default for SchedulerMetrics {
     fn default() -> SchedulerMetrics {
         SchedulerMetrics {
+            lock_hold: latency_histogram(),
+            released: Family::default(),
             positions: Counter::default(),
             position_failures: Counter::default(),
             execute: latency_histogram(),
@@ -51,6 +61,15 @@ pub mod waiter {
     pub const WRITE: &str = "write";
     /// A snapshot read waiting for earlier sequenced writes.
     pub const READ: &str = "read";
+}
+
+/// When a single-vShard write released its locks.
+pub mod release {
+    /// Once its entry was queued, its rows left pending for later writes.
+    pub const QUEUED: &str = "queued";
+    /// Once its entry was applied (or failed): the pending bounds were
+    /// reached, or its term ended before it could be left pending.
+    pub const APPLIED: &str = "applied";
 }
 
 impl SchedulerMetrics {
@@ -74,6 +93,18 @@ impl SchedulerMetrics {
              cross-shard writes until granted)",
             Unit::Seconds,
             self.lock_wait.clone(),
+        );
+        r.register_with_unit(
+            "write_lock_hold",
+            "From a single-vShard write's lock grant to its release (queued: once its entry is queued; \
+             applied: once applied)",
+            Unit::Seconds,
+            self.lock_hold.clone(),
+        );
+        r.register(
+            "write_lock_releases",
+            "Single-vShard writes that released their locks once queued or only once applied",
+            self.released.clone(),
         );
         r.register(
             "remote_reads",
@@ -106,6 +137,13 @@ impl SchedulerMetrics {
     /// A lock request of `waiter` (see [`waiter`]) granted after `seconds`.
     pub fn lock_granted(&self, waiter: &'static str, seconds: f64) {
         self.lock_wait.get_or_create(&WaiterLabels { waiter }).observe(seconds);
+    }
+
+    /// A single-vShard write released its locks `seconds` after their
+    /// grant, `when` (see [`release`]).
+    pub fn write_locks_released(&self, when: &'static str, seconds: f64) {
+        self.lock_hold.observe(seconds);
+        self.released.get_or_create(&ReleaseLabels { when }).inc();
     }
 
     pub fn remote_read(&self, seconds: f64) {

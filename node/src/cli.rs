@@ -174,6 +174,12 @@ pub struct StartArgs {
     /// Replicas per Raft group (capped at the number of nodes).
     #[arg(long, default_value_t = 3, env = "ORDO_REPLICATION")]
     pub replication: usize,
+    /// Let a single-vShard write release its locks once its entry is queued
+    /// rather than once it is applied (early lock release; later writes read
+    /// its pending rows). Experimental: off until the fault harness passes
+    /// with it (docs/RELIABILITY.md).
+    #[arg(long, env = "ORDO_EARLY_LOCK_RELEASE")]
+    pub early_lock_release: bool,
     /// Interval of the node-wide Raft heartbeat, in milliseconds; elections
     /// start after 6 to 12 missed intervals.
     #[arg(long, default_value_t = 500, env = "ORDO_HEARTBEAT_MS")]

@@ -72,7 +72,14 @@ async fn serve(args: StartArgs) -> anyhow::Result<()> {
         .contains_key(&SEQUENCER_GROUP)
         .then(|| LocalEpochs { log: EpochLog::new(SEQUENCER_GROUP, engine.clone()), applied: sequencer.subscribe() });
     let reader = ShardReader::new(engine.clone());
-    let executor = Arc::new(LeaderExecutor::new(groups.clone(), reader, args.vshards, sealer, local_epochs.clone()));
+    let executor = Arc::new(LeaderExecutor::new(
+        groups.clone(),
+        reader,
+        args.vshards,
+        sealer,
+        local_epochs.clone(),
+        args.early_lock_release,
+    ));
     let router = Arc::new(Router::new(args.id, transport.clone(), executor.clone(), groups.clone(), placement.clone()));
     executor.set_router(&router);
     let versions = spawn_background(&args, &router, &executor, local_epochs.clone());

@@ -21,7 +21,9 @@ use crate::log_store::LogStore;
 use crate::network::{GroupNetworkFactory, Transport};
 use crate::requests::{stamp_now_ms, stored_request, RequestId, RequestRecord, RequestReply};
 use crate::state_machine::{stored_checksum, GroupLogic, StateMachineStore};
-use crate::types::{Command, RaftKind, RequestCommand, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
+use crate::types::{
+    Command, RaftKind, RequestCommand, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote, WriteResponder,
+};
 
 /// One group's openraft instance over our storage.
 type Raft = openraft::Raft<TypeConfig, StateMachineStore>;
@@ -60,6 +62,11 @@ pub struct GroupStatus {
     pub matched: BTreeMap<u64, Option<u64>>,
 }
 
+/// A write queued by [`Consensus::submit`]: resolves with its reply once
+/// applied, or with why it never will be (`NotLeader`: refused, never
+/// appended; `Unknown`: appended and then dropped here, or Raft stopped).
+pub type Queued = Pin<Box<dyn Future<Output = Result<RequestReply, ConsensusError>> + Send>>;
+
 /// What the layers above need from a replicated group.
 #[async_trait::async_trait]
 pub trait Consensus: Send + Sync {
@@ -84,6 +91,35 @@ pub trait Consensus: Send + Sync {
         command: Vec<u8>,
         reply: Option<Vec<u8>>,
     ) -> Result<RequestReply, ConsensusError>;
+    /// Queues a write for the log of this replica's leadership in `term`
+    /// and returns once it is queued, before it commits. A write queued
+    /// after this returns is appended after it, and no write is appended
+    /// once this replica no longer leads in `term` (another leader may
+    /// have acted since): so a writer may let later writes read what it
+    /// queued before it commits (early lock release), and each of those
+    /// commits only if it does (Raft commits a log prefix) — provided they
+    /// check [`Consensus::refused_writes`] after their barrier, since a
+    /// leader whose lease lapsed refuses a write and may take the next
+    /// one once the lease is renewed, in the same term. `id`: as for
+    /// [`Consensus::propose_request`], and an attempt too late to apply
+    /// is refused here, queued nowhere (`Unknown`, as that reply). The
+    /// future resolves once the entry is applied here (an `App` command's
+    /// reply comes as `Applied`), or fails once it cannot be: it has no
+    /// timeout of its own.
+    async fn submit(
+        &self,
+        term: u64,
+        id: Option<RequestId>,
+        command: Vec<u8>,
+        reply: Option<Vec<u8>>,
+    ) -> Result<Queued, ConsensusError>;
+    /// How many writes queued by [`Consensus::submit`] were refused so far.
+    /// A refusal is counted inside RaftCore before it takes its next
+    /// message, so a barrier that returns after a write was queued sees
+    /// the count of its refusal. Not every refusal ends the term (a
+    /// leader whose lease lapsed refuses writes until it is renewed): a
+    /// writer that lets later writes read a queued write must check.
+    fn refused_writes(&self) -> u64;
     /// The record of request `id` if this replica applied it (on a leader,
     /// after a write barrier: whether any leader applied it).
     fn applied_request(&self, id: RequestId) -> Result<Option<RequestRecord>, ConsensusError>;
@@ -152,6 +188,13 @@ impl GroupConfig {
             // (see `heartbeat`), so they reach each peer in one message.
             enable_heartbeat: false,
             enable_pre_vote: Some(true),
+            // A leader that restarts must win a new election, not resume its
+            // old term: resumed, its barrier covers only what it knew
+            // committed, so entries it appended before the crash (which may
+            // be committed) are missing from the rows a write then reads
+            // (found by ordo-chaos: a retried write queued after its own
+            // first attempt, an acknowledged append overwritten).
+            enable_leader_restore: Some(false),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_logs),
             // Keep some log behind a snapshot so briefly lagging followers catch
             // up from the log rather than a full snapshot.
@@ -170,6 +213,10 @@ impl GroupConfig {
 
 pub struct RaftGroup {
     gid: GroupId,
+    node_id: u64,
+    /// Writes queued by `submit` that RaftCore refused (see
+    /// [`Consensus::refused_writes`]).
+    refused: Arc<std::sync::atomic::AtomicU64>,
     raft: Raft,
     engine: Arc<Engine>,
     metrics: RaftMetrics,
@@ -367,7 +414,15 @@ impl RaftGroup {
                 tracing::debug!(group = gid, "initialize: {e}");
             }
         }
-        Ok(Arc::new(RaftGroup { gid, raft, engine, metrics: metrics.clone(), undecided: Default::default() }))
+        Ok(Arc::new(RaftGroup {
+            gid,
+            node_id,
+            refused: Default::default(),
+            raft,
+            engine,
+            metrics: metrics.clone(),
+            undecided: Default::default(),
+        }))
     }
 }
 
@@ -425,6 +480,70 @@ impl Consensus for RaftGroup {
         let request = RequestCommand { id, stamp_ms: stamp_now_ms(), command, reply };
         let bytes = self.write(Command::Request(Box::new(request))).await?;
         decode(&bytes).map_err(|e| ConsensusError::Unavailable { group: self.gid, reason: e.to_string() })
+    }
+
+    async fn submit(
+        &self,
+        term: u64,
+        id: Option<RequestId>,
+        command: Vec<u8>,
+        reply: Option<Vec<u8>>,
+    ) -> Result<Queued, ConsensusError> {
+        use openraft::errors::ClientWriteError;
+        use openraft::vote::RaftLeaderId;
+        type ClientWriteResult = Result<openraft::raft::ClientWriteResponse<TypeConfig>, ClientWriteError<TypeConfig>>;
+        let gid = self.gid;
+        let start = std::time::Instant::now();
+        let command = match id {
+            None => Command::App(command),
+            Some(id) => {
+                let stamp_ms = stamp_now_ms();
+                if !id.may_apply_at(stamp_ms) {
+                    let reason = "this attempt came too long after the request was first sent to tell whether an \
+                                  earlier one applied; it was not applied";
+                    return Err(ConsensusError::Unknown { group: gid, reason: reason.into() });
+                }
+                Command::Request(Box::new(RequestCommand { id, stamp_ms, command, reply }))
+            }
+        };
+        let leader = openraft::type_config::alias::LeaderIdOf::<TypeConfig>::new(term, self.node_id).to_committed();
+        let refused = self.refused.clone();
+        let (responder, applied) = WriteResponder::new(Some(Box::new(move |r: &ClientWriteResult| {
+            if matches!(r, Err(ClientWriteError::ForwardToLeader(_))) {
+                refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        })));
+        // Refused before it was queued: nothing will apply.
+        self.raft
+            .write(command)
+            .with_leader(leader)
+            .responder(responder)
+            .await
+            .map_err(|e| ConsensusError::Unavailable { group: gid, reason: e.to_string() })?;
+        let metrics = self.metrics.clone();
+        Ok(Box::pin(async move {
+            let result = match applied.await {
+                Ok(Ok(resp)) if id.is_some() => decode::<RequestReply>(&resp.data.0)
+                    .map_err(|e| ConsensusError::Unavailable { group: gid, reason: e.to_string() }),
+                Ok(Ok(resp)) => Ok(RequestReply::Applied(resp.data.0)),
+                Ok(Err(ClientWriteError::ForwardToLeader(f))) => {
+                    Err(ConsensusError::NotLeader { group: gid, leader: f.leader_id })
+                }
+                Ok(Err(e)) => Err(ConsensusError::Unknown { group: gid, reason: e.to_string() }),
+                Err(_) => Err(ConsensusError::Unknown { group: gid, reason: "Raft stopped".into() }),
+            };
+            let outcome = match &result {
+                Ok(_) => Outcome::Ok,
+                Err(ConsensusError::Unknown { .. }) => Outcome::Unknown,
+                Err(_) => Outcome::Refused,
+            };
+            metrics.proposed(group_kind(gid), outcome, ordo_metrics::seconds_since(start));
+            result
+        }))
+    }
+
+    fn refused_writes(&self) -> u64 {
+        self.refused.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn applied_request(&self, id: RequestId) -> Result<Option<RequestRecord>, ConsensusError> {

@@ -36,7 +36,7 @@ mod state_machine;
 mod types;
 
 pub use entry_codec::decode_untrusted;
-pub use group::{wait_for_leader, Consensus, ConsensusError, GroupConfig, GroupHost, GroupStatus, RaftGroup};
+pub use group::{wait_for_leader, Consensus, ConsensusError, GroupConfig, GroupHost, GroupStatus, Queued, RaftGroup};
 pub use keys::GroupId;
 pub use network::{ForwardError, PeerTransport, Transport};
 pub use requests::{RequestId, RequestRecord, RequestReply};

@@ -167,6 +167,8 @@ pub trait GroupLogic: Send + Sync + 'static {
 fn apply_request(ctx: &mut ApplyContext<'_>, logic: &dyn GroupLogic, req: RequestCommand) -> io::Result<Vec<u8>> {
     ctx.expire_requests(req.stamp_ms).map_err(io_err)?;
     if let Some(record) = ctx.applied_request(req.id, req.stamp_ms).map_err(io_err)? {
+        // Rare (a retry that raced its first attempt into the log): worth a line.
+        tracing::info!(group = ctx.group_id(), index = ctx.log_index(), id = ?req.id, "request seen again: first reply kept");
         return Ok(encode(&RequestReply::Duplicate(record.reply)));
     }
     if !req.id.may_apply_at(req.stamp_ms) {

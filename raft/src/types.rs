@@ -58,13 +58,62 @@ impl fmt::Display for Command {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reply(pub Vec<u8>);
 
-openraft::declare_raft_types!(
-    pub TypeConfig:
-        D = Command,
-        R = Reply,
-        NodeId = u64,
-        Node = openraft::BasicNode,
-);
+/// The type configuration: openraft's defaults but for the commands,
+/// replies and node ids above, and the responder of client writes
+/// ([`WriteResponder`]), which `declare_raft_types!` cannot set.
+#[derive(Debug, Clone, Copy, Default, Eq, PartialEq, Ord, PartialOrd)]
+pub struct TypeConfig;
+
+impl openraft::RaftTypeConfig for TypeConfig {
+    type D = Command;
+    type R = Reply;
+    type NodeId = u64;
+    type Node = openraft::BasicNode;
+    type Term = u64;
+    type LeaderId = openraft::impls::leader_id_adv::LeaderId<u64, u64>;
+    type Vote = openraft::impls::Vote<Self::LeaderId>;
+    type Payload = openraft::EntryPayload<Command, u64, openraft::BasicNode>;
+    type Entry = openraft::Entry<<Self::LeaderId as openraft::vote::RaftLeaderId>::Committed, Self::Payload>;
+    type AsyncRuntime = openraft::impls::TokioRuntime;
+    type Responder<T>
+        = WriteResponder<T>
+    where
+        T: openraft::OptionalSend + 'static;
+    type Batch<T>
+        = openraft::impls::InlineBatch<T>
+    where
+        T: openraft::OptionalSend + 'static;
+    type ErrorSource = openraft::impls::BoxedErrorSource;
+}
+
+/// Hands a client write's result to its writer, and first to `hook`, which
+/// runs where openraft hands the result over: for a refusal, inside
+/// RaftCore before it takes its next message, so anything that asks
+/// RaftCore later (a barrier) is ordered after the hook's effect.
+pub struct WriteResponder<T> {
+    tx: tokio::sync::oneshot::Sender<T>,
+    hook: Option<ResultHook<T>>,
+}
+
+/// Looks at a write's result where openraft hands it over.
+pub type ResultHook<T> = Box<dyn FnOnce(&T) + Send>;
+
+impl<T> WriteResponder<T> {
+    pub fn new(hook: Option<ResultHook<T>>) -> (WriteResponder<T>, tokio::sync::oneshot::Receiver<T>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (WriteResponder { tx, hook }, rx)
+    }
+}
+
+impl<T: openraft::OptionalSend + 'static> openraft::raft::responder::Responder<TypeConfig, T> for WriteResponder<T> {
+    fn on_complete(self, result: T) {
+        if let Some(hook) = self.hook {
+            hook(&result);
+        }
+        // The writer may have stopped waiting: nothing to tell then.
+        let _ = self.tx.send(result);
+    }
+}
 
 pub type SnapshotData = Cursor<Vec<u8>>;
 pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;

@@ -15,8 +15,11 @@
 //! the earlier *sequenced* writes it overlaps ([`LockTable::enqueue_sequenced`]:
 //! a cross-shard transaction may already be visible on another vShard, so a
 //! read after it must see it here too), and no later request waits for it.
-//! An unfinished single-shard write is visible nowhere and acknowledged to
-//! no one, so a read that does not wait for it is simply ordered before it.
+//! An unfinished single-shard write is visible to no reader and
+//! acknowledged to no one (it may have left the table before it commits:
+//! its leader lets later *writes* read its rows, see `ordo_executor`'s
+//! pending writes), so a read that does not wait for it is simply ordered
+//! before it.
 //! A snapshot reader takes its rows from one storage snapshot, which may
 //! hold writes granted after it: it is ordered after those. A reader may
 //! also find out which sequenced writes it waits for ([`Ticket::blockers`],

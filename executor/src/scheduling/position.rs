@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use super::round::Progress;
 use super::Scheduler;
 use crate::codec::encode;
-use crate::constants::{EVALUATION_ATTEMPTS_ALARM, RETRY_BACKOFF_MS, VERDICT_FETCHES_MAX};
+use crate::constants::{EVALUATION_ATTEMPTS_ALARM, PENDING_WAIT_MS, RETRY_BACKOFF_MS, VERDICT_FETCHES_MAX};
 use crate::rpc::{Pairs, Router};
 use crate::sequenced::board::{Published, Serving};
 use crate::txn::interp::{self, TxnView};
@@ -90,6 +90,13 @@ impl Scheduler {
         // Granted after a position whose commit timed out released its
         // locks: its entry may still commit, so reading now could miss it.
         self.group.settled().map_err(|e| e.to_string())?;
+        // Single-vShard writes queued before these locks were granted may
+        // not be applied yet (they release their locks once queued): wait,
+        // so that this position reads, and serves to other participants,
+        // committed rows only.
+        let wait = Duration::from_millis(PENDING_WAIT_MS);
+        let upto = self.local.pending().next(self.vshard);
+        self.local.pending().drained(self.vshard, self.term, upto, wait).await.map_err(|e| e.to_string())?;
         if let Ok(SequencedInput::Statement(st)) = program {
             return self.run_statement(pos, epoch.timestamp_us, participants, st, published).await;
         }

@@ -5,6 +5,8 @@
 //!   read point for queries over several vShards, reconnaissance;
 //! - [`writes`]: single-vShard INSERT, UPDATE/DELETE, transaction programs
 //!   and table drops, and each vShard's part of a sequenced statement;
+//! - [`pending`]: the writes a leader queued and has not applied, which
+//!   its later writes read (early lock release);
 //! - [`positions`]: questions about sequenced positions from the other
 //!   participants and gateways (reads as of a position, outcomes, verdicts);
 //! - [`groups`]: group-level requests (read index, catalog, sequencing,
@@ -13,10 +15,12 @@
 //! Reads wait for a read barrier (every write committed before the request
 //! is applied here), so they are linearizable. Writes take the vShard's FIFO
 //! lock, pass the barrier, read the rows they need, compute the write set and
-//! propose it: each write sees every earlier write to its vShard, and a write
-//! computed by a deposed leader cannot commit (its term is over).
+//! queue it for the leader's term, releasing the lock once it is queued: each
+//! write sees every earlier write to its vShard (applied or pending), and a
+//! write computed by a deposed leader cannot commit (its term is over).
 
 mod groups;
+mod pending;
 mod positions;
 mod reads;
 mod writes;
@@ -37,6 +41,7 @@ use ordo_vshard::shard::ShardReader;
 use crate::constants::{FENCE_WAIT_MS, RECONNAISSANCES_INFLIGHT_MAX, REPLICA_CHECKSUM_WAIT_MS};
 use crate::rpc::{LocalServer, Router, ShardRequest, ShardResponse};
 use crate::sequenced::{FenceMark, LocalEpochs, TxnBoard};
+pub(crate) use pending::PendingWrites;
 
 /// Why a request was not served: this node does not lead the group (the
 /// caller follows the hint), or an error for the client.
@@ -102,6 +107,8 @@ pub struct LeaderExecutor {
     groups: BTreeMap<GroupId, Arc<dyn Consensus>>,
     reader: ShardReader,
     locks: ShardLocks,
+    /// Writes this node's vShard leaders queued and have not applied.
+    pending: Arc<PendingWrites>,
     vshards: u32,
     board: TxnBoard,
     /// On nodes with a sequencer replica: orders inputs while it leads.
@@ -130,11 +137,13 @@ impl LeaderExecutor {
         vshards: u32,
         sealer: Option<Sealer>,
         epochs: Option<LocalEpochs>,
+        early_lock_release: bool,
     ) -> LeaderExecutor {
         LeaderExecutor {
             groups,
             reader,
             locks: ShardLocks::new(vshards),
+            pending: Arc::new(PendingWrites::new(vshards, early_lock_release)),
             vshards,
             board: TxnBoard::new(vshards),
             sealer,
@@ -189,6 +198,10 @@ impl LeaderExecutor {
 
     pub fn locks(&self) -> &ShardLocks {
         &self.locks
+    }
+
+    pub(crate) fn pending(&self) -> &PendingWrites {
+        &self.pending
     }
 
     pub fn board(&self) -> &TxnBoard {
