@@ -175,10 +175,11 @@ pub struct StartArgs {
     #[arg(long, default_value_t = 3, env = "ORDO_REPLICATION")]
     pub replication: usize,
     /// Let a single-vShard write release its locks once its entry is queued
-    /// rather than once it is applied (early lock release; later writes read
-    /// its pending rows). Experimental: off until the fault harness passes
-    /// with it (docs/RELIABILITY.md).
-    #[arg(long, env = "ORDO_EARLY_LOCK_RELEASE")]
+    /// rather than once it is applied (early lock release: later writes of
+    /// the vShard read its pending rows; docs/ARCHITECTURE.md).
+    /// `--early-lock-release=false` keeps every write's locks until applied.
+    #[arg(long, env = "ORDO_EARLY_LOCK_RELEASE", default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
     pub early_lock_release: bool,
     /// Interval of the node-wide Raft heartbeat, in milliseconds; elections
     /// start after 6 to 12 missed intervals.
