@@ -300,6 +300,16 @@ impl Drop for Settle {
     }
 }
 
+/// How a proposal ended, for the metrics: applied, refused (nothing
+/// applied), or unknown.
+fn outcome_of<T>(result: &Result<T, ConsensusError>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Ok,
+        Err(ConsensusError::Unknown { .. }) => Outcome::Unknown,
+        Err(_) => Outcome::Refused,
+    }
+}
+
 fn forward_or_unavailable<E>(
     gid: GroupId,
     e: &openraft::errors::RaftError<crate::types::TypeConfig, E>,
@@ -324,12 +334,7 @@ impl RaftGroup {
     async fn write(&self, command: Command) -> Result<Vec<u8>, ConsensusError> {
         let start = std::time::Instant::now();
         let result = self.write_once(command).await;
-        let outcome = match &result {
-            Ok(_) => Outcome::Ok,
-            Err(ConsensusError::Unknown { .. }) => Outcome::Unknown,
-            Err(_) => Outcome::Refused,
-        };
-        self.metrics.proposed(group_kind(self.gid), outcome, ordo_metrics::seconds_since(start));
+        self.metrics.proposed(group_kind(self.gid), outcome_of(&result), ordo_metrics::seconds_since(start));
         result
     }
 
@@ -532,12 +537,7 @@ impl Consensus for RaftGroup {
                 Ok(Err(e)) => Err(ConsensusError::Unknown { group: gid, reason: e.to_string() }),
                 Err(_) => Err(ConsensusError::Unknown { group: gid, reason: "Raft stopped".into() }),
             };
-            let outcome = match &result {
-                Ok(_) => Outcome::Ok,
-                Err(ConsensusError::Unknown { .. }) => Outcome::Unknown,
-                Err(_) => Outcome::Refused,
-            };
-            metrics.proposed(group_kind(gid), outcome, ordo_metrics::seconds_since(start));
+            metrics.proposed(group_kind(gid), outcome_of(&result), ordo_metrics::seconds_since(start));
             result
         }))
     }

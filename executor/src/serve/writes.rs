@@ -251,13 +251,9 @@ impl LeaderExecutor {
         let resolved = tokio::spawn(async move {
             // Only row writes are left pending; anything else (a table's
             // drop) keeps its locks until applied.
-            let rows: &[RowWrite] = match &command {
-                ShardCommand::Write { writes, .. } => writes,
-                _ => &[],
-            };
-            let reserved = match &command {
-                ShardCommand::Write { .. } => pending.reserve(vshard, term, rows, id),
-                _ => Added::Held { upto: pending.next(vshard) },
+            let (rows, reserved): (&[RowWrite], Added) = match &command {
+                ShardCommand::Write { writes, .. } => (writes, pending.reserve(vshard, term, writes, id)),
+                _ => (&[], Added::Held { upto: pending.next(vshard) }),
             };
             let queued = match group.submit(term, id, command.encode(), reply).await {
                 Ok(queued) => queued,
